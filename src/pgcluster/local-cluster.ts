@@ -1,0 +1,179 @@
+import { execFile, execFileSync } from 'node:child_process';
+import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { findPgBinaries, PgBinaries } from './binaries';
+
+const run = promisify(execFile);
+
+/** A PostgreSQL cluster that pgflip (or its tests) runs as a child on this machine. */
+export interface LocalClusterOptions {
+  /** Directory that holds the cluster's data, socket and log; created if missing. */
+  dir: string;
+  port?: number;
+  superuser?: string;
+  password?: string;
+  /** Extra postgresql.conf settings. */
+  settings?: Record<string, string | number>;
+  binaries?: PgBinaries;
+}
+
+export const DEFAULT_CLUSTER_SETTINGS: Record<string, string | number> = {
+  wal_level: 'logical',
+  max_replication_slots: 20,
+  max_wal_senders: 20,
+  max_connections: 300,
+  listen_addresses: "'127.0.0.1'",
+};
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, host, () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const isRoot = () => typeof process.getuid === 'function' && process.getuid() === 0;
+
+/** PostgreSQL refuses to run as root: when root, run its binaries as the `postgres` OS user. */
+function osUser(): { uid: number; gid: number } | undefined {
+  if (!isRoot()) return undefined;
+  try {
+    execFileSync('id', ['-u', 'postgres'], { stdio: 'ignore' });
+  } catch {
+    execFileSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', 'postgres']);
+  }
+  const uid = Number(execFileSync('id', ['-u', 'postgres']).toString().trim());
+  const gid = Number(execFileSync('id', ['-g', 'postgres']).toString().trim());
+  return { uid, gid };
+}
+
+function quoteConf(v: string | number): string {
+  return typeof v === 'number' || /^'.*'$/.test(v) || /^[A-Za-z0-9_.]+$/.test(v) ? String(v) : `'${v.replace(/'/g, "''")}'`;
+}
+
+export class LocalCluster {
+  readonly dataDir: string;
+  readonly socketDir: string;
+  readonly logFile: string;
+  readonly superuser: string;
+  readonly password: string;
+  port = 0;
+  private readonly bins: PgBinaries;
+  private readonly owner = osUser();
+
+  constructor(private readonly opts: LocalClusterOptions) {
+    this.dataDir = path.join(opts.dir, 'data');
+    this.socketDir = path.join(opts.dir, 'sock');
+    this.logFile = path.join(opts.dir, 'postgres.log');
+    this.superuser = opts.superuser ?? 'postgres';
+    this.password = opts.password ?? 'postgres';
+    this.bins = opts.binaries ?? findPgBinaries();
+  }
+
+  get host(): string {
+    return '127.0.0.1';
+  }
+
+  /** URL of a database on this cluster, with the superuser's credentials. */
+  url(database = 'postgres'): string {
+    return `postgres://${encodeURIComponent(this.superuser)}:${encodeURIComponent(this.password)}@${this.host}:${this.port}/${encodeURIComponent(database)}`;
+  }
+
+  private async pg(bin: string, args: string[]): Promise<string> {
+    const file = path.join(this.bins.dir, bin);
+    const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
+    const { stdout } = this.owner
+      ? await run('runuser', ['-u', 'postgres', '--', file, ...args], { env, maxBuffer: 1 << 24 })
+      : await run(file, args, { env, maxBuffer: 1 << 24 });
+    return stdout;
+  }
+
+  private chown(p: string): void {
+    if (this.owner) chownSync(p, this.owner.uid, this.owner.gid);
+  }
+
+  get initialised(): boolean {
+    return existsSync(path.join(this.dataDir, 'PG_VERSION'));
+  }
+
+  async init(): Promise<void> {
+    mkdirSync(this.opts.dir, { recursive: true, mode: 0o755 });
+    this.chown(this.opts.dir);
+    mkdirSync(this.socketDir, { recursive: true, mode: 0o755 });
+    this.chown(this.socketDir);
+    if (this.initialised) return;
+    const pwfile = path.join(this.opts.dir, '.pwfile');
+    writeFileSync(pwfile, `${this.password}\n`, { mode: 0o600 });
+    this.chown(pwfile);
+    try {
+      await this.pg('initdb', [
+        '-D', this.dataDir, '-U', this.superuser, `--pwfile=${pwfile}`,
+        '--auth-local=trust', '--auth-host=scram-sha-256', '--encoding=UTF8', '--locale=C', '--no-sync',
+      ]);
+    } finally {
+      rmSync(pwfile, { force: true });
+    }
+    // Replication connections from loopback need their own pg_hba line.
+    appendFileSync(path.join(this.dataDir, 'pg_hba.conf'),
+      'host replication all 127.0.0.1/32 scram-sha-256\n');
+    const settings = { ...DEFAULT_CLUSTER_SETTINGS, ...this.opts.settings };
+    const conf = Object.entries(settings).map(([k, v]) => `${k} = ${quoteConf(v)}`).join('\n');
+    appendFileSync(path.join(this.dataDir, 'postgresql.conf'), `\n# pgflip\n${conf}\n`);
+  }
+
+  async start(): Promise<void> {
+    if (!this.initialised) await this.init();
+    for (let attempt = 0; ; attempt++) {
+      this.port = this.opts.port ?? (await freePort());
+      try {
+        await this.pg('pg_ctl', [
+          'start', '-w', '-t', '60', '-D', this.dataDir, '-l', this.logFile,
+          '-o', `-p ${this.port} -k ${this.socketDir}`,
+        ]);
+        return;
+      } catch (err) {
+        // A port taken between freePort() and bind: try another one.
+        if (this.opts.port !== undefined || attempt >= 3) throw new Error(`${(err as Error).message}\n${this.tailLog()}`);
+      }
+    }
+  }
+
+  /** mode: 'immediate' for tests and crash simulation, 'fast' for a clean stop. */
+  async stop(mode: 'fast' | 'immediate' = 'fast'): Promise<void> {
+    if (!existsSync(path.join(this.dataDir, 'postmaster.pid'))) return;
+    try {
+      await this.pg('pg_ctl', ['stop', '-w', '-t', '60', '-m', mode, '-D', this.dataDir]);
+    } catch {
+      /* already stopped */
+    }
+  }
+
+  /** pid of the running postmaster, if any. */
+  postmasterPid(): number | undefined {
+    try {
+      return Number(readFileSync(path.join(this.dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    } catch {
+      return undefined;
+    }
+  }
+
+  tailLog(lines = 20): string {
+    try {
+      return readFileSync(this.logFile, 'utf8').split('\n').slice(-lines).join('\n');
+    } catch {
+      return '';
+    }
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop('immediate');
+    rmSync(this.opts.dir, { recursive: true, force: true });
+  }
+}
