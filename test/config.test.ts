@@ -1,0 +1,61 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, loadConfig, parseHostPort } from '../src/config';
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'pgflip-config-'));
+function file(name: string, text: string): string {
+  const f = path.join(tmp, name);
+  writeFileSync(f, text);
+  return f;
+}
+
+describe('configuration', () => {
+  it('takes flags over env over file over defaults', () => {
+    const f = file('a.yaml', 'blue:\n  url: postgres://f@h:1/db\ngreen:\n  url: postgres://f@h:2/db\nproxy:\n  listen: {host: 0.0.0.0, port: 7000}\n  auth: trust\n');
+    const env = { BLUE_DATABASE_URL: 'postgres://env@h:3/db' };
+    const cfg = loadConfig({ file: f, env, flags: { proxy: { listen: { host: '127.0.0.1', port: 7001 } } } });
+    expect(cfg.blue.url).toBe('postgres://env@h:3/db');
+    expect(cfg.green.url).toBe('postgres://f@h:2/db');
+    expect(cfg.proxy.listen).toEqual({ host: '127.0.0.1', port: 7001 });
+    expect(cfg.proxy.auth).toBe('trust');
+    expect(cfg.proxy.maxMessageBytes).toBe(1024 ** 3);
+  });
+
+  it('adds the application account from DB_USER and DB_PASSWORD', () => {
+    const cfg = loadConfig({ env: { DB_USER: 'app', DB_PASSWORD: 'secret', DB_NAME: 'shop' } });
+    expect(cfg.proxy.users.app).toEqual({ password: 'secret' });
+    expect(cfg.app.database).toBe('shop');
+  });
+
+  it.each([
+    ['blue.url', { require: ['backends'] as const, env: { GREEN_DATABASE_URL: 'postgres://x@h/d' } }, 'config blue.url: is required'],
+    ['green.url', { env: { GREEN_DATABASE_URL: 'mysql://x@h/d' } }, 'config green.url: must start with postgres://'],
+    ['active', { env: { PGFLIP_ACTIVE: 'red' } }, 'config active: must be blue or green (got "red")'],
+    ['proxy.auth', { flags: { proxy: { auth: 'md5' } } }, 'config proxy.auth: must be scram or trust'],
+    ['proxy.maxMessageBytes', { flags: { proxy: { maxMessageBytes: -1 } } }, 'config proxy.maxMessageBytes: must be a positive integer (got -1)'],
+    ['proxy.users.bob', { flags: { proxy: { users: { bob: {} } } } }, 'config proxy.users.bob: needs password or scramVerifier'],
+    ['PGFLIP_API_TOKEN', { require: ['apiToken'] as const, env: {} }, 'config PGFLIP_API_TOKEN: is required'],
+    ['controller.apiToken', { env: { PGFLIP_API_TOKEN: 'short' } }, 'config controller.apiToken: must be at least 16 characters'],
+    ['redisUrl', { env: { REDIS_URL: 'localhost:6379' } }, 'config redisUrl: must start with redis://'],
+  ])('names the key %s and the problem', (key, opts, message) => {
+    const run = () => loadConfig({ env: {}, ...opts, require: opts.require ? [...opts.require] : undefined } as Parameters<typeof loadConfig>[0]);
+    expect(run).toThrow(ConfigError);
+    expect(run).toThrow(message);
+    try { run(); } catch (e) { expect((e as ConfigError).key).toBe(key); }
+  });
+
+  it('reports an unreadable or malformed file with its name', () => {
+    expect(() => loadConfig({ file: path.join(tmp, 'missing.yaml'), env: {} })).toThrow(/config --config: cannot read .*missing\.yaml: ENOENT/);
+    const bad = file('bad.yaml', 'proxy: [unclosed\n');
+    expect(() => loadConfig({ file: bad, env: {} })).toThrow(/config --config: .*bad\.yaml: /);
+  });
+
+  it('parses HOST:PORT and rejects anything else', () => {
+    expect(parseHostPort('--listen', '0.0.0.0:6432')).toEqual({ host: '0.0.0.0', port: 6432 });
+    expect(parseHostPort('--listen', '[::1]:5')).toEqual({ host: '::1', port: 5 });
+    expect(parseHostPort('--listen', ':7')).toEqual({ host: '127.0.0.1', port: 7 });
+    expect(() => parseHostPort('--listen', 'localhost')).toThrow('config --listen: expected HOST:PORT, got "localhost"');
+    expect(() => parseHostPort('--listen', 'h:70000')).toThrow('config --listen');
+  });
+});
