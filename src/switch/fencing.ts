@@ -1,0 +1,280 @@
+/**
+ * Fencing the side traffic has left (DESIGN §6.5, issue 4): the application's
+ * roles can no longer write there, and sessions that bypass pgflip are ended,
+ * so no write lands on the old side once the new one serves. Reversible
+ * exactly: unfence() restores what fence() changed, as recorded in the table
+ * `pgflip.fence` of the fenced database.
+ *
+ * Three layers, because each alone has a gap:
+ *  1. `ALTER ROLE r IN DATABASE d SET default_transaction_read_only = on`:
+ *     new sessions of r get SQLSTATE 25006 on any write — a clear message —
+ *     but a session can `SET default_transaction_read_only = off`;
+ *  2. REVOKE INSERT, UPDATE, DELETE, TRUNCATE on every table (and column) of d
+ *     where r holds them directly (owners included): such a session then gets
+ *     42501. What was revoked, with grantor and grant option, is recorded;
+ *  3. pg_terminate_backend for the sessions of r in d that are not pgflip's
+ *     own (application_name prefix, or pids passed in): they started before
+ *     the fence and would otherwise keep their read-write default.
+ *
+ * Not covered, and reported instead of hidden: write privileges r inherits
+ * from a group role (revoking them from the group would fence its other
+ * members too) — listed in `stillWritable`. Superuser roles bypass every
+ * privilege check and are refused. The sync engine's reverse applier keeps
+ * writing to the fenced side because it connects as a role not in `roles`.
+ */
+import { Client, escapeIdentifier as ident, escapeLiteral as literal } from 'pg';
+import { logger, redactUrl } from '../observability/logger';
+
+export interface FenceOptions {
+  /** the application's roles (those clients log in as through pgflip) */
+  roles: string[];
+  /** the database to fence (the application's) */
+  database: string;
+  /** sessions whose application_name starts with one of these are pgflip's own and stay (default ['pgflip']) */
+  exceptApplicationNames?: string[];
+  /** backend pids that stay (e.g. the proxy's own backend connections) */
+  exceptPids?: number[];
+}
+
+export interface RevokedPrivilege {
+  /** schema-qualified, quoted table name as PostgreSQL prints it */
+  table: string;
+  column?: string;
+  role: string;
+  privilege: string;
+  grantor: string;
+  grantable: boolean;
+}
+
+export interface TerminatedSession {
+  pid: number;
+  role: string;
+  applicationName: string;
+  clientAddr: string | null;
+}
+
+export interface FenceReport {
+  /** a fence was already in place; only sessions were ended again */
+  alreadyFenced: boolean;
+  revoked: RevokedPrivilege[];
+  terminated: TerminatedSession[];
+  /** "table: PRIVILEGE for role" still held through group membership */
+  stillWritable: string[];
+}
+
+export interface UnfenceReport {
+  wasFenced: boolean;
+  restored: RevokedPrivilege[];
+  /** recorded privileges on tables dropped meanwhile */
+  skipped: string[];
+}
+
+const WRITE_PRIVILEGES = ['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'];
+const COLUMN_WRITE_PRIVILEGES = ['INSERT', 'UPDATE'];
+
+const SCHEMA_SQL = `
+CREATE SCHEMA IF NOT EXISTS pgflip;
+CREATE TABLE IF NOT EXISTS pgflip.fence (
+  id          bigserial PRIMARY KEY,
+  kind        text NOT NULL CHECK (kind IN ('setting', 'privilege')),
+  role        name NOT NULL,
+  -- setting: the role's previous default_transaction_read_only in this database (NULL: none)
+  setting     text,
+  -- privilege: table by oid (survives renames), column, privilege, grantor, grant option
+  relid       oid,
+  attname     name,
+  privilege   text,
+  grantor     name,
+  grantable   boolean,
+  fenced_at   timestamptz NOT NULL DEFAULT now()
+);`;
+
+function withDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  return u.toString();
+}
+
+async function connect(sideUrl: string, database: string): Promise<Client> {
+  const c = new Client({ connectionString: withDatabase(sideUrl, database), application_name: 'pgflip-fence' });
+  try {
+    await c.connect();
+  } catch (err) {
+    throw new Error(`fencing: cannot connect to ${redactUrl(withDatabase(sideUrl, database))}: ${(err as Error).message}`);
+  }
+  return c;
+}
+
+async function tx<T>(c: Client, fn: () => Promise<T>): Promise<T> {
+  await c.query('BEGIN');
+  try {
+    const r = await fn();
+    await c.query('COMMIT');
+    return r;
+  } catch (err) {
+    await c.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** runs one statement as `role` (inside the caller's transaction); PostgreSQL only accepts GRANTED BY the current user */
+async function asRole(c: Client, role: string, sql: string): Promise<void> {
+  await c.query(`SET LOCAL ROLE ${ident(role)}`);
+  try {
+    await c.query(sql);
+  } finally {
+    await c.query('RESET ROLE').catch(() => undefined);
+  }
+}
+
+function validate(opts: FenceOptions): void {
+  if (!opts.database) throw new Error('fencing: database is required');
+  if (!opts.roles.length) throw new Error('fencing: at least one application role is required');
+}
+
+/** Makes `database` on the side at `sideUrl` read-only for `roles` (see the file comment). */
+export async function fence(sideUrl: string, opts: FenceOptions): Promise<FenceReport> {
+  validate(opts);
+  const c = await connect(sideUrl, opts.database);
+  const log = logger().child({ component: 'fencing', database: opts.database });
+  try {
+    const roles = await c.query<{ rolname: string; rolsuper: boolean; rolbypassrls: boolean }>(
+      'SELECT rolname, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = ANY($1)', [opts.roles]);
+    const missing = opts.roles.filter((r) => !roles.rows.some((x) => x.rolname === r));
+    if (missing.length) throw new Error(`fencing: role(s) not found on this side: ${missing.join(', ')}`);
+    const supers = roles.rows.filter((r) => r.rolsuper).map((r) => r.rolname);
+    if (supers.length) throw new Error(`fencing: role(s) ${supers.join(', ')} are superusers and bypass every privilege check; the application must not connect as a superuser`);
+
+    const { alreadyFenced, revoked } = await tx(c, async () => {
+      await c.query(SCHEMA_SQL);
+      // one fencer at a time per database; a second fence() must not record the fenced state as "before"
+      await c.query("SELECT pg_advisory_xact_lock(hashtext('pgflip.fence'))");
+      const existing = await c.query('SELECT 1 FROM pgflip.fence LIMIT 1');
+      if (existing.rowCount) return { alreadyFenced: true, revoked: [] as RevokedPrivilege[] };
+
+      for (const role of opts.roles) {
+        const prev = await c.query<{ value: string | null }>(
+          `SELECT (SELECT split_part(s, '=', 2) FROM unnest(d.setconfig) s WHERE s LIKE 'default\\_transaction\\_read\\_only=%') AS value
+             FROM pg_db_role_setting d JOIN pg_roles r ON r.oid = d.setrole JOIN pg_database db ON db.oid = d.setdatabase
+            WHERE r.rolname = $1 AND db.datname = current_database()`, [role]);
+        await c.query("INSERT INTO pgflip.fence (kind, role, setting) VALUES ('setting', $1, $2)", [role, prev.rows[0]?.value ?? null]);
+        await c.query(`ALTER ROLE ${ident(role)} IN DATABASE ${ident(opts.database)} SET default_transaction_read_only = on`);
+      }
+
+      const grants = await c.query<{ relid: number; tbl: string; attname: string | null; role: string; privilege: string; grantor: string; grantable: boolean }>(
+        `SELECT c.oid AS relid, c.oid::regclass::text AS tbl, NULL::name AS attname, g.rolname AS role, a.privilege_type AS privilege,
+                gr.rolname AS grantor, a.is_grantable AS grantable
+           FROM pg_class c
+           CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+           JOIN pg_roles g ON g.oid = a.grantee JOIN pg_roles gr ON gr.oid = a.grantor
+          WHERE c.relkind IN ('r', 'p', 'v', 'f', 'm') AND g.rolname = ANY($1) AND a.privilege_type = ANY($2)
+            AND c.relnamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema', 'pgflip'))
+         UNION ALL
+         SELECT c.oid, c.oid::regclass::text, att.attname, g.rolname, a.privilege_type, gr.rolname, a.is_grantable
+           FROM pg_attribute att JOIN pg_class c ON c.oid = att.attrelid
+           CROSS JOIN LATERAL aclexplode(att.attacl) a
+           JOIN pg_roles g ON g.oid = a.grantee JOIN pg_roles gr ON gr.oid = a.grantor
+          WHERE att.attacl IS NOT NULL AND NOT att.attisdropped AND g.rolname = ANY($1) AND a.privilege_type = ANY($3)
+          ORDER BY 2, 3 NULLS FIRST, 4, 5`, [opts.roles, WRITE_PRIVILEGES, COLUMN_WRITE_PRIVILEGES]);
+
+      const out: RevokedPrivilege[] = [];
+      for (const g of grants.rows) {
+        await c.query(
+          "INSERT INTO pgflip.fence (kind, role, relid, attname, privilege, grantor, grantable) VALUES ('privilege', $1, $2, $3, $4, $5, $6)",
+          [g.role, g.relid, g.attname, g.privilege, g.grantor, g.grantable]);
+        const col = g.attname ? ` (${ident(g.attname)})` : '';
+        // as the grantor: a superuser's plain REVOKE only removes grants made by the table owner.
+        // No CASCADE: grants the role passed on would vanish and unfence could not restore them.
+        try {
+          await asRole(c, g.grantor, `REVOKE ${g.privilege}${col} ON ${g.tbl} FROM ${ident(g.role)}`);
+        } catch (err) {
+          throw new Error(`fencing: cannot revoke ${g.privilege}${col} on ${g.tbl} from ${g.role}: ${(err as Error).message} (SQLSTATE ${(err as { code?: string }).code ?? '?'})`);
+        }
+        out.push({ table: g.tbl, ...(g.attname ? { column: g.attname } : {}), role: g.role, privilege: g.privilege, grantor: g.grantor, grantable: g.grantable });
+      }
+      return { alreadyFenced: false, revoked: out };
+    });
+
+    // after the commit: a client reconnecting at once already gets the read-only default
+    const terminated = await terminateBypassing(c, opts);
+    const stillWritable = await inheritedWrites(c, opts.roles);
+    log.info({ roles: opts.roles, revoked: revoked.length, terminated: terminated.length, alreadyFenced, stillWritable }, 'side fenced');
+    return { alreadyFenced, revoked, terminated, stillWritable };
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+async function terminateBypassing(c: Client, opts: FenceOptions): Promise<TerminatedSession[]> {
+  const prefixes = (opts.exceptApplicationNames ?? ['pgflip']).map((p) => `${p.replace(/[\\%_]/g, '\\$&')}%`);
+  const r = await c.query<{ pid: number; role: string; application_name: string; client_addr: string | null; ok: boolean }>(
+    `SELECT pid, usename AS role, application_name, client_addr::text AS client_addr, pg_terminate_backend(pid, 5000) AS ok
+       FROM pg_stat_activity
+      WHERE datname = current_database() AND usename = ANY($1) AND pid <> pg_backend_pid()
+        AND NOT (pid = ANY($2::int[])) AND NOT (application_name LIKE ANY($3::text[]))`,
+    [opts.roles, opts.exceptPids ?? [], prefixes]);
+  // with a timeout PostgreSQL waits until each backend is gone: fence() returns only once they are
+  const stuck = r.rows.filter((x) => !x.ok).map((x) => x.pid);
+  if (stuck.length) throw new Error(`fencing: sessions ${stuck.join(', ')} did not end within 5 s of pg_terminate_backend`);
+  return r.rows.map((x) => ({ pid: x.pid, role: x.role, applicationName: x.application_name, clientAddr: x.client_addr }));
+}
+
+async function inheritedWrites(c: Client, roles: string[]): Promise<string[]> {
+  const r = await c.query<{ item: string }>(
+    `SELECT format('%s: %s for %s', c.oid::regclass, p.priv, r.rolname) AS item
+       FROM pg_class c CROSS JOIN unnest($2::text[]) p(priv) JOIN pg_roles r ON r.rolname = ANY($1)
+      WHERE c.relkind IN ('r', 'p', 'v', 'f', 'm')
+        AND c.relnamespace NOT IN (SELECT oid FROM pg_namespace WHERE nspname IN ('pg_catalog', 'information_schema', 'pgflip') OR nspname LIKE 'pg\\_toast%')
+        AND has_table_privilege(r.oid, c.oid, p.priv)
+      ORDER BY 1`, [roles, WRITE_PRIVILEGES]);
+  return r.rows.map((x) => x.item);
+}
+
+/** Reverses fence() exactly: restores each recorded grant and each role's previous setting. */
+export async function unfence(sideUrl: string, opts: Pick<FenceOptions, 'database'> & { roles?: string[] }): Promise<UnfenceReport> {
+  if (!opts.database) throw new Error('fencing: database is required');
+  const c = await connect(sideUrl, opts.database);
+  try {
+    return await tx(c, async () => {
+      const has = await c.query("SELECT to_regclass('pgflip.fence') IS NOT NULL AS present");
+      if (!has.rows[0].present) return { wasFenced: false, restored: [], skipped: [] };
+      await c.query("SELECT pg_advisory_xact_lock(hashtext('pgflip.fence'))");
+      const rows = await c.query<{ id: string; kind: string; role: string; setting: string | null; tbl: string | null; relid: number | null; attname: string | null; privilege: string | null; grantor: string | null; grantable: boolean | null }>(
+        `SELECT f.id, f.kind, f.role, f.setting, c.oid::regclass::text AS tbl, f.relid, f.attname, f.privilege, f.grantor, f.grantable
+           FROM pgflip.fence f LEFT JOIN pg_class c ON c.oid = f.relid
+          WHERE $1::name[] IS NULL OR f.role = ANY($1)
+          ORDER BY f.id`, [opts.roles ?? null]);
+      const restored: RevokedPrivilege[] = [];
+      const skipped: string[] = [];
+      for (const r of rows.rows) {
+        if (r.kind === 'setting') {
+          await c.query(r.setting === null
+            ? `ALTER ROLE ${ident(r.role)} IN DATABASE ${ident(opts.database)} RESET default_transaction_read_only`
+            : `ALTER ROLE ${ident(r.role)} IN DATABASE ${ident(opts.database)} SET default_transaction_read_only = ${literal(r.setting)}`);
+          continue;
+        }
+        if (r.tbl === null) { skipped.push(`${r.privilege} on relation ${r.relid} for ${r.role}: table no longer exists`); continue; }
+        const col = r.attname ? ` (${ident(r.attname)})` : '';
+        await asRole(c, r.grantor!, `GRANT ${r.privilege}${col} ON ${r.tbl} TO ${ident(r.role)}${r.grantable ? ' WITH GRANT OPTION' : ''}`);
+        restored.push({ table: r.tbl, ...(r.attname ? { column: r.attname } : {}), role: r.role, privilege: r.privilege!, grantor: r.grantor!, grantable: !!r.grantable });
+      }
+      await c.query('DELETE FROM pgflip.fence WHERE id = ANY($1::bigint[])', [rows.rows.map((r) => r.id)]);
+      logger().child({ component: 'fencing', database: opts.database }).info({ restored: restored.length, skipped }, 'side unfenced');
+      return { wasFenced: rows.rowCount! > 0, restored, skipped };
+    });
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** True while a fence recorded by fence() is in place on this database. */
+export async function isFenced(sideUrl: string, database: string): Promise<boolean> {
+  const c = await connect(sideUrl, database);
+  try {
+    const r = await c.query("SELECT to_regclass('pgflip.fence') IS NOT NULL AS present");
+    if (!r.rows[0].present) return false;
+    return ((await c.query('SELECT 1 FROM pgflip.fence LIMIT 1')).rowCount ?? 0) > 0;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
