@@ -266,7 +266,7 @@ describe('fleet flip with a proxy process killed mid-pause', () => {
       const { p: survivor } = await fleet.join('survivor');
       const fixture = path.join(__dirname, 'fixtures');
       const lines: string[] = [];
-      child = spawn(process.execPath, ['-r', path.join(fixture, 'ts-register.js'), path.join(fixture, 'member-process.ts'),
+      child = spawn(process.execPath, ['-r', path.join(__dirname, '../harness/ts-register.js'), path.join(fixture, 'member-process.ts'),
         redis.url, prefix, 'doomed', String(HEARTBEAT_MS), String(TTL_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
       const exited = new Promise((r) => child!.once('exit', r));
       child.stdout!.setEncoding('utf8').on('data', (d: string) => lines.push(...d.split('\n').filter(Boolean)));

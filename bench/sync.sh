@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Sync engine benchmark: initial copy vs pg_dump|psql, and apply lag under pgbench load.
+# Env: BENCH_RUNS (copies per method, default 2), BENCH_LOAD_SECONDS (default 20).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PGFLIP_LOG_LEVEL="${PGFLIP_LOG_LEVEL:-warn}"
+exec node -r ./test/harness/ts-register.js bench/sync/bench.ts "$@"

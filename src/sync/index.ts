@@ -1,0 +1,14 @@
+/** The sync engine's public API (DESIGN §6). */
+export { SyncSession, SyncMigrationError, SyncStateError } from './session';
+export type { SyncSessionOptions, SyncProgress, SyncPhase, CopySummary, CatchUpResult } from './session';
+export { invertMapping, isWidening } from './invert';
+export type { InverseMapping } from './invert';
+export { readCatalog } from './catalog';
+export type { Catalog, TableInfo, ColumnInfo } from './catalog';
+export { SyncPrerequisiteError } from './prerequisites';
+export type { Problem } from './prerequisites';
+export { SyncPlanError } from './plan';
+export { SyncApplyError } from './apply';
+export type { AppliedBatch, ApplyStats } from './apply';
+export type { VerifyResult, TableVerification } from './verify';
+export type { CleanupReport } from './cleanup';

@@ -1,0 +1,20 @@
+/** Sync lag gauges (DESIGN §3.6): one pair per registry, labelled by direction. */
+import { Gauge, Registry, register as defaultRegistry } from 'prom-client';
+
+export interface LagGauges {
+  seconds: Gauge<'direction'>;
+  bytes: Gauge<'direction'>;
+}
+
+function gauge(registry: Registry, name: string, help: string): Gauge<'direction'> {
+  const existing = registry.getSingleMetric(name);
+  if (existing) return existing as Gauge<'direction'>;
+  return new Gauge({ name, help, labelNames: ['direction'], registers: [registry] });
+}
+
+export function lagGauges(registry: Registry = defaultRegistry): LagGauges {
+  return {
+    seconds: gauge(registry, 'pgflip_sync_lag_seconds', 'Seconds since the oldest source commit not yet applied on the target (0 when caught up)'),
+    bytes: gauge(registry, 'pgflip_sync_lag_bytes', 'WAL bytes between the source\'s current position and the last position applied on the target'),
+  };
+}

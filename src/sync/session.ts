@@ -1,0 +1,568 @@
+/**
+ * SyncSession: one direction of data sync between two databases (DESIGN §6).
+ *
+ *   checkPrerequisites → prepareTarget → initialCopy → migrateTarget →
+ *   startStreaming → catchUp → verify → stop → cleanup
+ *
+ * Reverse sync after a flip is a session from the new side to the old one with
+ * the inverse mapping, started with createSlot() (no copy) while writes are held.
+ * A restarted process resumes a stream with the same slotName (the target's
+ * pgflip.sync_state row says what was applied), or removes leftovers with
+ * SyncSession.cleanupLeftovers().
+ */
+import { Client } from 'pg';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import { emptyMapping, SchemaMapping } from '../classifier/mapping';
+import { logger as rootLogger, redactUrl } from '../observability/logger';
+import { AppliedBatch, Applier, ApplyStats, RelationPlan, STATE_TABLE, STATE_TABLE_DDL } from './apply';
+import { Catalog, readCatalog, TableInfo, withClient } from './catalog';
+import { cleanupByPrefix, CleanupReport, ORIGIN_PREFIX, originName } from './cleanup';
+import { copyTables, TableCopyResult } from './copy';
+import { formatLsn, Lsn, parseLsn } from './lsn';
+import { lagGauges, LagGauges } from './metrics';
+import { messageSize, PgoutputMessage } from './pgoutput';
+import { checkPlanAgainstTarget, MappingIndex, SyncPlanError } from './plan';
+import { checkSource, Problem, selectTables, SyncPrerequisiteError } from './prerequisites';
+import { ReplicationConnection } from './replication';
+import { dumpSchema, runPsql, ToolError } from './schema';
+import { syncSequences, SequenceSyncResult } from './sequences';
+import { assertSlotName, qi, ql, qtable, tableKey } from './sql';
+import { verifyTable, VerifyResult } from './verify';
+
+export type SyncPhase = 'prerequisites' | 'schema' | 'copy' | 'indexes' | 'migrate' | 'stream' | 'catchup' | 'verify' | 'cleanup';
+
+export interface SyncProgress {
+  phase: SyncPhase;
+  table?: string;
+  rows?: number;
+  bytes?: number;
+  /** 0..100 */
+  percent?: number;
+  done?: boolean;
+  message?: string;
+}
+
+export interface SyncSessionOptions {
+  /** database URL of the side changes come from */
+  source: string;
+  /** database URL of the side they go to */
+  target: string;
+  /** old schema → new schema; default: every table 1:1 */
+  mapping?: SchemaMapping;
+  /** the migration run by migrateTarget() when it gets no argument */
+  migrationSql?: string;
+  /** `schema.table` names to sync (default: every user table of the source) */
+  tables?: string[];
+  /** replication slot name; also names the publication, origin and state row */
+  slotName: string;
+  /** label of the lag metrics */
+  direction?: 'forward' | 'reverse';
+  logger?: Logger;
+  onProgress?: (p: SyncProgress) => void;
+  onApplied?: (b: AppliedBatch) => void;
+  /** a failure of the running stream (also rejects a pending catchUp) */
+  onError?: (err: Error) => void;
+  /** metrics registry (default: prom-client's global one) */
+  registry?: Registry;
+  /** parallel copy workers (default 4) */
+  parallel?: number;
+  /** tables larger than this are copied in parallel parts of about this size (default 8 MiB) */
+  chunkBytes?: number;
+  /** decoded changes held in memory before the stream is paused (default 32 MiB) */
+  maxQueueBytes?: number;
+  /** source changes grouped into one target transaction at most (default 2000) */
+  maxGroupChanges?: number;
+  /** a target transaction holding several source transactions commits after this long (default 100 ms) */
+  maxGroupMs?: number;
+  /** pg_dump without owners and grants, for a target without the source's roles */
+  noOwner?: boolean;
+}
+
+export interface CopySummary {
+  slotLsn: string;
+  tables: TableCopyResult[];
+  rows: number;
+  bytes: number;
+  seconds: number;
+  /** seconds spent building indexes and constraints after the load */
+  postDataSeconds: number;
+}
+
+export interface CatchUpResult {
+  /** the source position reached */
+  lsn: string;
+  seconds: number;
+  sequences: SequenceSyncResult;
+}
+
+export class SyncMigrationError extends Error {
+  override name = 'SyncMigrationError';
+  constructor(message: string, readonly code?: string, readonly line?: number, readonly column?: number) {
+    super(message);
+  }
+}
+
+export class SyncStateError extends Error {
+  override name = 'SyncStateError';
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class SyncSession {
+  readonly slotName: string;
+  readonly direction: 'forward' | 'reverse';
+  private readonly log: Logger;
+  private readonly index: MappingIndex;
+  private readonly gauges: LagGauges;
+  private sourceCatalogCache?: Catalog;
+  private targetCatalogCache?: Catalog;
+  private rep?: ReplicationConnection;
+  private applier?: Applier;
+  private applyClient?: Client;
+  private monitor?: Client;
+  private timer?: NodeJS.Timeout;
+  private stopping = false;
+  private lagBytes = 0;
+  private failure?: Error;
+
+  constructor(private readonly o: SyncSessionOptions) {
+    assertSlotName(o.slotName);
+    this.slotName = o.slotName;
+    this.direction = o.direction ?? 'forward';
+    this.log = (o.logger ?? rootLogger()).child({ component: 'sync', direction: this.direction, slot: o.slotName });
+    this.index = new MappingIndex(o.mapping ?? emptyMapping());
+    this.gauges = lagGauges(o.registry);
+  }
+
+  /** The publication shares the slot's name (a separate namespace in PostgreSQL). */
+  get publicationName(): string {
+    return this.slotName;
+  }
+
+  /** The running stream's failure, if it failed. */
+  get error(): Error | undefined {
+    return this.failure;
+  }
+
+  get stats(): ApplyStats | undefined {
+    return this.applier?.stats;
+  }
+
+  private progress(p: SyncProgress): void {
+    this.o.onProgress?.(p);
+  }
+
+  private async sourceCatalog(refresh = false): Promise<Catalog> {
+    if (!this.sourceCatalogCache || refresh) this.sourceCatalogCache = await withClient(this.o.source, readCatalog);
+    return this.sourceCatalogCache;
+  }
+
+  private async targetCatalog(refresh = false): Promise<Catalog> {
+    if (!this.targetCatalogCache || refresh) this.targetCatalogCache = await withClient(this.o.target, readCatalog);
+    return this.targetCatalogCache;
+  }
+
+  /** Tables copied: the selection, including tables the migration drops (their rows keep FKs valid until it runs). */
+  private async copiedTables(): Promise<TableInfo[]> {
+    const { tables, problems } = selectTables(await this.sourceCatalog(), this.o.tables);
+    if (problems.length) throw new SyncStateError(problems.join('; '));
+    return tables.filter((t) => t.kind === 'r');
+  }
+
+  /** Tables streamed: the selection minus those the migration drops. */
+  private async streamedTables(): Promise<TableInfo[]> {
+    return (await this.copiedTables()).filter((t) => !this.index.isDropped(t));
+  }
+
+  // ---- 1. prerequisites ----
+
+  async checkPrerequisites(): Promise<void> {
+    this.progress({ phase: 'prerequisites' });
+    const problems: Problem[] = [];
+    const { tables, problems: selection } = selectTables(await this.sourceCatalog(true), this.o.tables);
+    problems.push(...selection.map((message) => ({ check: 'target' as const, message })));
+    const streamed = tables.filter((t) => !this.index.isDropped(t));
+    problems.push(...(await withClient(this.o.source, (c) => checkSource(c, streamed))));
+    try {
+      await withClient(this.o.target, (c) => c.query('SELECT 1'));
+    } catch (err) {
+      problems.push({ check: 'target', message: `target ${redactUrl(this.o.target)} is not reachable: ${(err as Error).message}` });
+    }
+    if (problems.length) throw new SyncPrerequisiteError(problems);
+  }
+
+  // ---- 2. schema and initial copy ----
+
+  /**
+   * Load the source's schema (pre-data: no indexes or constraints yet) onto the
+   * target. With dropExisting the target database is dropped and created again
+   * first (an idle side being rebuilt); otherwise it must not hold the tables.
+   */
+  async prepareTarget(opts: { dropExisting?: boolean } = {}): Promise<void> {
+    this.progress({ phase: 'schema', message: 'pre-data' });
+    if (opts.dropExisting) await this.recreateTargetDatabase();
+    else {
+      const source = await this.sourceCatalog();
+      const clash = [...(await this.targetCatalog(true)).keys()].filter((k) => source.has(k));
+      if (clash.length) {
+        throw new SyncStateError(`target already has ${clash.slice(0, 5).join(', ')}${clash.length > 5 ? ` and ${clash.length - 5} more` : ''}; pass prepareTarget({ dropExisting: true }) to rebuild the target database`);
+      }
+    }
+    const sql = await dumpSchema(this.o.source, 'pre-data', { noOwner: this.o.noOwner });
+    try {
+      await runPsql(this.o.target, sql);
+    } catch (err) {
+      throw new SyncStateError(`loading the source schema onto the target failed: ${(err as Error).message}`);
+    }
+    this.targetCatalogCache = undefined;
+  }
+
+  private async recreateTargetDatabase(): Promise<void> {
+    const url = new URL(this.o.target);
+    const db = decodeURIComponent(url.pathname.replace(/^\//, ''));
+    const [info] = await withClient(this.o.source, async (c) => (await c.query(
+      `SELECT pg_encoding_to_char(encoding) AS encoding, datcollate, datctype FROM pg_database WHERE datname = current_database()`)).rows);
+    url.pathname = '/postgres';
+    await withClient(url.toString(), async (c) => {
+      await c.query(`DROP DATABASE IF EXISTS ${qi(db)} WITH (FORCE)`);
+      await c.query(`CREATE DATABASE ${qi(db)} TEMPLATE template0 ENCODING ${ql(info.encoding)} LC_COLLATE ${ql(info.datcollate)} LC_CTYPE ${ql(info.datctype)}`);
+    });
+    this.log.info({ database: db }, 'sync: target database recreated');
+  }
+
+  private async ensurePublication(c: Client): Promise<void> {
+    const { rows } = await c.query('SELECT 1 FROM pg_publication WHERE pubname = $1', [this.publicationName]);
+    if (rows.length) return;
+    const tables = await this.streamedTables();
+    await c.query(`CREATE PUBLICATION ${qi(this.publicationName)}${tables.length ? ` FOR TABLE ${tables.map((t) => `ONLY ${qtable(t)}`).join(', ')}` : ''}`);
+  }
+
+  /**
+   * Create the publication and the slot with an exported snapshot, copy every
+   * table under that snapshot, then build indexes and constraints (post-data).
+   */
+  async initialCopy(): Promise<CopySummary> {
+    const started = Date.now();
+    const tables = await this.copiedTables();
+    // The publication must exist before the slot: pgoutput reads it as of each change's position.
+    await withClient(this.o.source, (c) => this.ensurePublication(c));
+    const rep = await ReplicationConnection.connect(this.o.source);
+    let results: TableCopyResult[];
+    let slotLsn: Lsn;
+    try {
+      const slot = await rep.createSlot(this.slotName, true);
+      slotLsn = slot.lsn;
+      this.log.info({ lsn: formatLsn(slot.lsn), tables: tables.length }, 'sync: slot created, copying under its snapshot');
+      const targetVersion = await withClient(this.o.target, async (c) => Number((await c.query('SHOW server_version_num')).rows[0].server_version_num));
+      results = await copyTables({
+        sourceUrl: this.o.source, targetUrl: this.o.target, snapshot: slot.snapshot!, tables,
+        parallel: this.o.parallel ?? 4, chunkBytes: this.o.chunkBytes ?? 8 * 1024 * 1024,
+        binary: Math.floor(rep.serverVersion / 10000) === Math.floor(targetVersion / 10000),
+        sourceVersion: rep.serverVersion, log: this.log,
+        onProgress: (p) => this.progress({ phase: 'copy', ...p }),
+      });
+    } finally {
+      await rep.close();
+    }
+    const copied = Date.now();
+    this.progress({ phase: 'indexes', message: 'post-data' });
+    const post = await dumpSchema(this.o.source, 'post-data', { noOwner: this.o.noOwner });
+    try {
+      await runPsql(this.o.target, post, { maintenance_work_mem: '256MB' });
+    } catch (err) {
+      throw new SyncStateError(`building indexes and constraints on the target failed: ${(err as Error).message}`);
+    }
+    const summary: CopySummary = {
+      slotLsn: formatLsn(slotLsn),
+      tables: results,
+      rows: results.reduce((s, r) => s + r.rows, 0),
+      bytes: results.reduce((s, r) => s + r.bytes, 0),
+      seconds: (copied - started) / 1000,
+      postDataSeconds: (Date.now() - copied) / 1000,
+    };
+    this.log.info({ rows: summary.rows, bytes: summary.bytes, seconds: summary.seconds, postDataSeconds: summary.postDataSeconds }, 'sync: initial copy done');
+    return summary;
+  }
+
+  /**
+   * Create the publication and a slot without copying: the stream starts at
+   * the current position. For reverse sync, called while writes are held so
+   * the two sides are equal at that position.
+   */
+  async createSlot(): Promise<string> {
+    await withClient(this.o.source, (c) => this.ensurePublication(c));
+    const rep = await ReplicationConnection.connect(this.o.source);
+    try {
+      const slot = await rep.createSlot(this.slotName, false);
+      this.log.info({ lsn: formatLsn(slot.lsn) }, 'sync: slot created');
+      return formatLsn(slot.lsn);
+    } finally {
+      await rep.close();
+    }
+  }
+
+  // ---- 3. migrate the target ----
+
+  /**
+   * Run the migration on the target. It runs as one transaction; a file with
+   * statements that cannot (CONCURRENTLY, VACUUM, …) runs statement by
+   * statement through psql. A failure stops with the database's error; the
+   * source is never touched.
+   */
+  async migrateTarget(sql = this.o.migrationSql): Promise<void> {
+    if (sql === undefined) throw new SyncStateError('migrateTarget: no migration SQL (pass it or set migrationSql)');
+    this.progress({ phase: 'migrate' });
+    try {
+      await withClient(this.o.target, (c) => c.query(sql));
+    } catch (err) {
+      const e = err as Error & { code?: string; position?: string };
+      if (e.code === '25001') {
+        try {
+          await runPsql(this.o.target, sql);
+        } catch (perr) {
+          throw new SyncMigrationError(`migration failed on the target: ${(perr as ToolError).message}`);
+        }
+      } else {
+        let where = '';
+        let line: number | undefined;
+        let column: number | undefined;
+        if (e.position) {
+          const pos = Number(e.position) - 1;
+          const before = sql.slice(0, pos);
+          line = before.split('\n').length;
+          column = pos - before.lastIndexOf('\n');
+          where = ` at line ${line}, column ${column}`;
+        }
+        throw new SyncMigrationError(`migration failed on the target${where}: ${e.message}${e.code ? ` (SQLSTATE ${e.code})` : ''}`, e.code, line, column);
+      }
+    }
+    this.targetCatalogCache = undefined;
+    this.log.info('sync: migration applied on the target');
+  }
+
+  // ---- 4. stream ----
+
+  /** Start applying the slot's changes (resuming from the target's stored LSN, if any). */
+  async startStreaming(): Promise<void> {
+    if (this.rep) return;
+    this.stopping = false;
+    this.failure = undefined;
+    const monitor = new Client({ connectionString: this.o.source });
+    monitor.on('error', (err) => { if (!this.stopping) this.fail(err); });
+    await monitor.connect();
+    this.monitor = monitor;
+    const { rows: slots } = await monitor.query('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [this.slotName]);
+    if (!slots.length) throw new SyncStateError(`slot ${this.slotName} does not exist on the source: run initialCopy() or createSlot() first`);
+
+    const target = new Client({ connectionString: this.o.target });
+    target.on('error', (err) => { if (!this.stopping) this.fail(err); });
+    await target.connect();
+    this.applyClient = target;
+    // Acknowledged positions must be durable on the target, whatever its default.
+    await target.query('SET standard_conforming_strings = on; SET synchronous_commit = on');
+    try {
+      // Replica role: the target's own triggers and FK checks do not fire for replayed rows.
+      await target.query('SET session_replication_role = replica');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'sync: cannot set session_replication_role (not superuser); target triggers will fire for applied rows');
+    }
+    await target.query(STATE_TABLE_DDL);
+    await this.setupOrigin(target);
+    const { rows: state } = await target.query(`SELECT applied_lsn::text AS lsn FROM ${STATE_TABLE} WHERE slot_name = $1`, [this.slotName]);
+    const resumeLsn = state.length ? parseLsn(state[0].lsn) : 0n;
+    await this.targetCatalog(true);
+
+    const rep = await ReplicationConnection.connect(this.o.source);
+    this.rep = rep;
+    const applier = new Applier({
+      target, slotName: this.slotName, log: this.log, resumeLsn,
+      resolve: (m) => this.resolveRelation(m),
+      ack: (lsn, reply) => rep.sendStatus(lsn, reply),
+      pause: () => rep.pause(),
+      resume: () => rep.resume(),
+      skipOriginPrefix: ORIGIN_PREFIX,
+      maxQueueBytes: this.o.maxQueueBytes ?? 32 * 1024 * 1024,
+      maxGroupChanges: this.o.maxGroupChanges ?? 2000,
+      maxGroupMs: this.o.maxGroupMs ?? 100,
+      maxStatementBytes: 1024 * 1024,
+      onApplied: this.o.onApplied,
+      onError: (err) => this.fail(err),
+    });
+    this.applier = applier;
+    rep.start(this.slotName, this.publicationName, resumeLsn, {
+      message: (m) => applier.push(m, messageSize(m)),
+      keepalive: (walEnd, reply) => applier.keepalive(walEnd, reply),
+      end: (err) => { if (err && !this.stopping) this.fail(err); },
+    });
+    this.timer = setInterval(() => void this.tick(), 1000);
+    this.timer.unref();
+    this.log.info({ from: formatLsn(resumeLsn) }, 'sync: streaming');
+    this.progress({ phase: 'stream', message: `streaming from ${formatLsn(resumeLsn)}` });
+  }
+
+  private async setupOrigin(target: Client): Promise<void> {
+    // Tags applied transactions so a stream in the other direction skips them (no ping-pong).
+    const name = originName(this.slotName);
+    try {
+      await target.query(`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, [name]);
+      await target.query('SELECT pg_replication_origin_session_setup($1)', [name]);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'sync: replication origin unavailable; do not run both directions at once');
+    }
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.log.error({ err: err.message }, 'sync: stream failed');
+    this.o.onError?.(err);
+  }
+
+  private async tick(): Promise<void> {
+    const applier = this.applier;
+    const monitor = this.monitor;
+    if (!applier || !monitor || this.stopping) return;
+    try {
+      const { rows } = await monitor.query('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+      const current = parseLsn(rows[0].lsn);
+      this.lagBytes = Number(current > applier.confirmedLsn ? current - applier.confirmedLsn : 0n);
+      this.gauges.bytes.set({ direction: this.direction }, this.lagBytes);
+      this.gauges.seconds.set({ direction: this.direction }, applier.lagSeconds());
+      // Ask for a keepalive, so an idle stream confirms the positions it passed.
+      this.rep?.sendStatus(applier.confirmedLsn, true);
+    } catch (err) {
+      if (!this.stopping) this.log.warn({ err: (err as Error).message }, 'sync: lag probe failed');
+    }
+  }
+
+  /** Current lag: seconds since the oldest unapplied commit, WAL bytes behind the source. */
+  lag(): { seconds: number; bytes: number } {
+    return { seconds: this.applier?.lagSeconds() ?? 0, bytes: this.lagBytes };
+  }
+
+  private async resolveRelation(m: Extract<PgoutputMessage, { tag: 'relation' }>): Promise<RelationPlan> {
+    const source = { schema: m.schema, name: m.name };
+    const { rows } = await this.monitor!.query(
+      'SELECT format_type(t.oid, t.typmod) AS type FROM unnest($1::oid[], $2::int[]) WITH ORDINALITY AS t(oid, typmod, ord) ORDER BY t.ord',
+      [m.columns.map((c) => c.typeOid), m.columns.map((c) => c.typmod)]);
+    const plan = this.index.plan(source, m.columns.map((c) => c.name));
+    const full = m.replicaIdentity === 'f';
+    const keyIdx = m.columns.map((c, i) => (full || c.isKey ? i : -1)).filter((i) => i >= 0);
+    if (!plan.dropped) {
+      let problems = checkPlanAgainstTarget(plan, await this.targetCatalog());
+      if (problems.length) problems = checkPlanAgainstTarget(plan, await this.targetCatalog(true));
+      if (!full && !keyIdx.length) problems.push(`${tableKey(source)}: no replica identity columns in the change stream`);
+      for (const i of keyIdx) {
+        if (!full && plan.columns[i].target === undefined) problems.push(`${tableKey(source)}: key column ${plan.columns[i].source} is dropped by the mapping, so changes cannot be matched`);
+      }
+      if (problems.length) throw new SyncPlanError(`sync plan does not fit the target: ${problems.join('; ')}`);
+    }
+    const targetInfo = this.targetCatalogCache?.get(tableKey(plan.target));
+    const written = new Set(plan.columns.map((c) => c.target));
+    const overriding = !!targetInfo?.columns.some((c) => c.identity === 'a' && written.has(c.name));
+    return { relid: m.relid, plan, sourceTypes: rows.map((r) => r.type as string), keyIdx, full, overriding };
+  }
+
+  // ---- 5. catch-up ----
+
+  /**
+   * Wait until the target has applied everything up to the source's current
+   * position, then move the target's sequences past the source's. Meant for
+   * the flip pause, when writes are held; with writes running it returns once
+   * the position read at the call is reached.
+   */
+  async catchUp(opts: { timeoutMs?: number } = {}): Promise<CatchUpResult> {
+    const applier = this.applier;
+    const monitor = this.monitor;
+    if (!applier || !monitor || !this.rep) throw new SyncStateError('catchUp: the stream is not running (call startStreaming first)');
+    const started = Date.now();
+    const deadline = started + (opts.timeoutMs ?? 120_000);
+    this.progress({ phase: 'catchup' });
+    // The insert position, not pg_current_wal_lsn(): with asynchronous commit the last
+    // commits may not be written yet, and the goal must lie past them.
+    const { rows } = await monitor.query('SELECT pg_current_wal_insert_lsn()::text AS lsn');
+    const goal = parseLsn(rows[0].lsn);
+    let nudged = false;
+    while (applier.confirmedLsn < goal) {
+      if (this.failure) throw this.failure;
+      if (Date.now() > deadline) {
+        throw new SyncStateError(`catchUp: target still ${Number(goal - applier.confirmedLsn)} bytes behind ${formatLsn(goal)} after ${opts.timeoutMs ?? 120_000} ms`);
+      }
+      if (!nudged && Date.now() - started > 2000) {
+        // An idle source may end its WAL mid-record for the decoder; a flushed no-op moves it on.
+        nudged = true;
+        await monitor.query("SET synchronous_commit = on; SELECT pg_logical_emit_message(true, 'pgflip_catchup', '')").catch(() => undefined);
+      }
+      this.rep.sendStatus(applier.confirmedLsn, true);
+      await sleep(20);
+    }
+    if (this.failure) throw this.failure;
+    const sequences = await withClient(this.o.target, (t) => syncSequences(monitor, t));
+    if (sequences.missing.length) this.log.warn({ missing: sequences.missing }, 'sync: source sequences without a target counterpart');
+    this.gauges.seconds.set({ direction: this.direction }, 0);
+    this.gauges.bytes.set({ direction: this.direction }, 0);
+    return { lsn: formatLsn(goal), seconds: (Date.now() - started) / 1000, sequences };
+  }
+
+  // ---- 6. verify ----
+
+  /** Row counts and checksums of the mapped columns, table by table (caller holds writes or stops them). */
+  async verify(): Promise<VerifyResult> {
+    const tables = await this.streamedTables();
+    const src = new Client({ connectionString: this.o.source });
+    const tgt = new Client({ connectionString: this.o.target });
+    for (const c of [src, tgt]) c.on('error', () => undefined); // failures surface through the queries
+    await Promise.all([src.connect(), tgt.connect()]);
+    try {
+      const results = [];
+      for (const t of tables) {
+        const plan = this.index.plan(t, t.columns.filter((c) => !c.generated).map((c) => c.name));
+        const r = await verifyTable(src, tgt, plan, t.keyColumns);
+        this.progress({ phase: 'verify', table: r.table, done: true, message: r.equal ? 'equal' : 'different' });
+        results.push(r);
+      }
+      return { equal: results.every((r) => r.equal), tables: results };
+    } finally {
+      await Promise.all([src.end().catch(() => undefined), tgt.end().catch(() => undefined)]);
+    }
+  }
+
+  // ---- 7. stop and cleanup ----
+
+  /** Stop streaming. Unacknowledged changes stay in the slot; a later startStreaming resumes. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.rep?.close();
+    this.rep = undefined;
+    const applier = this.applier;
+    if (applier) {
+      applier.stop();
+      for (let i = 0; i < 500 && !applier.drained; i++) await sleep(10);
+    }
+    this.applier = undefined;
+    await this.applyClient?.end().catch(() => undefined);
+    this.applyClient = undefined;
+    await this.monitor?.end().catch(() => undefined);
+    this.monitor = undefined;
+  }
+
+  /** Stop, then drop the slot and publication on the source and the origin and state row on the target. */
+  async cleanup(): Promise<{ source: CleanupReport; target: CleanupReport }> {
+    await this.stop();
+    this.progress({ phase: 'cleanup' });
+    const source = await withClient(this.o.source, (c) => cleanupByPrefix(c, this.slotName, true));
+    const target = await withClient(this.o.target, (c) => cleanupByPrefix(c, this.slotName, true));
+    this.gauges.seconds.set({ direction: this.direction }, 0);
+    this.gauges.bytes.set({ direction: this.direction }, 0);
+    this.log.info({ source, target }, 'sync: cleaned up');
+    return { source, target };
+  }
+
+  /** For a restarted process: remove every slot, publication, origin and state row named `prefix…` on `url`'s database. */
+  static async cleanupLeftovers(url: string, prefix: string): Promise<CleanupReport> {
+    return withClient(url, (c) => cleanupByPrefix(c, prefix, false));
+  }
+}
