@@ -1,6 +1,45 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { classifyFile, loadParser, MAX_PG_VERSION, MIN_PG_VERSION, ValidationReport } from '../classifier';
+import { loadCatalog } from '../classifier/catalog';
+import { formatReport } from '../classifier/format';
+import { redactUrl } from '../observability/logger';
 
+function pgVersion(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < MIN_PG_VERSION || n > MAX_PG_VERSION) {
+    throw new InvalidArgumentError(`expected a PostgreSQL major version from ${MIN_PG_VERSION} to ${MAX_PG_VERSION}`);
+  }
+  return n;
+}
+
+interface ValidateFlags { json?: boolean; pgVersion?: number; databaseUrl?: string }
+
+/**
+ * `pgflip validate [--json] [--pg-version N] [--database-url URL] FILE...` (DESIGN §3.1).
+ * Exit 0 when every file is valid without errors, 1 otherwise (an unreadable file is an
+ * invalid report), 2 for usage errors (commander).
+ */
 export function registerValidate(program: Command): void {
-  program.command('validate').description('classify migration files (not yet available)').argument('<file...>')
-    .action(() => { process.stderr.write('pgflip validate: not yet available\n'); process.exitCode = 1; });
+  program.command('validate')
+    .description('classify migration files as safe, risky or maintenance, and say why')
+    .argument('<file...>', 'SQL migration files')
+    .option('--json', 'print the JSON report (one object for one file, an array for several)')
+    .addOption(new Option('--pg-version <N>', 'target PostgreSQL major version (default 15, or the server\'s with --database-url)').argParser(pgVersion))
+    .option('--database-url <url>', 'read version, table sizes and the catalog from this database (read-only)')
+    .action(async (files: string[], flags: ValidateFlags) => {
+      await loadParser();
+      const reports: ValidationReport[] = [];
+      if (flags.databaseUrl) {
+        // one connection per file keeps the catalog query to the tables each file names
+        try { await loadCatalog(flags.databaseUrl, []); } catch (err) {
+          process.stderr.write(`pgflip validate: cannot read the catalog from ${redactUrl(flags.databaseUrl)}: ${(err as Error).message}\n`);
+          process.exitCode = 1;
+          return;
+        }
+      }
+      for (const f of files) reports.push(await classifyFile(f, { pgVersion: flags.pgVersion, databaseUrl: flags.databaseUrl }));
+      if (flags.json) process.stdout.write(`${JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2)}\n`);
+      else process.stdout.write(`${reports.map(formatReport).join('\n\n')}\n`);
+      process.exitCode = reports.every((r) => r.isValid && r.errors.length === 0) ? 0 : 1;
+    });
 }

@@ -1,0 +1,385 @@
+/**
+ * Classifies a parsed migration file statement by statement, with the file's context:
+ * objects created earlier in the file, explicit and implicit transactions, lock_timeout,
+ * enum values added in the same transaction, the target version and (optionally) the live
+ * catalog. Produces the report of DESIGN §3.2.
+ */
+/* eslint-disable @typescript-eslint/no-explicit-any */
+import { listName, RelName, stringConstants, TypeInfo } from './ast';
+import type { Catalog, CatalogTable } from './catalog';
+import { Candidate, extract, notNullCheckColumn, SchemaEffect, StmtText } from './extract';
+import { newerFeatures } from './features';
+import { MappingBuilder } from './mapping-builder';
+import { OperationRule, OperationType, ruleFor } from './operations';
+import { parseSql, ParsedFile } from './parser';
+import { doBody, innerStatements } from './plpgsql';
+import { isBinaryCompatible } from './type-change';
+import { blocksWrites, Classification, ReportOperation, RiskLevel, TableSize, ValidationReport, worseClass, worseRisk } from './types';
+
+const MAX_STATEMENT_TEXT = 300;
+
+/** Where a statement is, for messages. */
+interface Where { line: number; column: number; text: string; inDo: boolean; st: StmtText }
+
+interface EnumAdd { type: string; value: string; line: number; tx: number; doBlock?: number }
+
+class FileState {
+  readonly newObjects = new Set<string>();
+  /** relKey → column → what is known about it (from CREATE TABLE / ADD COLUMN here, or the catalog) */
+  readonly columns = new Map<string, Map<string, { type?: TypeInfo; notNull: boolean }>>();
+  readonly notNullChecks = new Set<string>();
+  readonly pendingChecks = new Map<string, string>();
+  readonly extensions = new Set<string>();
+  tx?: { line: number; column: number; id: number };
+  txCount = 0;
+  doCount = 0;
+  currentDo?: number;
+  lockTimeout: 'none' | 'session' | 'local' = 'none';
+  hasExplicitTx = false;
+  hasNonTransactional = false;
+  readonly enumAdds: EnumAdd[] = [];
+  /** enum uses outside explicit transactions: errors only if the file runs as one transaction */
+  readonly pendingEnumErrors: string[] = [];
+  readonly lockTimeoutMissing: number[] = [];
+  readonly touched = new Set<string>();
+}
+
+const colKey = (rel: string, col: string) => `${rel}\u0000${col}`;
+
+export interface AnalyzeInput { file: string; parsed: ParsedFile; pgVersion: number; catalog?: Catalog }
+
+export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): ValidationReport {
+  const { source } = parsed;
+  const state = new FileState();
+  const ops: ReportOperation[] = [];
+  const warnings: string[] = [];
+  const errors: string[] = [];
+  const mapping = new MappingBuilder();
+
+  for (const f of parsed.failures) errors.push(`line ${f.line}, column ${f.column}: ${f.message}`);
+
+  const at = (w: Where) => `line ${w.line}, column ${w.column}`;
+  const shorten = (s: string) => (s.length > MAX_STATEMENT_TEXT ? `${s.slice(0, MAX_STATEMENT_TEXT)}…` : s);
+  const exists = (rel: RelName) => state.newObjects.has(rel.key) || catalog?.tables.has(rel.key);
+  const catalogTable = (rel?: RelName): CatalogTable | undefined => (rel && !state.newObjects.has(rel.key) ? catalog?.tables.get(rel.key) : undefined);
+
+  const columnsOf = (rel: RelName) => {
+    let m = state.columns.get(rel.key);
+    if (!m) {
+      m = new Map();
+      for (const [name, c] of catalogTable(rel)?.columns ?? []) m.set(name, { type: c.type, notNull: c.notNull });
+      state.columns.set(rel.key, m);
+    }
+    return m;
+  };
+  const sizeNote = (rel?: RelName) => {
+    const t = catalogTable(rel);
+    if (!t) return '';
+    const rows = t.rowEstimate < 0 ? 'never analysed' : `~${Math.round(t.rowEstimate).toLocaleString('en-US')} rows`;
+    return ` (${rows}, ${formatBytes(t.bytes)})`;
+  };
+
+  /** a candidate whose answer depends on what the file (or the catalog) already established */
+  function refine(c: Candidate): { type: OperationType; warning?: string } {
+    if (c.type === 'ALTER_COLUMN_TYPE' && c.table && c.column) {
+      const e = c.effects.find((x): x is Extract<SchemaEffect, { kind: 'typeChange' }> => x.kind === 'typeChange');
+      const old = columnsOf(c.table).get(c.column)?.type;
+      if (e && old && !e.using && isBinaryCompatible(old, e.type)) return { type: 'ALTER_COLUMN_TYPE_COMPATIBLE' };
+      if (!old && !state.newObjects.has(c.table.key)) return { type: c.type, warning: `the current type of ${c.table.display}.${c.column} is unknown, so the change is assumed to rewrite the table${catalog ? '' : '; pass --database-url to check'}` };
+    }
+    if (c.type === 'SET_NOT_NULL' && c.table && c.column && (state.notNullChecks.has(colKey(c.table.key, c.column)) || catalogTable(c.table)?.notNullChecks.has(c.column))) {
+      return { type: 'SET_NOT_NULL_CHECKED' };
+    }
+    if (c.type === 'DROP_DEFAULT' && c.table && c.column && columnsOf(c.table).get(c.column)?.notNull) {
+      return { type: c.type, warning: `${c.table.display}.${c.column} is NOT NULL: inserts that omit it fail once its default is gone` };
+    }
+    return { type: c.type };
+  }
+
+  function catalogChecks(c: Candidate, w: Where): void {
+    if (!catalog) return;
+    if (c.type === 'CREATE_TABLE' || c.type === 'CREATE_TABLE_AS' || c.type === 'CREATE_MATERIALIZED_VIEW') {
+      if (c.table && catalog.tables.has(c.table.key) && !c.missingOk && !state.newObjects.has(c.table.key)) errors.push(`${at(w)}: relation ${c.table.display} already exists`);
+      return;
+    }
+    if (c.type === 'CREATE_EXTENSION') {
+      const name = c.detail ?? '';
+      if (!catalog.availableExtensions.has(name) && !state.extensions.has(name)) errors.push(`${at(w)}: extension ${name} is not available on the server`);
+      return;
+    }
+    if (!c.table || !c.needsTable || state.newObjects.has(c.table.key)) return;
+    if (!catalog.tables.has(c.table.key)) {
+      if (!c.missingOk) errors.push(`${at(w)}: table ${c.table.display} does not exist`);
+      return;
+    }
+    const cols = columnsOf(c.table);
+    if (c.needsColumn && !cols.has(c.needsColumn)) errors.push(`${at(w)}: column ${c.needsColumn} of ${c.table.display} does not exist`);
+    if (c.addsColumn && cols.has(c.addsColumn) && !c.missingOk) errors.push(`${at(w)}: column ${c.addsColumn} of ${c.table.display} already exists`);
+  }
+
+  function applyEffects(c: Candidate): void {
+    const isNew = !!c.table && state.newObjects.has(c.table.key);
+    for (const e of c.effects) {
+      switch (e.kind) {
+        case 'createTable': {
+          state.newObjects.add(e.table.key);
+          state.columns.set(e.table.key, new Map(e.columns.map((col) => [col.name, { type: col.type, notNull: col.notNull }])));
+          break;
+        }
+        case 'dropTable': state.newObjects.delete(e.table.key); state.columns.delete(e.table.key); break;
+        case 'renameTable':
+          if (isNew) { state.newObjects.delete(e.table.key); state.newObjects.add(e.to.key); }
+          state.columns.set(e.to.key, columnsOf(e.table)); state.columns.delete(e.table.key);
+          break;
+        case 'addColumn': columnsOf(e.table).set(e.column, { type: e.type, notNull: e.notNull }); break;
+        case 'dropColumn': columnsOf(e.table).delete(e.column); break;
+        case 'renameColumn': {
+          const cols = columnsOf(e.table);
+          cols.set(e.to, cols.get(e.column) ?? { notNull: false });
+          cols.delete(e.column);
+          break;
+        }
+        case 'typeChange': { const cols = columnsOf(e.table); cols.set(e.column, { ...(cols.get(e.column) ?? { notNull: false }), type: e.type }); break; }
+        case 'notNullCheck':
+          if (e.valid) state.notNullChecks.add(colKey(e.table.key, e.column));
+          else if (e.constraint) state.pendingChecks.set(colKey(e.table.key, e.constraint), e.column);
+          break;
+        case 'validate': {
+          const col = state.pendingChecks.get(colKey(e.table.key, e.constraint));
+          if (col) state.notNullChecks.add(colKey(e.table.key, col));
+          break;
+        }
+        case 'createIndex': if (e.index) state.newObjects.add(`${e.table.schema}.${e.index}`); break;
+        case 'createObject': state.newObjects.add(e.name); break;
+        case 'extension': state.extensions.add(e.name); break;
+        case 'enumValue': state.enumAdds.push({ type: e.type, value: e.value, line: 0, tx: state.tx?.id ?? 0, doBlock: state.currentDo }); break;
+      }
+      mapping.apply(e, isNew);
+    }
+  }
+
+  function checkEnumUse(node: any, w: Where): void {
+    if (state.enumAdds.length === 0) return;
+    const used = new Set(stringConstants(node));
+    for (const a of state.enumAdds) {
+      if (!used.has(a.value)) continue;
+      const msg = `${at(w)}: new value '${a.value}' of enum ${a.type} (added at line ${a.line}) is used before its transaction commits`;
+      const sameDo = a.doBlock !== undefined && a.doBlock === state.currentDo;
+      if (sameDo || (a.tx !== 0 && a.tx === state.tx?.id)) errors.push(msg);
+      else if (a.tx === 0 && !state.tx) state.pendingEnumErrors.push(msg);
+    }
+  }
+
+  function trackSettings(kind: string, node: any): void {
+    const set = (name: string, value: string | undefined, local: boolean) => {
+      if (name !== 'lock_timeout') return;
+      const off = value === undefined || /^0+(ms|s|min)?$/i.test(value.trim());
+      state.lockTimeout = off ? 'none' : local ? (state.tx ? 'local' : state.lockTimeout) : 'session';
+    };
+    if (kind === 'VariableSetStmt') {
+      const arg = node.args?.[0]?.A_Const;
+      const value = node.kind === 'VAR_SET_VALUE' ? String(arg?.sval?.sval ?? arg?.ival?.ival ?? 0) : undefined;
+      if (node.kind === 'VAR_RESET_ALL') set('lock_timeout', undefined, false);
+      else set(node.name, value, node.is_local === true);
+    }
+    if (kind === 'SelectStmt') {
+      for (const t of node.targetList ?? []) {
+        const f = t.ResTarget?.val?.FuncCall;
+        if (f && listName(f.funcname).pop() === 'set_config') {
+          const [n, v, l] = (f.args ?? []).map((a: any) => a?.A_Const);
+          if (n?.sval?.sval) set(n.sval.sval, String(v?.sval?.sval ?? v?.ival?.ival ?? '0'), l?.boolval?.boolval === true);
+        }
+      }
+    }
+  }
+
+  function versionChecks(kind: string, node: any, w: Where): void {
+    for (const f of newerFeatures(kind, node, pgVersion)) {
+      const pos = !w.inDo && typeof f.location === 'number' && f.location >= 0 ? source.at(f.location) : w;
+      const where = `line ${pos.line}, column ${pos.column}`;
+      if (f.extension) {
+        if (state.extensions.has(f.extension) || catalog?.installedExtensions.has(f.extension)) continue;
+        const msg = `${where}: ${f.feature} is built in from PostgreSQL ${f.since} (target is ${pgVersion}); older versions need the ${f.extension} extension`;
+        if (catalog) errors.push(msg); else warnings.push(msg);
+        continue;
+      }
+      errors.push(`${where}: ${f.feature} needs PostgreSQL ${f.since} or later (target is ${pgVersion})`);
+    }
+  }
+
+  function classifyCandidate(c: Candidate, w: Where): void {
+    const refined = refine(c);
+    const rule: OperationRule = ruleFor(refined.type, pgVersion);
+    const isNew = !!c.table && state.newObjects.has(c.table.key) && refined.type !== 'UNKNOWN';
+    const op: ReportOperation = {
+      type: refined.type,
+      statement: shorten(w.text),
+      riskLevel: rule.risk,
+      classification: rule.classification,
+      ...(c.table ? { table: c.table.display } : {}),
+      ...(c.column ? { column: c.column } : {}),
+      lock: rule.lock,
+      rewrite: rule.rewrite,
+      scan: rule.scan,
+      backwardCompatible: rule.backwardCompatible,
+      line: w.line,
+      reason: rule.reason + (c.detail && ['SELECT_FUNCTION', 'CALL'].includes(refined.type) ? `: ${c.detail}` : ''),
+      ...(rule.saferAlternative && rule.classification !== 'safe' ? { saferAlternative: rule.saferAlternative } : {}),
+    };
+    if (isNew && (op.classification !== 'safe' || op.riskLevel !== 'LOW')) {
+      Object.assign(op, { classification: 'safe', riskLevel: 'LOW', backwardCompatible: true, reason: `${c.table!.display} was created earlier in this file: nothing uses it yet` });
+      delete op.saferAlternative;
+    }
+    ops.push(op);
+
+    const nonTransactional = rule.nonTransactional || (refined.type === 'ADD_ENUM_VALUE' && pgVersion < 12);
+    if (nonTransactional) {
+      if (!w.inDo) state.hasNonTransactional = true;
+      const what = opWords(refined.type);
+      if (w.inDo) errors.push(`${at(w)}: ${what} cannot run inside a DO block (it runs in a transaction)`);
+      else if (state.tx) errors.push(`${at(w)}: ${what} cannot run inside a transaction block (BEGIN at line ${state.tx.line})`);
+    }
+    if (refined.warning) warnings.push(`line ${w.line}: ${refined.warning}`);
+    if (refined.type === 'UNKNOWN') warnings.push(`line ${w.line}: unrecognised operation${c.detail ? ` (${c.detail})` : ''}: classified risky until reviewed`);
+    if (refined.type === 'DYNAMIC_SQL') warnings.push(`line ${w.line}: EXECUTE of a computed string in a DO block cannot be analysed`);
+    if (!isNew && rule.warn) {
+      const target = c.table ? `${c.table.display}${c.column ? `.${c.column}` : ''}` : c.detail ?? '';
+      switch (rule.warn) {
+        case 'destructive': warnings.push(`line ${w.line}: destructive: ${opWords(refined.type)} ${target} loses data${sizeNote(c.table)}; a rollback needs the backup`); break;
+        case 'rewrite': warnings.push(`line ${w.line}: rewrites ${target || 'the table'}${sizeNote(c.table)} under ${rule.lock}`); break;
+        case 'not-null-scan': warnings.push(`line ${w.line}: NOT NULL on ${target} scans the whole table${sizeNote(c.table)} under ACCESS EXCLUSIVE`); break;
+        case 'extension': warnings.push(`line ${w.line}: requires extension ${c.detail} to be installable on both blue and green`); break;
+      }
+    }
+    if (c.type === 'DROP_COLUMN' && !isNew && c.table && c.column) {
+      const col = catalogTable(c.table)?.columns.get(c.column);
+      if (col?.notNull && !col.hasDefault) warnings.push(`line ${w.line}: ${c.table.display}.${c.column} is NOT NULL without default: reverse sync cannot fill it, so a rollback after the flip needs --no-rollback`);
+    }
+    if (!isNew && c.table && blocksWrites(rule.lock) && state.lockTimeout === 'none' && exists(c.table) !== false && !c.type.startsWith('CREATE_TABLE')) {
+      if (!state.lockTimeoutMissing.includes(w.line)) state.lockTimeoutMissing.push(w.line);
+    }
+    if (c.table && catalogTable(c.table)) state.touched.add(c.table.key);
+    catalogChecks(c, w);
+    applyEffects(c);
+  }
+
+  function statement(kind: string, node: any, w: Where): void {
+    versionChecks(kind, node, w);
+    checkEnumUse(node, w);
+    trackSettings(kind, node);
+    const candidates = extract(kind, node, w.st);
+    for (const c of candidates) {
+      classifyCandidate(c, w);
+      if (c.type === 'ADD_ENUM_VALUE') state.enumAdds[state.enumAdds.length - 1].line = w.line;
+    }
+  }
+
+  function doBlock(node: any, w: Where, bodyLine: number): void {
+    const { language, body } = doBody(node);
+    versionChecks('DoStmt', node, w);
+    if (language !== 'plpgsql' || body === undefined) {
+      classifyCandidate({ type: 'UNKNOWN', detail: `DO block in ${language}`, effects: [] }, w);
+      return;
+    }
+    let inner;
+    try { inner = innerStatements(body); } catch (err) {
+      warnings.push(`line ${w.line}: the DO block's body could not be read: ${(err as Error).message}`);
+      classifyCandidate({ type: 'UNKNOWN', detail: 'DO block', effects: [] }, w);
+      return;
+    }
+    state.currentDo = ++state.doCount;
+    let count = 0;
+    for (const s of inner) {
+      const line = bodyLine + s.lineno - 1;
+      const iw: Where = { line, column: 1, text: s.sql ?? w.text, inDo: true, st: { text: s.sql ?? '', base: 0 } };
+      if (s.sql === undefined) { classifyCandidate({ type: 'DYNAMIC_SQL', effects: [] }, iw); count++; continue; }
+      let stmts;
+      try { stmts = parseSql(s.sql); } catch (err) {
+        warnings.push(`line ${line}: a statement in the DO block does not parse: ${(err as Error).message}`);
+        classifyCandidate({ type: 'UNKNOWN', detail: 'statement in DO block', effects: [] }, iw);
+        count++;
+        continue;
+      }
+      for (const st of stmts) {
+        if (st.kind === 'SelectStmt' && !st.node.intoClause) {
+          // plain reads inside a DO block (IF EXISTS checks, PERFORM of built-ins) change nothing
+          const c = extract(st.kind, st.node, iw.st);
+          if (c.every((x) => x.type === 'SELECT')) { checkEnumUse(st.node, iw); continue; }
+        }
+        statement(st.kind, st.node, iw);
+        count++;
+      }
+    }
+    state.currentDo = undefined;
+    if (count === 0) classifyCandidate({ type: 'DO_BLOCK', effects: [] }, w);
+  }
+
+  for (const s of parsed.statements) {
+    const pos = source.at(s.start);
+    const w: Where = { line: pos.line, column: pos.column, text: s.text, inDo: false, st: { text: s.text, base: s.start } };
+    if (s.kind === 'TransactionStmt') { transaction(s.node, w); continue; }
+    if (s.kind === 'DoStmt') {
+      const { bodyLocation } = doBody(s.node);
+      doBlock(s.node, w, bodyLocation !== undefined ? source.at(bodyLocation).line : w.line);
+      continue;
+    }
+    statement(s.kind, s.node, w);
+  }
+
+  function transaction(node: any, w: Where): void {
+    state.hasExplicitTx = true;
+    switch (node.kind) {
+      case 'TRANS_STMT_BEGIN': case 'TRANS_STMT_START':
+        if (state.tx) warnings.push(`line ${w.line}: BEGIN inside a transaction block (opened at line ${state.tx.line}) has no effect`);
+        else state.tx = { line: w.line, column: w.column, id: ++state.txCount };
+        return;
+      case 'TRANS_STMT_COMMIT': case 'TRANS_STMT_ROLLBACK':
+        if (!state.tx) warnings.push(`line ${w.line}: ${node.kind === 'TRANS_STMT_COMMIT' ? 'COMMIT' : 'ROLLBACK'} without a transaction in progress`);
+        else if (node.kind === 'TRANS_STMT_ROLLBACK') warnings.push(`line ${w.line}: ROLLBACK discards everything since BEGIN at line ${state.tx.line}`);
+        if (state.tx && state.enumAdds.length) state.enumAdds.splice(0, state.enumAdds.length, ...state.enumAdds.filter((a) => a.tx !== state.tx!.id));
+        state.tx = undefined;
+        if (state.lockTimeout === 'local') state.lockTimeout = 'none';
+        return;
+      case 'TRANS_STMT_PREPARE': case 'TRANS_STMT_COMMIT_PREPARED': case 'TRANS_STMT_ROLLBACK_PREPARED':
+        errors.push(`${at(w)}: two-phase commit (PREPARE TRANSACTION) is not supported in a migration`);
+        state.tx = undefined;
+        return;
+      default:
+        return; // savepoints
+    }
+  }
+
+  if (state.tx) errors.push(`line ${state.tx.line}, column ${state.tx.column}: BEGIN is never committed (the file ends inside a transaction block)`);
+  // without BEGIN/COMMIT and without statements that need autocommit, the file runs as one transaction
+  if (!state.hasExplicitTx && !state.hasNonTransactional) errors.push(...state.pendingEnumErrors);
+  if (state.lockTimeoutMissing.length) {
+    warnings.push(`lock_timeout is not set before the statements that lock existing tables against writes (line${state.lockTimeoutMissing.length > 1 ? 's' : ''} ${state.lockTimeoutMissing.join(', ')}): pgflip sets one when it applies the file; run any other way they would queue behind long transactions and block every query behind them`);
+  }
+
+  let classification: Classification = 'safe';
+  let riskLevel: RiskLevel = 'LOW';
+  for (const op of ops) { classification = worseClass(classification, op.classification); riskLevel = worseRisk(riskLevel, op.riskLevel); }
+  if (parsed.failures.length) { classification = worseClass(classification, 'risky'); riskLevel = worseRisk(riskLevel, 'MEDIUM'); }
+
+  const report: ValidationReport = { file, isValid: errors.length === 0, classification, riskLevel, pgVersion, operations: ops, warnings, errors };
+  if (classification === 'risky') report.mapping = mapping.build();
+  if (catalog) {
+    report.tables = [...state.touched].map((k): TableSize => {
+      const t = catalog.tables.get(k)!;
+      return { table: k, rowEstimate: t.rowEstimate, bytes: t.bytes };
+    });
+  }
+  return report;
+}
+
+/** CREATE_INDEX_CONCURRENTLY → "CREATE INDEX CONCURRENTLY", for messages */
+const opWords = (type: string) => type.replace(/_/g, ' ');
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v >= 10 || i === 0 ? Math.round(v) : v.toFixed(1)} ${units[i]}`;
+}
+

@@ -1,0 +1,82 @@
+/**
+ * What the classifier reads from a live database (optional): the server's major version,
+ * the tables a migration touches with their sizes and columns, and the extensions.
+ * Read-only catalog queries; the migration itself is never run.
+ */
+import { Client } from 'pg';
+import { TypeInfo, typeInfo } from './ast';
+import { parseSql } from './parser';
+
+export interface CatalogColumn { type?: TypeInfo; notNull: boolean; hasDefault: boolean }
+
+export interface CatalogTable {
+  key: string;
+  relkind: string;
+  rowEstimate: number;
+  bytes: number;
+  columns: Map<string, CatalogColumn>;
+  /** columns proven NOT NULL by a validated CHECK (col IS NOT NULL) */
+  notNullChecks: Set<string>;
+}
+
+export interface Catalog {
+  serverVersion: number;
+  /** schema.name → table; only the relations that were asked for and exist */
+  tables: Map<string, CatalogTable>;
+  availableExtensions: Set<string>;
+  installedExtensions: Set<string>;
+}
+
+/** format_type() text → TypeInfo, through the real parser so aliases match the migration's. */
+function parseType(text: string): TypeInfo | undefined {
+  try {
+    const target = parseSql(`SELECT NULL::${text}`)[0]?.node?.targetList?.[0]?.ResTarget?.val?.TypeCast?.typeName;
+    return target ? typeInfo(target) : undefined;
+  } catch { return undefined; }
+}
+
+const NOT_NULL_CHECK = /^CHECK \(\((?:"((?:[^"]|"")+)"|([a-z_][a-z0-9_$]*)) IS NOT NULL\)\)$/;
+
+export async function loadCatalog(databaseUrl: string, relationKeys: string[]): Promise<Catalog> {
+  const client = new Client({ connectionString: databaseUrl, application_name: 'pgflip validate' });
+  await client.connect();
+  try {
+    const version = await client.query<{ v: string }>('SELECT current_setting(\'server_version_num\') AS v');
+    const serverVersion = Math.floor(Number(version.rows[0].v) / 10000);
+    const pairs = relationKeys.map((k) => { const i = k.indexOf('.'); return [k.slice(0, i), k.slice(i + 1)]; });
+    const tables = new Map<string, CatalogTable>();
+    if (pairs.length) {
+      const rels = await client.query<{ key: string; oid: number; relkind: string; reltuples: string; bytes: string }>(
+        `SELECT n.nspname || '.' || c.relname AS key, c.oid, c.relkind, c.reltuples::float8::text AS reltuples,
+                pg_total_relation_size(c.oid)::text AS bytes
+           FROM unnest($1::text[], $2::text[]) AS w(nsp, rel)
+           JOIN pg_namespace n ON n.nspname = w.nsp
+           JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel`,
+        [pairs.map((p) => p[0]), pairs.map((p) => p[1])]);
+      for (const r of rels.rows) {
+        tables.set(r.key, { key: r.key, relkind: r.relkind, rowEstimate: Number(r.reltuples), bytes: Number(r.bytes), columns: new Map(), notNullChecks: new Set() });
+      }
+      const oids = rels.rows.map((r) => r.oid);
+      const byOid = new Map(rels.rows.map((r) => [r.oid, tables.get(r.key)!]));
+      const cols = await client.query<{ attrelid: number; attname: string; type: string; attnotnull: boolean; atthasdef: boolean }>(
+        `SELECT attrelid, attname, format_type(atttypid, atttypmod) AS type, attnotnull, atthasdef
+           FROM pg_attribute WHERE attrelid = ANY($1::oid[]) AND attnum > 0 AND NOT attisdropped`, [oids]);
+      for (const c of cols.rows) byOid.get(c.attrelid)?.columns.set(c.attname, { type: parseType(c.type), notNull: c.attnotnull, hasDefault: c.atthasdef });
+      const checks = await client.query<{ conrelid: number; def: string }>(
+        `SELECT conrelid, pg_get_constraintdef(oid) AS def FROM pg_constraint
+          WHERE conrelid = ANY($1::oid[]) AND contype = 'c' AND convalidated`, [oids]);
+      for (const c of checks.rows) {
+        const m = NOT_NULL_CHECK.exec(c.def);
+        if (m) byOid.get(c.conrelid)?.notNullChecks.add(m[1] !== undefined ? m[1].replace(/""/g, '"') : m[2]);
+      }
+    }
+    const ext = await client.query<{ name: string; installed: boolean }>('SELECT name, installed_version IS NOT NULL AS installed FROM pg_available_extensions');
+    return {
+      serverVersion, tables,
+      availableExtensions: new Set(ext.rows.map((r) => r.name)),
+      installedExtensions: new Set(ext.rows.filter((r) => r.installed).map((r) => r.name)),
+    };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,365 @@
+/**
+ * Statement → operations. Decides only which row of the operation table each part of a
+ * statement is, and what it acts on; the answers (locks, class, risk) come from the table,
+ * and file context (new tables, known column types, transactions) is applied by analyze.ts.
+ */
+/* eslint-disable @typescript-eslint/no-explicit-any */
+import { calledFunctions, expressionText, listName, Node, relFromList, RelName, relName, TypeInfo, typeInfo, typeText } from './ast';
+import type { OperationType } from './operations';
+
+/** What the statement does to the schema, as the sync engine's mapping needs it. */
+export type SchemaEffect =
+  | { kind: 'createTable'; table: RelName; columns: Array<{ name: string; type: TypeInfo; notNull: boolean }> }
+  | { kind: 'dropTable'; table: RelName }
+  | { kind: 'renameTable'; table: RelName; to: RelName }
+  | { kind: 'addColumn'; table: RelName; column: string; type: TypeInfo; default?: string; notNull: boolean; generated: boolean }
+  | { kind: 'dropColumn'; table: RelName; column: string }
+  | { kind: 'renameColumn'; table: RelName; column: string; to: string }
+  | { kind: 'typeChange'; table: RelName; column: string; type: TypeInfo; typeText: string; using?: string }
+  | { kind: 'notNullCheck'; table: RelName; column: string; constraint?: string; valid: boolean }
+  | { kind: 'validate'; table: RelName; constraint: string }
+  | { kind: 'createIndex'; table: RelName; index?: string }
+  | { kind: 'createObject'; name: string }
+  | { kind: 'extension'; name: string }
+  | { kind: 'enumValue'; type: string; value: string };
+
+export interface Candidate {
+  type: OperationType;
+  /** the relation (or other object) the operation acts on */
+  table?: RelName;
+  column?: string;
+  /** the object is optional (IF EXISTS): a missing one is not an error */
+  missingOk?: boolean;
+  /** the statement must find the table (false for creations) */
+  needsTable?: boolean;
+  /** a column that must exist / must not exist yet on a live database */
+  needsColumn?: string;
+  addsColumn?: string;
+  /** extra words for the reason, e.g. the function called */
+  detail?: string;
+  effects: SchemaEffect[];
+  /** byte offset (in the statement's text coordinates) of the part this operation is about */
+  location?: number;
+  /** CREATE INDEX on an index-less name: lets later DROP INDEX of it count as new */
+  objectName?: string;
+}
+
+/** How a piece of SQL is positioned: its text and where that text starts in node locations. */
+export interface StmtText { text: string; base: number }
+
+/** Functions that are not volatile: a column default calling only these needs no rewrite. */
+const NON_VOLATILE = new Set(['now', 'transaction_timestamp', 'statement_timestamp', 'current_date', 'lower', 'upper', 'to_jsonb', 'to_json',
+  'jsonb_build_object', 'json_build_object', 'jsonb_build_array', 'json_build_array', 'array_fill', 'make_interval', 'to_timestamp', 'timezone',
+  'concat', 'length', 'btrim', 'trim', 'md5', 'date_trunc', 'make_date', 'make_timestamp', 'make_timestamptz', 'to_char', 'to_date', 'abs', 'round',
+  'localtimestamp', 'current_timestamp', 'jsonb', 'json']);
+
+export function isVolatileDefault(expr: Node): boolean {
+  return calledFunctions(expr).some((f) => !NON_VOLATILE.has(f));
+}
+
+const isNullConst = (expr: Node): boolean => expr?.A_Const?.isnull === true;
+
+/** `col IS NOT NULL` as a CHECK expression → the column */
+export function notNullCheckColumn(expr: Node): string | undefined {
+  const t = expr?.NullTest;
+  if (!t || t.nulltesttype !== 'IS_NOT_NULL') return undefined;
+  const f = listName(t.arg?.ColumnRef?.fields);
+  return f.length === 1 ? f[0] : undefined;
+}
+
+function addColumn(table: RelName, def: Node, st: StmtText, missingOk: boolean): Candidate[] {
+  const name: string = def.colname;
+  const type = typeInfo(def.typeName);
+  const cons: Node[] = (def.constraints ?? []).map((c: Node) => c.Constraint);
+  const dflt = cons.find((c) => c.contype === 'CONSTR_DEFAULT');
+  const gen = cons.find((c) => c.contype === 'CONSTR_GENERATED');
+  const identity = cons.some((c) => c.contype === 'CONSTR_IDENTITY') || ['serial', 'bigserial', 'smallserial', 'serial2'].includes(type.name);
+  const notNull = cons.some((c) => c.contype === 'CONSTR_NOTNULL' || c.contype === 'CONSTR_PRIMARY');
+  const hasDefault = dflt && !isNullConst(dflt.raw_expr);
+  let op: OperationType = 'ADD_COLUMN';
+  if (identity) op = 'ADD_COLUMN_IDENTITY';
+  else if (gen) op = gen.generated_kind === 'v' ? 'ADD_COLUMN_GENERATED_VIRTUAL' : 'ADD_COLUMN_GENERATED_STORED';
+  else if (hasDefault) op = isVolatileDefault(dflt.raw_expr) ? 'ADD_COLUMN_VOLATILE_DEFAULT' : 'ADD_COLUMN_DEFAULT';
+  else if (notNull) op = 'ADD_COLUMN_NOT_NULL';
+  const defaultText = hasDefault ? expressionText(st.text, firstLocation(dflt.raw_expr) - st.base, 'DEFAULT') : undefined;
+  const out: Candidate[] = [{
+    type: op, table, column: name, needsTable: true, addsColumn: missingOk ? undefined : name, location: def.location,
+    effects: [{ kind: 'addColumn', table, column: name, type, default: defaultText, notNull, generated: identity || !!gen }],
+  }];
+  // inline constraints are separate operations with their own costs
+  for (const c of cons) {
+    const inline = constraintOp(table, c, name);
+    if (inline && inline.type !== 'ADD_NOT_NULL_CONSTRAINT') out.push(inline);
+  }
+  return out;
+}
+
+function constraintOp(table: RelName, c: Node, column?: string): Candidate | undefined {
+  const base = { table, column, needsTable: true, location: c.location, effects: [] as SchemaEffect[] };
+  switch (c.contype) {
+    case 'CONSTR_CHECK': {
+      const col = notNullCheckColumn(c.raw_expr);
+      if (col) base.effects.push({ kind: 'notNullCheck', table, column: col, constraint: c.conname, valid: !c.skip_validation });
+      return { ...base, type: c.skip_validation ? 'ADD_CHECK_NOT_VALID' : 'ADD_CHECK' };
+    }
+    case 'CONSTR_FOREIGN': return { ...base, type: c.skip_validation ? 'ADD_FOREIGN_KEY_NOT_VALID' : 'ADD_FOREIGN_KEY', detail: c.pktable ? `references ${relName(c.pktable)?.display}` : undefined };
+    case 'CONSTR_UNIQUE': return { ...base, type: c.indexname ? 'ADD_UNIQUE_USING_INDEX' : 'ADD_UNIQUE' };
+    case 'CONSTR_PRIMARY': return { ...base, type: c.indexname ? 'ADD_PRIMARY_KEY_USING_INDEX' : 'ADD_PRIMARY_KEY' };
+    case 'CONSTR_EXCLUSION': return { ...base, type: 'ADD_EXCLUDE' };
+    case 'CONSTR_NOTNULL': return { ...base, type: c.skip_validation ? 'ADD_NOT_NULL_CONSTRAINT_NOT_VALID' : 'ADD_NOT_NULL_CONSTRAINT', column: column ?? listName(c.keys)[0] };
+    default: return undefined;
+  }
+}
+
+const COLUMN_OPTIONS = new Set(['AT_SetStatistics', 'AT_SetStorage', 'AT_SetCompression', 'AT_SetOptions', 'AT_ResetOptions', 'AT_AddIdentity', 'AT_SetIdentity', 'AT_DropExpression']);
+const TABLE_OPTIONS = new Set(['AT_SetRelOptions', 'AT_ResetRelOptions', 'AT_ReplaceRelOptions', 'AT_ClusterOn', 'AT_DropCluster', 'AT_ReplicaIdentity']);
+const TRIGGER_SWITCH = new Set(['AT_EnableTrig', 'AT_DisableTrig', 'AT_EnableAlwaysTrig', 'AT_EnableReplicaTrig', 'AT_EnableTrigAll', 'AT_DisableTrigAll',
+  'AT_EnableTrigUser', 'AT_DisableTrigUser', 'AT_EnableRule', 'AT_DisableRule', 'AT_EnableAlwaysRule', 'AT_EnableReplicaRule']);
+const RLS = new Set(['AT_EnableRowSecurity', 'AT_DisableRowSecurity', 'AT_ForceRowSecurity', 'AT_NoForceRowSecurity']);
+
+function alterTableCmd(table: RelName, objtype: string, cmd: Node, st: StmtText, missingOk: boolean): Candidate[] {
+  const base = { table, needsTable: true, missingOk, effects: [] as SchemaEffect[] };
+  const col: string | undefined = cmd.name;
+  if (objtype === 'OBJECT_TYPE') return [{ ...base, type: 'ALTER_TYPE', needsTable: false }];
+  switch (cmd.subtype) {
+    case 'AT_AddColumn': case 'AT_AddColumnToView':
+      return addColumn(table, cmd.def.ColumnDef, st, cmd.missing_ok === true).map((c) => ({ ...c, missingOk }));
+    case 'AT_DropColumn':
+      return [{ ...base, type: 'DROP_COLUMN', column: col, needsColumn: cmd.missing_ok ? undefined : col, effects: [{ kind: 'dropColumn', table, column: col! }] }];
+    case 'AT_AlterColumnType': {
+      const def = cmd.def.ColumnDef;
+      const type = typeInfo(def.typeName);
+      const typeSrc = expressionText(st.text, def.typeName.location - st.base, 'TYPE') ?? typeText(type);
+      const usingNode = def.raw_default;
+      const using = usingNode ? expressionText(st.text, firstLocation(usingNode) - st.base, 'USING', false) : undefined;
+      return [{ ...base, type: 'ALTER_COLUMN_TYPE', column: col, needsColumn: col, location: def.location, effects: [{ kind: 'typeChange', table, column: col!, type, typeText: typeSrc, using }] }];
+    }
+    case 'AT_ColumnDefault': return [{ ...base, type: cmd.def ? 'SET_DEFAULT' : 'DROP_DEFAULT', column: col, needsColumn: col }];
+    case 'AT_DropIdentity': return [{ ...base, type: 'DROP_DEFAULT', column: col, needsColumn: cmd.missing_ok ? undefined : col, detail: 'identity dropped' }];
+    case 'AT_SetNotNull': return [{ ...base, type: 'SET_NOT_NULL', column: col, needsColumn: col }];
+    case 'AT_DropNotNull': return [{ ...base, type: 'DROP_NOT_NULL', column: col, needsColumn: col }];
+    case 'AT_SetExpression': return [{ ...base, type: 'SET_EXPRESSION', column: col, needsColumn: col }];
+    case 'AT_AddConstraint': case 'AT_AddIndexConstraint': {
+      const c = constraintOp(table, cmd.def.Constraint);
+      return c ? [{ ...c, missingOk }] : [{ ...base, type: 'UNKNOWN', detail: `ADD CONSTRAINT ${cmd.def.Constraint?.contype}` }];
+    }
+    case 'AT_ValidateConstraint': return [{ ...base, type: 'VALIDATE_CONSTRAINT', effects: [{ kind: 'validate', table, constraint: col! }] }];
+    case 'AT_DropConstraint': return [{ ...base, type: 'DROP_CONSTRAINT' }];
+    case 'AT_AlterConstraint': return [{ ...base, type: 'ALTER_CONSTRAINT' }];
+    case 'AT_SetTableSpace': return [{ ...base, type: 'SET_TABLESPACE' }];
+    case 'AT_SetLogged': return [{ ...base, type: 'SET_LOGGED' }];
+    case 'AT_SetUnLogged': return [{ ...base, type: 'SET_UNLOGGED' }];
+    case 'AT_ChangeOwner': return [{ ...base, type: 'OWNER' }];
+    case 'AT_AttachPartition':
+      if (objtype === 'OBJECT_INDEX') return [{ ...base, type: 'ALTER_OBJECT' }];
+      return [{ ...base, type: 'ATTACH_PARTITION', detail: `partition ${relName(cmd.def.PartitionCmd?.name)?.display}` }];
+    case 'AT_DetachPartition':
+      return [{ ...base, type: cmd.def.PartitionCmd?.concurrent ? 'DETACH_PARTITION_CONCURRENTLY' : 'DETACH_PARTITION', detail: `partition ${relName(cmd.def.PartitionCmd?.name)?.display}` }];
+    case 'AT_DetachPartitionFinalize': return [{ ...base, type: 'DETACH_PARTITION_CONCURRENTLY' }];
+    default:
+      if (COLUMN_OPTIONS.has(cmd.subtype)) return [{ ...base, type: 'COLUMN_OPTIONS', column: col }];
+      if (TABLE_OPTIONS.has(cmd.subtype)) return [{ ...base, type: 'TABLE_OPTIONS' }];
+      if (TRIGGER_SWITCH.has(cmd.subtype)) return [{ ...base, type: 'ENABLE_DISABLE_TRIGGER' }];
+      if (RLS.has(cmd.subtype)) return [{ ...base, type: 'ENABLE_RLS' }];
+      return [{ ...base, type: 'UNKNOWN', detail: `ALTER TABLE ${String(cmd.subtype).replace(/^AT_/, '')}` }];
+  }
+}
+
+function firstLocation(node: Node): number {
+  let best = Number.MAX_SAFE_INTEGER;
+  const visit = (n: Node) => {
+    if (Array.isArray(n)) { n.forEach(visit); return; }
+    if (!n || typeof n !== 'object') return;
+    if (typeof n.location === 'number' && n.location >= 0) best = Math.min(best, n.location);
+    Object.values(n).forEach(visit);
+  };
+  visit(node);
+  return best === Number.MAX_SAFE_INTEGER ? -1 : best;
+}
+
+const DROP_TYPES: Record<string, OperationType> = {
+  OBJECT_TABLE: 'DROP_TABLE', OBJECT_INDEX: 'DROP_INDEX', OBJECT_VIEW: 'DROP_VIEW', OBJECT_MATVIEW: 'DROP_MATERIALIZED_VIEW',
+  OBJECT_FUNCTION: 'DROP_FUNCTION', OBJECT_PROCEDURE: 'DROP_FUNCTION', OBJECT_ROUTINE: 'DROP_FUNCTION', OBJECT_TRIGGER: 'DROP_TRIGGER',
+  OBJECT_TYPE: 'DROP_TYPE', OBJECT_DOMAIN: 'DROP_DOMAIN', OBJECT_EXTENSION: 'DROP_EXTENSION', OBJECT_SEQUENCE: 'DROP_SEQUENCE',
+  OBJECT_SCHEMA: 'DROP_SCHEMA', OBJECT_FOREIGN_TABLE: 'DROP_TABLE',
+};
+
+function dropObjects(n: Node): Candidate[] {
+  const type: OperationType = n.removeType === 'OBJECT_INDEX' && n.concurrent ? 'DROP_INDEX_CONCURRENTLY' : DROP_TYPES[n.removeType] ?? 'DROP_OBJECT';
+  return (n.objects ?? []).map((o: Node): Candidate => {
+    let parts: string[];
+    if (o.List) parts = listName(o.List.items);
+    else if (o.TypeName) parts = listName(o.TypeName.names);
+    else if (o.ObjectWithArgs) parts = listName(o.ObjectWithArgs.objname);
+    else if (o.String) parts = [o.String.sval];
+    else parts = [];
+    // DROP TRIGGER/POLICY/RULE name ON table: the list is [schema.]table.name
+    const onTable = ['OBJECT_TRIGGER', 'OBJECT_POLICY', 'OBJECT_RULE'].includes(n.removeType);
+    const name = relFromList(onTable ? parts.slice(0, -1) : parts);
+    const isRel = ['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE'].includes(n.removeType);
+    return {
+      type, table: name, missingOk: n.missing_ok === true, needsTable: isRel || onTable,
+      detail: onTable ? `${parts[parts.length - 1]} on ${name?.display}` : type === 'DROP_OBJECT' ? String(n.removeType).replace(/^OBJECT_/, '').toLowerCase() : undefined,
+      effects: n.removeType === 'OBJECT_TABLE' && name ? [{ kind: 'dropTable', table: name }] : [],
+    };
+  });
+}
+
+const RENAME_TYPES: Record<string, OperationType> = {
+  OBJECT_TABLE: 'RENAME_TABLE', OBJECT_FOREIGN_TABLE: 'RENAME_TABLE', OBJECT_COLUMN: 'RENAME_COLUMN', OBJECT_INDEX: 'RENAME_INDEX',
+  OBJECT_TABCONSTRAINT: 'RENAME_CONSTRAINT', OBJECT_TRIGGER: 'RENAME_CONSTRAINT', OBJECT_DOMCONSTRAINT: 'RENAME_CONSTRAINT',
+};
+
+function rename(n: Node): Candidate[] {
+  const type = RENAME_TYPES[n.renameType] ?? 'RENAME_OBJECT';
+  const rel = relName(n.relation) ?? relFromList(n.object?.List ? listName(n.object.List.items) : n.object?.String ? [n.object.String.sval] : listName(n.object?.ObjectWithArgs?.objname ?? n.object?.TypeName?.names));
+  const base = { table: rel, missingOk: n.missing_ok === true, needsTable: !!n.relation, effects: [] as SchemaEffect[] };
+  if (type === 'RENAME_TABLE' && rel) {
+    const to: RelName = { ...rel, name: n.newname, key: `${rel.schema}.${n.newname}`, display: rel.display.replace(/[^.]+$/, n.newname) };
+    return [{ ...base, type, detail: `to ${n.newname}`, effects: [{ kind: 'renameTable', table: rel, to }] }];
+  }
+  if (type === 'RENAME_COLUMN' && rel) {
+    return [{ ...base, type, column: n.subname, needsColumn: n.subname, addsColumn: n.newname, detail: `to ${n.newname}`, effects: [{ kind: 'renameColumn', table: rel, column: n.subname, to: n.newname }] }];
+  }
+  return [{ ...base, type, needsTable: type !== 'RENAME_OBJECT' && !!n.relation }];
+}
+
+/** Functions a plain SELECT in a migration may call without its effects needing analysis. */
+const KNOWN_FUNCTIONS = new Set(['count', 'sum', 'min', 'max', 'avg', 'now', 'setval', 'nextval', 'currval', 'set_config', 'current_setting',
+  'to_regclass', 'to_regtype', 'to_regproc', 'format', 'concat', 'lower', 'upper', 'length', 'array_agg', 'string_agg', 'jsonb_build_object',
+  'json_build_object', 'row_to_json', 'greatest', 'least', 'generate_series', 'date_trunc', 'to_char', 'md5', 'replace', 'substring', 'split_part',
+  'btrim', 'trim', 'coalesce', 'exists', 'bool_or', 'bool_and', 'quote_ident', 'quote_literal', 'version', 'current_database', 'current_schema',
+  'has_table_privilege', 'obj_description', 'col_description', 'format_type', 'unnest', 'array_length', 'jsonb_agg', 'json_agg', 'random',
+  'gen_random_uuid', 'uuid_generate_v4', 'abs', 'round', 'floor', 'ceil', 'extract', 'date_part', 'to_timestamp', 'length', 'position']);
+const SIDE_EFFECT_PG_FUNCTIONS = new Set(['pg_terminate_backend', 'pg_cancel_backend', 'pg_reload_conf', 'pg_rotate_logfile', 'pg_sleep',
+  'pg_create_logical_replication_slot', 'pg_create_physical_replication_slot', 'pg_drop_replication_slot', 'pg_switch_wal', 'pg_promote',
+  'pg_replication_origin_create', 'pg_replication_origin_drop', 'pg_stat_reset', 'pg_file_write']);
+
+export function unknownFunctions(node: Node): string[] {
+  return [...new Set(calledFunctions(node).filter((f) => !KNOWN_FUNCTIONS.has(f) && !(f.startsWith('pg_') && !SIDE_EFFECT_PG_FUNCTIONS.has(f))))];
+}
+
+function dml(type: OperationType, rel: Node): Candidate[] {
+  const table = relName(rel);
+  return [{ type, table, needsTable: true, effects: [] }];
+}
+
+/** The operations of one statement. DO blocks and transaction control are handled by analyze.ts. */
+export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
+  switch (kind) {
+    case 'CreateStmt': case 'CreateForeignTableStmt': {
+      const s = kind === 'CreateStmt' ? n : n.base;
+      const table = relName(s.relation)!;
+      const columns = (s.tableElts ?? []).filter((e: Node) => e.ColumnDef).map((e: Node) => ({
+        name: e.ColumnDef.colname, type: typeInfo(e.ColumnDef.typeName),
+        notNull: (e.ColumnDef.constraints ?? []).some((c: Node) => ['CONSTR_NOTNULL', 'CONSTR_PRIMARY'].includes(c.Constraint?.contype)),
+      }));
+      const effects: SchemaEffect[] = [{ kind: 'createTable', table, columns }];
+      if (s.partbound && s.inhRelations?.length) {
+        return [{ type: 'CREATE_PARTITION', table: relName(s.inhRelations[0].RangeVar), needsTable: true, detail: `partition ${table.display}`, effects }];
+      }
+      return [{ type: 'CREATE_TABLE', table, addsColumn: undefined, missingOk: s.if_not_exists === true, effects }];
+    }
+    case 'CreateTableAsStmt': {
+      const table = relName(n.into?.rel)!;
+      return [{ type: n.objtype === 'OBJECT_MATVIEW' ? 'CREATE_MATERIALIZED_VIEW' : 'CREATE_TABLE_AS', table, missingOk: n.if_not_exists === true, effects: [{ kind: 'createTable', table, columns: [] }] }];
+    }
+    case 'SelectStmt': {
+      if (n.intoClause) {
+        const table = relName(n.intoClause.rel)!;
+        return [{ type: 'CREATE_TABLE_AS', table, effects: [{ kind: 'createTable', table, columns: [] }] }];
+      }
+      const fns = unknownFunctions(n);
+      return fns.length ? [{ type: 'SELECT_FUNCTION', detail: fns.join(', '), effects: [] }] : [{ type: 'SELECT', effects: [] }];
+    }
+    case 'DropStmt': return dropObjects(n);
+    case 'RenameStmt': return rename(n);
+    case 'AlterObjectSchemaStmt': {
+      const rel = relName(n.relation) ?? relFromList(n.object?.List ? listName(n.object.List.items) : []);
+      return [{ type: 'SET_SCHEMA', table: rel, missingOk: n.missing_ok === true, needsTable: !!n.relation, detail: `to ${n.newschema}`, effects: [] }];
+    }
+    case 'AlterTableStmt': {
+      const table = relName(n.relation)!;
+      return (n.cmds ?? []).flatMap((c: Node) => alterTableCmd(table, n.objtype, c.AlterTableCmd, st, n.missing_ok === true));
+    }
+    case 'IndexStmt': {
+      const table = relName(n.relation)!;
+      return [{ type: n.concurrent ? 'CREATE_INDEX_CONCURRENTLY' : 'CREATE_INDEX', table, needsTable: true, objectName: n.idxname, detail: n.idxname, effects: [{ kind: 'createIndex', table, index: n.idxname }] }];
+    }
+    case 'ReindexStmt': {
+      const concurrently = (n.params ?? []).some((p: Node) => p?.DefElem?.defname === 'concurrently');
+      const whole = ['REINDEX_OBJECT_SCHEMA', 'REINDEX_OBJECT_DATABASE', 'REINDEX_OBJECT_SYSTEM'].includes(n.kind);
+      const table = n.kind === 'REINDEX_OBJECT_TABLE' ? relName(n.relation) : undefined;
+      return [{ type: concurrently ? 'REINDEX_CONCURRENTLY' : whole ? 'REINDEX_DATABASE' : 'REINDEX', table: table ?? relName(n.relation), needsTable: !!table, effects: [] }];
+    }
+    case 'ViewStmt': {
+      const table = relName(n.view)!;
+      return [{ type: 'CREATE_VIEW', table, effects: n.replace ? [] : [{ kind: 'createObject', name: table.key }] }];
+    }
+    case 'RefreshMatViewStmt': return [{ type: n.concurrent ? 'REFRESH_MATERIALIZED_VIEW_CONCURRENTLY' : 'REFRESH_MATERIALIZED_VIEW', table: relName(n.relation), needsTable: true, effects: [] }];
+    case 'CreateFunctionStmt': return [{ type: 'CREATE_FUNCTION', detail: listName(n.funcname).join('.'), effects: [] }];
+    case 'CreateTrigStmt': return [{ type: 'CREATE_TRIGGER', table: relName(n.relation), needsTable: true, detail: n.trigname, effects: [] }];
+    case 'AlterEnumStmt': {
+      const type = listName(n.typeName).join('.');
+      if (n.oldVal) return [{ type: 'RENAME_ENUM_VALUE', detail: `${type}: '${n.oldVal}' to '${n.newVal}'`, effects: [] }];
+      return [{ type: 'ADD_ENUM_VALUE', detail: `${type}: '${n.newVal}'`, effects: [{ kind: 'enumValue', type, value: n.newVal }] }];
+    }
+    case 'CreateEnumStmt': case 'CompositeTypeStmt': case 'CreateRangeStmt':
+      return [{ type: 'CREATE_TYPE', detail: listName(n.typeName ?? n.typevar ? [n.typevar?.relname] : []).join('.') || undefined, effects: [] }];
+    case 'DefineStmt': return [{ type: n.kind === 'OBJECT_TYPE' ? 'CREATE_TYPE' : 'CREATE_OBJECT', effects: [] }];
+    case 'CreateDomainStmt': return [{ type: 'CREATE_DOMAIN', effects: [] }];
+    case 'AlterDomainStmt': {
+      const adding = n.subtype === 'C' && !n.def?.Constraint?.skip_validation && n.def?.Constraint?.contype !== 'CONSTR_NOTNULL';
+      const setNotNull = n.subtype === 'O';
+      return [{ type: adding || setNotNull ? 'ALTER_DOMAIN_ADD_CONSTRAINT' : 'ALTER_DOMAIN', detail: listName(n.typeName).join('.'), effects: [] }];
+    }
+    case 'CreateExtensionStmt': return [{ type: 'CREATE_EXTENSION', detail: n.extname, effects: [{ kind: 'extension', name: n.extname }] }];
+    case 'AlterExtensionStmt': case 'AlterExtensionContentsStmt': return [{ type: 'ALTER_EXTENSION', detail: n.extname, effects: [] }];
+    case 'CreateSeqStmt': return [{ type: 'CREATE_SEQUENCE', table: relName(n.sequence), effects: [{ kind: 'createObject', name: relName(n.sequence)!.key }] }];
+    case 'AlterSeqStmt': return [{ type: 'ALTER_SEQUENCE', table: relName(n.sequence), missingOk: n.missing_ok === true, effects: [] }];
+    case 'CreateSchemaStmt': return [{ type: 'CREATE_SCHEMA', detail: n.schemaname, effects: [] }];
+    case 'GrantStmt': case 'GrantRoleStmt': return [{ type: n.is_grant ? 'GRANT' : 'REVOKE', effects: [] }];
+    case 'AlterDefaultPrivilegesStmt': return [{ type: n.action?.GrantStmt?.is_grant ? 'GRANT' : 'REVOKE', effects: [] }];
+    case 'CommentStmt': return [{ type: 'COMMENT', effects: [] }];
+    case 'AlterOwnerStmt': return [{ type: 'OWNER', table: relName(n.relation), effects: [] }];
+    case 'VariableSetStmt': {
+      const type: OperationType = n.name === 'lock_timeout' ? 'SET_LOCK_TIMEOUT' : n.name === 'statement_timeout' ? 'SET_STATEMENT_TIMEOUT' : 'SET';
+      return [{ type, detail: n.name, effects: [] }];
+    }
+    case 'VacuumStmt': {
+      const full = (n.options ?? []).some((o: Node) => o?.DefElem?.defname === 'full' && o.DefElem.arg?.Boolean?.boolval !== false && o.DefElem.arg?.String?.sval !== 'false');
+      const type: OperationType = !n.is_vacuumcmd ? 'ANALYZE' : full ? 'VACUUM_FULL' : 'VACUUM';
+      const rels = (n.rels ?? []).map((r: Node) => relName(r.VacuumRelation?.relation));
+      return rels.length ? rels.map((table: RelName | undefined) => ({ type, table, needsTable: true, effects: [] })) : [{ type, detail: 'whole database', effects: [] }];
+    }
+    case 'ClusterStmt': return [{ type: 'CLUSTER', table: relName(n.relation), needsTable: !!n.relation, detail: n.relation ? undefined : 'whole database', effects: [] }];
+    case 'TruncateStmt': return (n.relations ?? []).map((r: Node) => ({ type: 'TRUNCATE' as OperationType, table: relName(r.RangeVar), needsTable: true, effects: [] }));
+    case 'LockStmt': {
+      const strong = (n.mode ?? 8) >= 5; // SHARE and above block writes
+      return (n.relations ?? []).map((r: Node) => ({ type: (strong ? 'LOCK_TABLE' : 'LOCK_TABLE_WEAK') as OperationType, table: relName(r.RangeVar), needsTable: true, effects: [] }));
+    }
+    case 'UpdateStmt': return dml('UPDATE', n.relation);
+    case 'DeleteStmt': return dml('DELETE', n.relation);
+    case 'MergeStmt': return dml('MERGE', n.relation);
+    case 'InsertStmt': {
+      const sel = n.selectStmt?.SelectStmt;
+      const fromRows = sel && !sel.valuesLists && ((sel.fromClause ?? []).length > 0 || sel.op !== 'SETOP_NONE');
+      return dml(fromRows ? 'INSERT_SELECT' : 'INSERT', n.relation);
+    }
+    case 'CopyStmt': return [{ type: 'COPY', table: relName(n.relation), effects: [] }];
+    case 'CallStmt': return [{ type: 'CALL', detail: listName(n.funccall?.funcname).join('.'), effects: [] }];
+    case 'CreatedbStmt': return [{ type: 'CREATE_DATABASE', detail: n.dbname, effects: [] }];
+    case 'DropdbStmt': return [{ type: 'DROP_DATABASE', detail: n.dbname, effects: [] }];
+    case 'AlterDatabaseStmt': case 'AlterDatabaseSetStmt': case 'AlterDatabaseRefreshCollStmt': return [{ type: 'ALTER_DATABASE', detail: n.dbname, effects: [] }];
+    case 'AlterSystemStmt': return [{ type: 'ALTER_SYSTEM', detail: n.setstmt?.name, effects: [] }];
+    case 'CreateRoleStmt': case 'AlterRoleStmt': case 'AlterRoleSetStmt': case 'DropRoleStmt': return [{ type: 'ROLE', effects: [] }];
+    case 'CreatePolicyStmt': case 'RuleStmt': case 'CreateStatsStmt': case 'CreateCastStmt': case 'CreateOpClassStmt': case 'CreateOpFamilyStmt':
+    case 'CreateConversionStmt': case 'CreateTransformStmt': case 'CreateAmStmt': case 'CreateEventTrigStmt': case 'CreatePLangStmt':
+    case 'CreateFdwStmt': case 'CreateForeignServerStmt': case 'CreateUserMappingStmt':
+      return [{ type: 'CREATE_OBJECT', detail: kind.replace(/Stmt$/, ''), effects: [] }];
+    case 'AlterFunctionStmt': case 'AlterPolicyStmt': case 'AlterTypeStmt': case 'AlterStatsStmt': case 'AlterEventTrigStmt': case 'AlterCollationStmt':
+      return [{ type: 'ALTER_OBJECT', detail: kind.replace(/Stmt$/, ''), effects: [] }];
+    default:
+      return [{ type: 'UNKNOWN', detail: kind.replace(/Stmt$/, ''), effects: [] }];
+  }
+}

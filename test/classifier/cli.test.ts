@@ -1,0 +1,78 @@
+/**
+ * `pgflip validate` as a user runs it: the built CLI, exit codes 0/1/2, JSON shape, text table.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const ROOT = path.resolve(__dirname, '../..');
+const dir = mkdtempSync(path.join(os.tmpdir(), 'pgflip-validate-'));
+const file = (name: string, sql: string) => { const p = path.join(dir, name); writeFileSync(p, sql); return p; };
+
+function pgflip(...args: string[]) {
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'validate', ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const safe = file('001_add_column.sql', '-- add a column\nALTER TABLE users ADD COLUMN nickname text;\n');
+const risky = file('002_drop_unused_table.sql', 'DROP TABLE legacy_sessions;\n');
+const broken = file('003_broken.sql', 'CREATE TABLE ok (id int);\nALTER TABLE users ADD COLUMN;\n');
+
+test('one valid file: exit 0 and one JSON object in the contract shape', () => {
+  const r = pgflip('--json', risky);
+  expect(r.code).toBe(0);
+  const report = JSON.parse(r.stdout);
+  expect(report).toMatchObject({
+    file: risky, isValid: true, classification: 'risky', riskLevel: 'HIGH', pgVersion: 15, errors: [],
+    operations: [{ type: 'DROP_TABLE', statement: 'DROP TABLE legacy_sessions', riskLevel: 'HIGH', classification: 'risky', table: 'legacy_sessions', lock: 'ACCESS EXCLUSIVE', rewrite: false, line: 1, reason: 'destructive: breaks the running application' }],
+    mapping: { tables: [], newTables: [], droppedTables: ['public.legacy_sessions'] },
+  });
+  expect(Array.isArray(report.warnings)).toBe(true);
+});
+
+test('several files: an array; one invalid file makes the exit code 1', () => {
+  const r = pgflip('--json', safe, broken);
+  expect(r.code).toBe(1);
+  const reports = JSON.parse(r.stdout);
+  expect(reports.map((x: { file: string; isValid: boolean }) => [x.file, x.isValid])).toEqual([[safe, true], [broken, false]]);
+  expect(reports[1].errors).toEqual(['line 2, column 29: syntax error at or near ";"']);
+});
+
+test('--pg-version decides what is too new', () => {
+  const merge = file('004_merge.sql', 'MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE;');
+  expect(pgflip('--json', '--pg-version', '14', merge).code).toBe(1);
+  expect(JSON.parse(pgflip('--json', '--pg-version', '14', merge).stdout).errors[0]).toMatch(/MERGE needs PostgreSQL 15/);
+  expect(pgflip('--json', '--pg-version', '15', merge).code).toBe(0);
+});
+
+test('an unreadable file is an invalid report, exit 1', () => {
+  const r = pgflip('--json', path.join(dir, 'missing.sql'));
+  expect(r.code).toBe(1);
+  expect(JSON.parse(r.stdout)).toMatchObject({ isValid: false, errors: [expect.stringMatching(/cannot read .*missing\.sql: no such file/)] });
+});
+
+test.each([
+  [['--json']],
+  [['--pg-version', '99', safe]],
+  [['--pg-version', 'abc', safe]],
+  [['--bogus', safe]],
+])('usage errors exit 2: %j', (args) => {
+  const r = pgflip(...args);
+  expect(r.code).toBe(2);
+  expect(r.stderr).not.toBe('');
+});
+
+test('without --json: a readable table per file', () => {
+  const r = pgflip(safe, risky);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toContain(`${safe}: valid, safe (LOW), PostgreSQL 15`);
+  expect(r.stdout).toMatch(/LINE\s+OPERATION\s+CLASS\s+RISK\s+LOCK\s+TABLE\s+REASON/);
+  expect(r.stdout).toMatch(/1\s+DROP_TABLE\s+risky\s+HIGH\s+ACCESS EXCLUSIVE\s+legacy_sessions\s+destructive/);
+});
+
+test('empty and comment-only files are valid and safe', () => {
+  const r = pgflip('--json', file('empty.sql', ''), file('comments.sql', '-- nothing yet\n'));
+  expect(r.code).toBe(0);
+  for (const rep of JSON.parse(r.stdout)) expect(rep).toMatchObject({ isValid: true, classification: 'safe', operations: [] });
+});

@@ -1,0 +1,198 @@
+/**
+ * File context: new objects, transactions, lock_timeout, enum values, DO blocks, target
+ * versions (both sides of each version where an answer changes), parse errors, mapping.
+ */
+import { classifySqlSync, loadParser, ValidationReport } from '../../src/classifier';
+
+const classify = (sql: string, pgVersion?: number): ValidationReport => classifySqlSync(sql, { pgVersion });
+const op = (r: ValidationReport, type: string) => r.operations.find((o) => o.type === type);
+
+beforeAll(() => loadParser());
+
+describe('objects created earlier in the file', () => {
+  test('operations on a new table are safe', () => {
+    const r = classify('CREATE TABLE t (id int, n int);\nCREATE INDEX t_n ON t (n);\nALTER TABLE t ALTER COLUMN n SET NOT NULL;\nALTER TABLE t ADD CONSTRAINT c CHECK (n > 0);');
+    expect(r.classification).toBe('safe');
+    expect(op(r, 'CREATE_INDEX')).toMatchObject({ classification: 'safe', riskLevel: 'LOW', reason: 't was created earlier in this file: nothing uses it yet', line: 2 });
+    expect(r.warnings).toEqual([]);
+  });
+  test('the same operations on an existing table are not', () => {
+    expect(classify('CREATE INDEX t_n ON t (n);').classification).toBe('risky');
+  });
+  test('a table renamed from a new one stays new; a renamed existing one does not', () => {
+    expect(classify('CREATE TABLE a (id int); ALTER TABLE a RENAME TO b; CREATE INDEX ON b (id);').classification).toBe('safe');
+    expect(op(classify('ALTER TABLE a RENAME TO b; CREATE INDEX ON b (id);'), 'CREATE_INDEX')!.classification).toBe('risky');
+  });
+  test('an index created in the file can be dropped safely', () => {
+    expect(op(classify('CREATE INDEX CONCURRENTLY i ON t (a);\nDROP INDEX i;'), 'DROP_INDEX')!.riskLevel).toBe('LOW');
+  });
+  test('a known varchar widening is binary-coercible; narrowing and int→bigint rewrite', () => {
+    const base = 'CREATE TABLE t (id int, s varchar(20));\nINSERT INTO t VALUES (1, \'a\');\n';
+    expect(op(classify(`${base}ALTER TABLE t ALTER COLUMN s TYPE varchar(50);`), 'ALTER_COLUMN_TYPE_COMPATIBLE')).toMatchObject({ classification: 'safe', riskLevel: 'LOW', reason: expect.stringMatching(/binary-coercible/) });
+    expect(op(classify(`${base}ALTER TABLE t ALTER COLUMN s TYPE text;`), 'ALTER_COLUMN_TYPE_COMPATIBLE')).toBeDefined();
+    expect(op(classify(`${base}ALTER TABLE t ALTER COLUMN s TYPE varchar(5);`), 'ALTER_COLUMN_TYPE')).toBeDefined();
+    expect(op(classify(`${base}ALTER TABLE t ALTER COLUMN id TYPE bigint;`), 'ALTER_COLUMN_TYPE')).toBeDefined();
+  });
+  test('without knowing the current type a type change is assumed to rewrite', () => {
+    const r = classify('ALTER TABLE t ALTER COLUMN s TYPE text;');
+    expect(op(r, 'ALTER_COLUMN_TYPE')).toMatchObject({ classification: 'risky', riskLevel: 'HIGH' });
+    expect(r.warnings.join('\n')).toMatch(/current type of t\.s is unknown/);
+  });
+});
+
+describe('SET NOT NULL with a validated CHECK (PostgreSQL 12+)', () => {
+  const sql = 'ALTER TABLE t ADD CONSTRAINT t_n_nn CHECK (n IS NOT NULL) NOT VALID;\nALTER TABLE t VALIDATE CONSTRAINT t_n_nn;\nALTER TABLE t ALTER COLUMN n SET NOT NULL;';
+  test('on 12 the scan is skipped', () => {
+    expect(op(classify(sql, 12), 'SET_NOT_NULL_CHECKED')).toMatchObject({ classification: 'safe', riskLevel: 'LOW', scan: false, reason: expect.stringMatching(/no scan/) });
+  });
+  test('on 11 it still scans', () => {
+    expect(op(classify(sql, 11), 'SET_NOT_NULL_CHECKED')).toMatchObject({ classification: 'risky', riskLevel: 'HIGH', scan: true, reason: expect.stringMatching(/before PostgreSQL 12/) });
+  });
+  test('a NOT VALID check that is never validated proves nothing', () => {
+    expect(op(classify('ALTER TABLE t ADD CONSTRAINT c CHECK (n IS NOT NULL) NOT VALID;\nALTER TABLE t ALTER COLUMN n SET NOT NULL;', 15), 'SET_NOT_NULL')).toMatchObject({ classification: 'risky' });
+  });
+});
+
+describe('version-dependent rows, both sides', () => {
+  test('ADD COLUMN with a constant default: 11 no rewrite, 10 rewrite', () => {
+    expect(op(classify('ALTER TABLE t ADD COLUMN c int DEFAULT 0', 11), 'ADD_COLUMN_DEFAULT')).toMatchObject({ classification: 'safe', rewrite: false });
+    expect(op(classify('ALTER TABLE t ADD COLUMN c int DEFAULT 0', 10), 'ADD_COLUMN_DEFAULT')).toMatchObject({ classification: 'risky', riskLevel: 'HIGH', rewrite: true, reason: expect.stringMatching(/before PostgreSQL 11/) });
+  });
+  test('ATTACH PARTITION: 12 keeps the parent serving, 11 blocks it', () => {
+    expect(op(classify('ALTER TABLE p ATTACH PARTITION p2 FOR VALUES IN (2)', 12), 'ATTACH_PARTITION')).toMatchObject({ lock: 'SHARE UPDATE EXCLUSIVE', riskLevel: 'MEDIUM' });
+    expect(op(classify('ALTER TABLE p ATTACH PARTITION p2 FOR VALUES IN (2)', 11), 'ATTACH_PARTITION')).toMatchObject({ lock: 'ACCESS EXCLUSIVE', riskLevel: 'HIGH' });
+  });
+  test.each([
+    ['MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE', 15, /MERGE needs PostgreSQL 15/],
+    ['CREATE UNIQUE INDEX i ON t (a) NULLS NOT DISTINCT', 15, /NULLS NOT DISTINCT needs PostgreSQL 15/],
+    ['ALTER TABLE t ADD COLUMN c int GENERATED ALWAYS AS (a * 2) VIRTUAL', 18, /virtual generated columns .* needs PostgreSQL 18/],
+    ['ALTER TABLE t ADD COLUMN c int GENERATED ALWAYS AS (a * 2) STORED', 12, /generated columns needs PostgreSQL 12/],
+    ['ALTER TABLE t ADD CONSTRAINT c NOT NULL a NOT VALID', 18, /NOT NULL … NOT VALID needs PostgreSQL 18/],
+    ['REINDEX TABLE CONCURRENTLY t', 12, /REINDEX CONCURRENTLY needs PostgreSQL 12/],
+    ['ALTER TABLE p DETACH PARTITION p2 CONCURRENTLY', 14, /DETACH PARTITION … CONCURRENTLY needs PostgreSQL 14/],
+    ['CREATE INDEX i ON t (a) INCLUDE (b)', 11, /INCLUDE\) needs PostgreSQL 11/],
+    ['SELECT uuidv7()', 18, /uuidv7\(\) needs PostgreSQL 18/],
+  ])('%s: invalid before %d, valid from it', (sql, since, message) => {
+    const before = classify(sql, (since as number) - 1);
+    expect(before.isValid).toBe(false);
+    expect(before.errors.join('\n')).toMatch(message as RegExp);
+    expect(before.errors[0]).toMatch(/^line 1, column \d+: /);
+    expect(classify(sql, since as number).errors).toEqual([]);
+  });
+  test('gen_random_uuid() before 13 needs pgcrypto (a warning without a live database)', () => {
+    expect(classify('SELECT gen_random_uuid()', 12).warnings.join('\n')).toMatch(/pgcrypto/);
+    expect(classify('CREATE EXTENSION pgcrypto; SELECT gen_random_uuid()', 12).warnings.join('\n')).not.toMatch(/built in/);
+  });
+  test('ALTER TYPE … ADD VALUE cannot run in a transaction block before 12', () => {
+    const sql = "BEGIN;\nALTER TYPE mood ADD VALUE 'x';\nCOMMIT;";
+    expect(classify(sql, 11).errors.join('\n')).toMatch(/ADD ENUM VALUE cannot run inside a transaction block/);
+    expect(classify(sql, 12).isValid).toBe(true);
+  });
+});
+
+describe('transactions', () => {
+  test.each([
+    ['CREATE INDEX CONCURRENTLY i ON t (a);', /line 2, column 1: CREATE INDEX CONCURRENTLY cannot run inside a transaction block \(BEGIN at line 1\)/],
+    ['VACUUM t;', /VACUUM cannot run inside a transaction block/],
+    ['CREATE DATABASE x;', /CREATE DATABASE cannot run inside a transaction block/],
+  ])('%s inside BEGIN is an error', (stmt, message) => {
+    const r = classify(`BEGIN;\n${stmt}\nCOMMIT;`);
+    expect(r.isValid).toBe(false);
+    expect(r.errors.join('\n')).toMatch(message);
+  });
+  test('the same statements outside a transaction block are fine', () => {
+    expect(classify('CREATE INDEX CONCURRENTLY i ON t (a);\nVACUUM t;').isValid).toBe(true);
+  });
+  test('BEGIN without COMMIT is an error naming the BEGIN', () => {
+    const r = classify('SELECT 1;\n  BEGIN;\nALTER TABLE t ADD COLUMN c int;');
+    expect(r.isValid).toBe(false);
+    expect(r.errors).toEqual(['line 2, column 3: BEGIN is never committed (the file ends inside a transaction block)']);
+  });
+  test('a new enum value used in the same transaction is an error', () => {
+    const r = classify("BEGIN;\nALTER TYPE mood ADD VALUE 'ecstatic';\nUPDATE people SET mood = 'ecstatic' WHERE id = 1;\nCOMMIT;");
+    expect(r.errors.join('\n')).toMatch(/line 3, column 1: new value 'ecstatic' of enum mood \(added at line 2\) is used before its transaction commits/);
+  });
+  test('without BEGIN the file runs as one transaction, so the same use is an error', () => {
+    expect(classify("ALTER TYPE mood ADD VALUE 'ecstatic';\nUPDATE people SET mood = 'ecstatic';").isValid).toBe(false);
+  });
+  test('used after COMMIT, or in a file that runs statement by statement, it is fine', () => {
+    expect(classify("BEGIN;\nALTER TYPE mood ADD VALUE 'ecstatic';\nCOMMIT;\nUPDATE people SET mood = 'ecstatic';").errors).toEqual([]);
+    expect(classify("ALTER TYPE mood ADD VALUE 'ecstatic';\nCREATE INDEX CONCURRENTLY i ON people (mood);\nUPDATE people SET mood = 'ecstatic';").errors).toEqual([]);
+  });
+});
+
+describe('lock_timeout', () => {
+  test('missing before ACCESS EXCLUSIVE statements: a warning with their lines', () => {
+    const r = classify('ALTER TABLE t ADD COLUMN c int;\nALTER TABLE t DROP COLUMN d;');
+    expect(r.warnings.join('\n')).toMatch(/lock_timeout is not set .*\(lines 1, 2\)/);
+  });
+  test('set before them: no warning; reset: warning again', () => {
+    expect(classify("SET lock_timeout = '2s';\nALTER TABLE t ADD COLUMN c int;").warnings.join('\n')).not.toMatch(/lock_timeout/);
+    expect(classify("SELECT set_config('lock_timeout', '2s', false);\nALTER TABLE t ADD COLUMN c int;").warnings.join('\n')).not.toMatch(/lock_timeout/);
+    expect(classify("SET lock_timeout = '2s';\nRESET lock_timeout;\nALTER TABLE t ADD COLUMN c int;").warnings.join('\n')).toMatch(/lock_timeout is not set .*\(line 3\)/);
+    expect(classify("BEGIN;\nSET LOCAL lock_timeout = '2s';\nCOMMIT;\nALTER TABLE t ADD COLUMN c int;").warnings.join('\n')).toMatch(/\(line 4\)/);
+  });
+});
+
+describe('DO blocks and function bodies', () => {
+  test('statements inside a function body do not count', () => {
+    const r = classify('CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $$ BEGIN DROP TABLE users; END $$;');
+    expect(r.classification).toBe('safe');
+    expect(r.operations.map((o) => o.type)).toEqual(['CREATE_FUNCTION']);
+  });
+  test('DO blocks do, with the line of the inner statement, including literal EXECUTE strings', () => {
+    const r = classify("-- c\nDO $$\nBEGIN\n  IF true THEN\n    ALTER TABLE users DROP COLUMN legacy;\n  END IF;\n  EXECUTE 'DROP TABLE ' || 'sessions';\nEND $$;");
+    expect(r.operations.map((o) => [o.type, o.line])).toEqual([['DROP_COLUMN', 5], ['DROP_TABLE', 7]]);
+    expect(r.classification).toBe('risky');
+  });
+  test('CONCURRENTLY inside a DO block is an error', () => {
+    expect(classify('DO $$ BEGIN CREATE INDEX CONCURRENTLY i ON t (a); END $$;').errors.join('\n')).toMatch(/cannot run inside a DO block/);
+  });
+  test('PERFORM of an unknown function is risky; reads are ignored', () => {
+    expect(classify('DO $$ BEGIN PERFORM do_magic(); END $$;').operations[0]).toMatchObject({ type: 'SELECT_FUNCTION', classification: 'risky' });
+    expect(classify('DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_class) THEN RAISE NOTICE $q$x$q$; END IF; END $$;').classification).toBe('safe');
+  });
+});
+
+describe('parse errors and empty files', () => {
+  test('SQL that does not parse is invalid with line and column, and the rest is still classified', () => {
+    const r = classify('CREATE TABLE a (id int);\nALTER TABLE b ADD COLUMN c int;\nALTER TABLE c ADD COLUMN;\nDROP TABLE d;');
+    expect(r.isValid).toBe(false);
+    expect(r.errors).toEqual(['line 3, column 25: syntax error at or near ";"']);
+    expect(r.operations.map((o) => o.type)).toEqual(['CREATE_TABLE', 'ADD_COLUMN', 'DROP_TABLE']);
+    expect(r.classification).toBe('risky');
+  });
+  test('column counts characters, not bytes', () => {
+    expect(classify("SELECT 'ééé' FRM t;").errors[0]).toMatch(/^line 1, column 18: syntax error at or near "t"/);
+  });
+  test.each(['', '   \n', '-- only a comment\n/* and a block */\n'])('%j is valid and safe', (sql) => {
+    expect(classify(sql)).toMatchObject({ isValid: true, classification: 'safe', riskLevel: 'LOW', operations: [], errors: [] });
+  });
+});
+
+describe('schema mapping for risky migrations', () => {
+  test('renames, drops, added-with-default and type changes with USING', () => {
+    const r = classify([
+      'ALTER TABLE users RENAME COLUMN name TO full_name;',
+      'ALTER TABLE users DROP COLUMN legacy;',
+      "ALTER TABLE users ADD COLUMN status text NOT NULL DEFAULT 'active';",
+      'ALTER TABLE orders ALTER COLUMN amount TYPE bigint USING (amount * 100)::bigint;',
+      'ALTER TABLE sessions RENAME TO user_sessions;',
+      'DROP TABLE audit_old;',
+      'CREATE TABLE events (id bigint);',
+    ].join('\n'));
+    expect(r.classification).toBe('risky');
+    expect(r.mapping).toEqual({
+      tables: [
+        { table: 'public.users', renamedColumns: { name: 'full_name' }, droppedColumns: ['legacy'], addedColumns: [{ column: 'status', default: "'active'", notNull: true }], typeChanges: [] },
+        { table: 'public.orders', renamedColumns: {}, droppedColumns: [], addedColumns: [], typeChanges: [{ column: 'amount', newType: 'bigint', using: '(amount * 100)::bigint' }] },
+        { table: 'public.sessions', renamedTo: 'public.user_sessions', renamedColumns: {}, droppedColumns: [], addedColumns: [], typeChanges: [] },
+      ],
+      newTables: ['public.events'],
+      droppedTables: ['public.audit_old'],
+    });
+  });
+  test('safe files carry no mapping', () => {
+    expect(classify('ALTER TABLE t ADD COLUMN c int;').mapping).toBeUndefined();
+  });
+});
