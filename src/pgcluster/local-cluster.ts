@@ -130,8 +130,10 @@ export class LocalCluster {
 
   async start(): Promise<void> {
     if (!this.initialised) await this.init();
+    // A restarted cluster keeps its port, so clients and proxies can reconnect.
+    const fixed = this.opts.port ?? (this.port || undefined);
     for (let attempt = 0; ; attempt++) {
-      this.port = this.opts.port ?? (await freePort());
+      this.port = fixed ?? (await freePort());
       try {
         await this.pg('pg_ctl', [
           'start', '-w', '-t', '60', '-D', this.dataDir, '-l', this.logFile,
@@ -140,7 +142,7 @@ export class LocalCluster {
         return;
       } catch (err) {
         // A port taken between freePort() and bind: try another one.
-        if (this.opts.port !== undefined || attempt >= 3) throw new Error(`${(err as Error).message}\n${this.tailLog()}`);
+        if (fixed !== undefined || attempt >= 3) throw new Error(`${(err as Error).message}\n${this.tailLog()}`);
       }
     }
   }

@@ -4,7 +4,7 @@ import Redis from 'ioredis';
 import { Client } from 'pg';
 import { embeddedBinDir } from '../../src/pgcluster/binaries';
 import { LocalCluster } from '../../src/pgcluster/local-cluster';
-import { REGISTRY_ROOT, runId, startPair, startRedis } from './clusters';
+import { REGISTRY_ROOT, runId, startCluster, startPair, startRedis } from './clusters';
 
 describe('test harness', () => {
   it('starts blue and green with wal_level=logical on distinct ports, and removes them on stop', async () => {
@@ -51,6 +51,22 @@ describe('PostgreSQL without a system install', () => {
       expect(rows[0].wal).toBe('logical');
     } finally {
       await cluster.destroy();
+    }
+  });
+});
+
+describe('cluster restart', () => {
+  it('comes back on the same port after kill()', async () => {
+    const c = await startCluster('restart');
+    try {
+      const port = c.port;
+      await c.kill();
+      await expect(c.query('SELECT 1')).rejects.toThrow();
+      await c.restart();
+      expect(c.port).toBe(port);
+      expect(await c.query<{ one: number }>('SELECT 1 AS one')).toEqual([{ one: 1 }]);
+    } finally {
+      await c.stop();
     }
   });
 });

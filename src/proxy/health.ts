@@ -1,0 +1,120 @@
+/**
+ * Periodic health check of each side: one connection per side (opened the way
+ * sessions open theirs, so credentials and sslmode are checked too) that runs
+ * the configured query every interval.
+ */
+import { serialize } from 'pg-protocol';
+import type { Logger } from 'pino';
+import type { Side } from '../config';
+import { BackendConnection, BackendTarget, connectBackend } from './backend-connect';
+import { parseErrorFields } from './messages';
+
+export interface SideHealth {
+  up: boolean;
+  /** ISO time of the last finished check, or null before the first */
+  checkedAt: string | null;
+  latencyMs: number | null;
+  error: string | null;
+}
+
+export class HealthChecker {
+  readonly health: Record<Side, SideHealth> = {
+    blue: { up: false, checkedAt: null, latencyMs: null, error: null },
+    green: { up: false, checkedAt: null, latencyMs: null, error: null },
+  };
+  private readonly conns: Partial<Record<Side, BackendConnection>> = {};
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly targets: Record<Side, BackendTarget>,
+    private readonly opts: { intervalMs: number; timeoutMs: number; query: string },
+    private readonly log: Logger,
+    private readonly onChange: (side: Side, h: SideHealth) => void,
+  ) {}
+
+  start(): void {
+    const tick = () => {
+      if (this.stopped) return;
+      this.running = this.checkAll().finally(() => {
+        if (!this.stopped) this.timer = setTimeout(tick, this.opts.intervalMs);
+      });
+    };
+    tick();
+  }
+
+  /** Run a check of both sides now. */
+  async checkAll(): Promise<void> {
+    await Promise.all((['blue', 'green'] as Side[]).map((s) => this.check(s)));
+  }
+
+  private async check(side: Side): Promise<void> {
+    const started = Date.now();
+    const was = this.health[side].up;
+    try {
+      await withTimeout(this.runQuery(side), this.opts.timeoutMs, () => this.drop(side));
+      this.health[side] = { up: true, checkedAt: new Date().toISOString(), latencyMs: Date.now() - started, error: null };
+    } catch (e) {
+      this.drop(side);
+      this.health[side] = { up: false, checkedAt: new Date().toISOString(), latencyMs: null, error: (e as Error).message };
+    }
+    if (was !== this.health[side].up) {
+      this.log[this.health[side].up ? 'info' : 'warn']({ side, error: this.health[side].error }, `${side} backend is ${this.health[side].up ? 'up' : 'down'}`);
+    }
+    this.onChange(side, this.health[side]);
+  }
+
+  private drop(side: Side): void {
+    this.conns[side]?.socket.destroy();
+    delete this.conns[side];
+  }
+
+  private async runQuery(side: Side): Promise<void> {
+    let conn = this.conns[side];
+    if (!conn || conn.socket.destroyed) {
+      const t = this.targets[side];
+      conn = await connectBackend(t, new Map([['application_name', 'pgflip health check']]), t.database, this.opts.timeoutMs);
+      conn.socket.on('error', () => undefined);
+      this.conns[side] = conn;
+    }
+    const s = conn.socket;
+    await new Promise<void>((resolve, reject) => {
+      let buf: Buffer = Buffer.alloc(0);
+      let error: string | undefined;
+      const done = (err?: Error) => { s.off('data', onData); s.off('close', onClose); s.pause(); if (err) reject(err); else resolve(); };
+      const onData = (c: Buffer) => {
+        buf = buf.length ? Buffer.concat([buf, c]) : c;
+        let p = 0;
+        while (buf.length - p >= 5) {
+          const len = buf.readInt32BE(p + 1);
+          if (buf.length - p < 1 + len) break;
+          if (buf[p] === 0x45 /* E */) { const f = parseErrorFields(buf, p + 5, p + 1 + len); error = `${f.C}: ${f.M}`; }
+          if (buf[p] === 0x5a /* Z */) { done(error ? new Error(error) : undefined); return; }
+          p += 1 + len;
+        }
+        buf = buf.subarray(p);
+      };
+      const onClose = () => done(new Error('connection closed'));
+      s.on('data', onData);
+      s.once('close', onClose);
+      s.resume();
+      s.write(serialize.query(this.opts.query));
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.drop('blue');
+    this.drop('green');
+    await this.running?.catch(() => undefined);
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number, onTimeout: () => void): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => { onTimeout(); reject(new Error(`health check timed out after ${ms} ms`)); }, ms);
+    p.then((v) => { clearTimeout(t); resolve(v); }, (e) => { clearTimeout(t); reject(e); });
+  });
+}

@@ -1,0 +1,523 @@
+/**
+ * One client connection: startup (TLS, protocol version, cancel), the
+ * authentication the proxy terminates, a backend on the active side, then the
+ * relay.
+ *
+ * The relay forwards every received chunk as it is. A FrameWalker per
+ * direction reads message headers in place and calls in here only for the
+ * message types the proxy acts on (state tracking, counting, errors). The
+ * backend is a field, not a closure, so a switch can replace it between two
+ * transactions (see `backend`, `clientAtBoundary`, `state.idle`).
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import type { Side } from '../config';
+import { BackendConnectError, BackendConnection, connectBackend } from './backend-connect';
+import { newCancelKey, sendCancel } from './cancel';
+import { ProxyContext, sideIndex } from './context';
+import { FrameWalker, inspectTable, MessageSink, WALK_OK, WHOLE } from './framing';
+import {
+  authenticationOk, authenticationSASL, authenticationSASLContinue, authenticationSASLFinal, backendKeyData,
+  CANCEL_REQUEST_CODE, errorResponse, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET, negotiateProtocolVersion,
+  parseSASLInitialResponse, parseStartupParams, ProtocolViolation, readyForQuery, sqlstateOf, SSL_REQUEST_CODE,
+} from './messages';
+import { SCRAM_MECHANISM, ScramError, ScramServerExchange } from './scram';
+import { MAX_INSPECTED_QUERY, SessionState } from './session-state';
+import { ConnectionClosed, StartupReader } from './startup-reader';
+
+const T = (c: string): number => c.charCodeAt(0);
+const Q = T('Q'), P = T('P'), C = T('C'), B = T('B'), S = T('S'), F = T('F');
+const Z = T('Z'), E = T('E'), ONE = T('1'), THREE = T('3');
+
+/** Longest SASL message accepted during authentication (PostgreSQL: PG_MAX_AUTH_TOKEN_LENGTH). */
+const MAX_AUTH_MESSAGE = 65535;
+/** Bind carries portal and statement names first; a statement name is at most a few hundred bytes. */
+const BIND_PREFIX = 4096;
+/** Time allowed for startup and authentication (PostgreSQL's authentication_timeout default). */
+const AUTH_TIMEOUT_MS = 60_000;
+
+// Client → server: Query, Parse, Close, Sync and FunctionCall always; Bind only while a tracked statement may run.
+const CLIENT_BASE = inspectTable({ Q: MAX_INSPECTED_QUERY, P: WHOLE, C: WHOLE, S: WHOLE, F: 1 });
+const CLIENT_BIND = inspectTable({ Q: MAX_INSPECTED_QUERY, P: WHOLE, C: WHOLE, S: WHOLE, F: 1, B: BIND_PREFIX });
+// Server → client: ReadyForQuery, ErrorResponse, ParseComplete, CloseComplete; CommandComplete only while needed.
+const SERVER_BASE = inspectTable({ Z: WHOLE, E: WHOLE, 1: WHOLE, 3: WHOLE });
+const SERVER_CC = inspectTable({ Z: WHOLE, E: WHOLE, 1: WHOLE, 3: WHOLE, C: WHOLE });
+
+let nextId = 0;
+
+class ClientSink implements MessageSink {
+  constructor(private readonly s: Session) {}
+  onMessage(type: number, buf: Buffer, start: number, end: number): void {
+    const s = this.s;
+    const st = s.state!;
+    switch (type) {
+      case S: if (st.sent === st.done) s.requestStart = performance.now(); st.onSync(); s.ctx.stats.queries[s.sideIdx]++; return;
+      case Q: if (st.sent === st.done) s.requestStart = performance.now(); st.onQuery(buf, start, end); s.ctx.stats.queries[s.sideIdx]++; break;
+      case B: if (st.wantBind) st.onBind(buf, start, end); break;
+      case P: st.onParse(buf, start, end); break;
+      case C: st.onClose(buf, start, end); break;
+      case F: if (st.sent === st.done) s.requestStart = performance.now(); st.onSync(); s.ctx.stats.queries[s.sideIdx]++; return;
+    }
+    s.retable();
+  }
+}
+
+class ServerSink implements MessageSink {
+  constructor(private readonly s: Session) {}
+  onMessage(type: number, buf: Buffer, start: number, end: number): void {
+    const st = this.s.state!;
+    switch (type) {
+      case Z:
+        st.onReadyForQuery(buf[start]);
+        if (st.done === st.sent) {
+          this.s.ctx.durations[this.s.sideIdx].observe((performance.now() - this.s.requestStart) / 1000);
+          if (this.s.idleWaiter !== null && st.txStatus === 'I') this.s.wakeIdle();
+        }
+        break;
+      case ONE: st.onParseComplete(); return;
+      case THREE: st.onCloseComplete(); return;
+      case C: if (st.wantCompletions) st.onCommandComplete(buf, start, end); break;
+      case E: this.s.onServerError(buf, start, end); st.onError(); break;
+    }
+    this.s.retable();
+  }
+}
+
+export interface SessionInfo {
+  id: string;
+  user: string;
+  database: string;
+  applicationName: string;
+  side: Side;
+  backendPid: number;
+  clientAddress: string;
+  startedAt: string;
+  txStatus: string;
+  idle: boolean;
+  settings: Record<string, string>;
+  prepared: string[];
+  listens: string[];
+  pinned: string[];
+}
+
+export class Session {
+  readonly id = `s${++nextId}`;
+  readonly log: Logger;
+  readonly startedAt = new Date();
+  client: net.Socket;
+  /** current backend; replaced by a switch */
+  backend: net.Socket | undefined;
+  backendConn: BackendConnection | undefined;
+  side: Side = 'blue';
+  sideIdx: 0 | 1 = 0;
+  state: SessionState | undefined;
+  user = '';
+  database = '';
+  /** resolves a whenIdle() caller at the next idle ReadyForQuery */
+  idleWaiter: (() => void) | null = null;
+  private held = false;
+  /** when the oldest unanswered request was sent (performance.now()) */
+  requestStart = 0;
+  private cancelPid = 0;
+  private cancelSecret = 0;
+  private cw: FrameWalker | undefined;
+  private sw: FrameWalker | undefined;
+  private clientPaused = false;
+  private backendPaused = false;
+  private serverSentFatal = false;
+  private closed = false;
+  private admitted = false;
+
+  constructor(readonly ctx: ProxyContext, socket: net.Socket) {
+    this.client = socket;
+    this.log = ctx.log.child({ session: this.id });
+    socket.setNoDelay(true);
+    socket.on('error', this.onSocketError);
+  }
+
+  /** Serve the connection until it ends. Never throws. */
+  async run(): Promise<void> {
+    const timer = setTimeout(() => this.fatal('08P01', 'canceling authentication due to timeout'), AUTH_TIMEOUT_MS);
+    try {
+      await this.startup();
+    } catch (e) {
+      if (e instanceof ConnectionClosed) this.close();
+      else if (e instanceof ProtocolViolation) this.fatal(e.code, e.message);
+      else if (e instanceof BackendConnectError) {
+        this.log.warn({ side: this.side, code: e.code, err: e.message }, 'backend connection failed');
+        if (e.serverError) this.endClient(e.serverError);
+        else this.fatal(e.code, `pgflip: ${e.message}`);
+      } else {
+        this.log.error({ err: (e as Error).message }, 'session startup failed');
+        this.fatal('XX000', `pgflip: internal error: ${(e as Error).message}`);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // ---- startup -----------------------------------------------------------
+
+  private async startup(): Promise<void> {
+    let reader = new StartupReader(this.client);
+    let tlsDone = false;
+    let gssDone = false;
+    for (;;) {
+      await reader.need(4);
+      const len = reader.peekInt32(0);
+      if (len < 8 || len > MAX_STARTUP_PACKET) throw new ProtocolViolation('invalid length of startup packet');
+      await reader.need(len);
+      const pkt = reader.take(len);
+      const code = pkt.readInt32BE(4);
+      if (code === SSL_REQUEST_CODE && len === 8 && !tlsDone) {
+        if (reader.buffered > 0) throw new ProtocolViolation('received unencrypted data after SSL request');
+        tlsDone = true;
+        if (!this.ctx.tlsContext) { this.client.write('N'); continue; }
+        reader.detach();
+        this.client.write('S');
+        this.client = await this.upgradeTls(this.client);
+        reader = new StartupReader(this.client);
+        continue;
+      }
+      if (code === GSSENC_REQUEST_CODE && len === 8 && !gssDone) {
+        gssDone = true;
+        this.client.write('N');
+        continue;
+      }
+      if (code === CANCEL_REQUEST_CODE && len === 16) {
+        reader.detach();
+        await this.forwardCancel(pkt.readInt32BE(8), pkt.readInt32BE(12));
+        this.close();
+        throw new ConnectionClosed();
+      }
+      const major = code >>> 16;
+      const minor = code & 0xffff;
+      if (major !== 3) {
+        throw new ProtocolViolation(`unsupported frontend protocol ${major}.${minor}: server supports 3.0 to 3.0`, '0A000');
+      }
+      const params = parseStartupParams(pkt, 8, len);
+      await this.authenticateAndAttach(params, minor, reader);
+      return;
+    }
+  }
+
+  private upgradeTls(raw: net.Socket): Promise<net.Socket> {
+    return new Promise((resolve, reject) => {
+      const ts = new tls.TLSSocket(raw, { isServer: true, secureContext: this.ctx.tlsContext });
+      ts.on('error', this.onSocketError);
+      ts.once('secure', () => { ts.setNoDelay(true); resolve(ts); });
+      ts.once('close', () => reject(new ConnectionClosed()));
+    });
+  }
+
+  private async forwardCancel(pid: number, secret: number): Promise<void> {
+    const target = await this.ctx.cancelKeys.get(pid, secret);
+    if (!target) { this.log.debug({ pid }, 'cancel request with an unknown key ignored'); return; }
+    this.log.debug({ pid, backendPid: target.pid }, 'cancel request forwarded');
+    await sendCancel(target);
+  }
+
+  private async authenticateAndAttach(params: Map<string, string>, minor: number, reader: StartupReader): Promise<void> {
+    const user = params.get('user');
+    if (!user) throw new ProtocolViolation('no PostgreSQL user name specified in startup packet', '28000');
+    const replication = params.get('replication');
+    if (replication !== undefined && !['false', 'off', 'no', '0'].includes(replication.toLowerCase())) {
+      throw new ProtocolViolation('pgflip does not relay replication connections; connect to the database directly', '0A000');
+    }
+    this.user = user;
+    this.database = params.get('database') || user;
+    if (!this.ctx.admit()) throw new ProtocolViolation('sorry, too many clients already', '53300');
+    this.admitted = true;
+    this.ctx.sessionStarted(this);
+    // a newer 3.x minor or _pq_ options: answer as PostgreSQL does, then speak 3.0
+    const pq = [...params.keys()].filter((k) => k.startsWith('_pq_.'));
+    if (minor > 0 || pq.length) this.client.write(negotiateProtocolVersion(0, pq));
+
+    if (this.ctx.cfg.proxy.auth === 'scram') await this.scram(reader, user);
+
+    this.state = new SessionState(params);
+    this.side = this.ctx.activeSide();
+    this.sideIdx = sideIndex(this.side);
+    const target = this.ctx.targets[this.side];
+    const conn = await connectBackend(target, params, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
+    if (this.closed || this.client.destroyed) { conn.socket.destroy(); this.close(); return; }
+    const key = this.newCancelKey();
+    await this.ctx.cancelKeys.set(key.pid, key.secret, { host: target.host, port: target.port, pid: conn.pid, secret: conn.secret });
+    this.cancelPid = key.pid;
+    this.cancelSecret = key.secret;
+    this.client.write(Buffer.concat([authenticationOk(), ...conn.parameterStatus, backendKeyData(key.pid, key.secret), readyForQuery('I')]));
+    this.log.debug({ user, database: this.database, side: this.side, backendPid: conn.pid }, 'session started');
+    this.attach(conn, reader.detach());
+  }
+
+  private newCancelKey(): { pid: number; secret: number } {
+    return newCancelKey((pid) => this.ctx.cancelKeyInUse(pid));
+  }
+
+  /** SCRAM-SHA-256 exchange; throws ProtocolViolation with 28P01 on a wrong password. */
+  private async scram(reader: StartupReader, user: string): Promise<void> {
+    const failed = new ProtocolViolation(`password authentication failed for user "${user}"`, '28P01');
+    const exchange = new ScramServerExchange(this.ctx.scramSecret(user), this.ctx.mockSalt(user));
+    this.client.write(authenticationSASL([SCRAM_MECHANISM]));
+    const first = await this.readAuthMessage(reader);
+    const init = parseSASLInitialResponse(first);
+    if (init.mechanism !== SCRAM_MECHANISM) throw new ProtocolViolation('client selected an invalid SASL authentication mechanism', '28000');
+    try {
+      this.client.write(authenticationSASLContinue(exchange.first(init.data)));
+      const final = (await this.readAuthMessage(reader)).toString('utf8');
+      const serverFinal = exchange.final(final);
+      if (serverFinal === undefined) {
+        this.log.info({ user }, 'password authentication failed');
+        throw failed;
+      }
+      this.client.write(authenticationSASLFinal(serverFinal));
+    } catch (e) {
+      if (e instanceof ScramError) { this.log.info({ user, reason: e.message }, 'SCRAM authentication failed'); throw failed; }
+      throw e;
+    }
+  }
+
+  private async readAuthMessage(reader: StartupReader): Promise<Buffer> {
+    await reader.need(5);
+    const type = reader.peekByte(0);
+    const len = reader.peekInt32(1);
+    if (type !== T('p')) throw new ProtocolViolation(`expected SASL response, got message type ${type}`);
+    if (len < 4 || len > MAX_AUTH_MESSAGE) throw new ProtocolViolation('invalid SASL response length');
+    await reader.need(1 + len);
+    return Buffer.from(reader.take(1 + len).subarray(5));
+  }
+
+  // ---- relay ---------------------------------------------------------------
+
+  /** Put a ready backend under this session and start relaying. */
+  private attach(conn: BackendConnection, clientPending: Buffer): void {
+    this.backendConn = conn;
+    this.backend = conn.socket;
+    this.cw = new FrameWalker(CLIENT_BASE, new ClientSink(this), this.ctx.cfg.proxy.maxMessageBytes);
+    this.sw = new FrameWalker(SERVER_BASE, new ServerSink(this), 0x7fffffff);
+    const b = conn.socket;
+    b.on('data', this.onBackendData);
+    b.on('drain', this.onBackendDrain);
+    b.on('error', this.onBackendError);
+    b.on('close', this.onBackendClose);
+    this.client.on('data', this.onClientData);
+    this.client.on('drain', this.onClientDrain);
+    this.client.on('close', this.onClientClose);
+    if (conn.leftover.length) this.onBackendData(conn.leftover);
+    if (clientPending.length) this.onClientData(clientPending);
+    b.resume();
+    this.client.resume();
+  }
+
+  /** Pick the inspect tables the tracker currently needs. */
+  retable(): void {
+    const st = this.state!;
+    this.cw!.inspect = st.wantBind ? CLIENT_BIND : CLIENT_BASE;
+    this.sw!.inspect = st.wantCompletions ? SERVER_CC : SERVER_BASE;
+  }
+
+  /** true when the client stream ends at a message boundary (a hold may start here) */
+  get clientAtBoundary(): boolean { return this.cw?.atBoundary ?? true; }
+
+  // ---- hooks for the live switch ---------------------------------------------
+  //
+  // A switch waits until a session is idle (whenIdle), holds it (hold: the
+  // client's bytes stay in the kernel socket buffer, nothing is read), gives it
+  // a new authenticated backend with its state replayed (swapBackend), and
+  // releases it; the held bytes then flow to the new backend.
+
+  /** Resolves when the session is idle: ReadyForQuery 'I' and nothing in flight. */
+  whenIdle(): Promise<void> {
+    if (this.state?.idle && this.clientAtBoundary) return Promise.resolve();
+    return new Promise((resolve) => {
+      const prev = this.idleWaiter;
+      this.idleWaiter = () => { prev?.(); resolve(); };
+    });
+  }
+
+  wakeIdle(): void {
+    const w = this.idleWaiter;
+    this.idleWaiter = null;
+    w?.();
+  }
+
+  /** An authenticated backend on `side` for this session (same startup parameters and database). */
+  openBackend(side: Side): Promise<BackendConnection> {
+    return connectBackend(this.ctx.targets[side], this.state!.startupParams, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
+  }
+
+  /** Stop reading from the client. */
+  hold(): void {
+    this.held = true;
+    this.client.pause();
+  }
+
+  /** Read from the client again (unless backpressure still holds it). */
+  release(): void {
+    this.held = false;
+    if (!this.clientPaused) this.client.resume();
+  }
+
+  get isHeld(): boolean { return this.held; }
+
+  /**
+   * Put another backend under an idle, held session. The old backend gets a
+   * Terminate; the cancel key now points at the new one. The caller has
+   * replayed the session state (state.replaySql / replayParseMessages) on `conn`.
+   */
+  async swapBackend(conn: BackendConnection): Promise<void> {
+    if (!this.state?.idle || !this.sw?.atBoundary) throw new Error(`session ${this.id} is not idle`);
+    const old = this.backend!;
+    old.off('data', this.onBackendData);
+    old.off('drain', this.onBackendDrain);
+    old.off('error', this.onBackendError);
+    old.off('close', this.onBackendClose);
+    old.on('error', () => undefined);
+    old.end(Buffer.from([0x58, 0, 0, 0, 4]));
+    this.backendConn = conn;
+    this.backend = conn.socket;
+    this.side = conn.target.side;
+    this.sideIdx = sideIndex(this.side);
+    this.backendPaused = false;
+    this.sw = new FrameWalker(SERVER_BASE, new ServerSink(this), 0x7fffffff);
+    this.retable();
+    if (this.cancelPid) {
+      const t = conn.target;
+      const key = await this.ctx.cancelKeys.get(this.cancelPid, this.cancelSecret);
+      if (key) await this.ctx.cancelKeys.set(this.cancelPid, this.cancelSecret, { host: t.host, port: t.port, pid: conn.pid, secret: conn.secret });
+    }
+    const b = conn.socket;
+    b.on('data', this.onBackendData);
+    b.on('drain', this.onBackendDrain);
+    b.on('error', this.onBackendError);
+    b.on('close', this.onBackendClose);
+    if (conn.leftover.length) this.onBackendData(conn.leftover);
+    b.resume();
+  }
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    this.ctx.stats.bytesIn += chunk.length;
+    if (this.cw!.walk(chunk) !== WALK_OK) { this.clientProtocolError(); return; }
+    if (!this.backend!.write(chunk)) { this.client.pause(); this.clientPaused = true; }
+  };
+
+  private readonly onBackendData = (chunk: Buffer): void => {
+    this.ctx.stats.bytesOut += chunk.length;
+    this.sw!.walk(chunk);
+    if (!this.client.write(chunk)) { this.backend!.pause(); this.backendPaused = true; }
+  };
+
+  private readonly onBackendDrain = (): void => {
+    if (this.clientPaused) { this.clientPaused = false; if (!this.held) this.client.resume(); }
+  };
+
+  private readonly onClientDrain = (): void => {
+    if (this.backendPaused) { this.backendPaused = false; this.backend?.resume(); }
+  };
+
+  onServerError(buf: Buffer, start: number, end: number): void {
+    const code = sqlstateOf(buf, start, end);
+    this.ctx.metrics.queryErrors.labels(this.side, code.slice(0, 2) || 'XX').inc();
+    // severity is the first field; FATAL/PANIC mean the server ends the connection itself
+    if (buf[start] === S && (buf[start + 1] === F || buf[start + 1] === P)) this.serverSentFatal = true;
+  }
+
+  private clientProtocolError(): void {
+    const w = this.cw!;
+    const type = String.fromCharCode(w.badType);
+    const printable = /[ -~]/.test(type) ? `"${type}"` : `0x${w.badType.toString(16)}`;
+    if (w.badLength < 4) this.fatal('08P01', `invalid message length ${w.badLength} for message type ${printable}`);
+    else {
+      this.fatal('54000', `message of type ${printable} with ${w.badLength} bytes exceeds the limit of ${this.ctx.cfg.proxy.maxMessageBytes} bytes`,
+        'the limit is proxy.maxMessageBytes');
+    }
+  }
+
+  private readonly onClientClose = (): void => {
+    if (this.closed) return;
+    const b = this.backend;
+    // a clean Terminate when the stream allows it, so the server does not log an unexpected EOF
+    if (b && !b.destroyed && this.clientAtBoundary) b.end(Buffer.from([0x58, 0, 0, 0, 4]));
+    else b?.destroy();
+    this.close();
+  };
+
+  private readonly onBackendClose = (): void => {
+    if (this.closed) return;
+    if (!this.serverSentFatal && this.sw!.atBoundary) {
+      this.log.warn({ side: this.side }, 'backend connection lost');
+      this.endClient(errorResponse('FATAL', '08006', `pgflip: the connection to the ${this.side} backend was lost`, 'server closed the connection unexpectedly'));
+    } else this.endClient();
+  };
+
+  private readonly onBackendError = (e: Error): void => {
+    this.log.debug({ err: e.message }, 'backend socket error');
+  };
+
+  private readonly onSocketError = (e: Error): void => {
+    this.log.debug({ err: e.message }, 'client socket error');
+    if (this.closed) return;
+    this.backend?.destroy();
+    this.close();
+  };
+
+  // ---- ending ------------------------------------------------------------
+
+  /** Send a FATAL ErrorResponse (when the stream allows it) and end the session. */
+  fatal(code: string, message: string, detail?: string): void {
+    if (this.closed) return;
+    if (code !== '28P01' && code !== '57P01') this.log.info({ code, message }, 'session ended with an error');
+    const canWrite = !this.sw || this.sw.atBoundary;
+    this.backend?.destroy();
+    this.endClient(canWrite ? errorResponse('FATAL', code, message, detail) : undefined);
+  }
+
+  private endClient(last?: Buffer): void {
+    if (this.closed) return;
+    const c = this.client;
+    if (!c.destroyed) {
+      if (last) c.end(last); else c.end();
+      // do not wait forever for a client that does not read its last message
+      setTimeout(() => c.destroy(), 5000).unref();
+    }
+    this.close();
+  }
+
+  /** End the session (idempotent). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.cancelPid) void this.ctx.cancelKeys.delete(this.cancelPid);
+    if (this.admitted) { this.ctx.release(); this.ctx.sessionEnded(this); }
+    if (!this.client.writableEnded) this.client.destroy();
+    if (this.backend && !this.backend.writableEnded) this.backend.destroy();
+    this.log.debug('session ended');
+  }
+
+  /** End from the proxy (shutdown): tell the client like PostgreSQL's fast shutdown does. */
+  terminate(message = 'terminating connection due to administrator command'): void {
+    if (this.closed) return;
+    this.fatal('57P01', message);
+  }
+
+  info(): SessionInfo {
+    const snap = this.state?.snapshot();
+    return {
+      id: this.id,
+      user: this.user,
+      database: this.database,
+      applicationName: this.state?.startupParams.get('application_name') ?? '',
+      side: this.side,
+      backendPid: this.backendConn?.pid ?? 0,
+      clientAddress: `${this.client.remoteAddress ?? ''}:${this.client.remotePort ?? ''}`,
+      startedAt: this.startedAt.toISOString(),
+      txStatus: snap?.txStatus ?? 'I',
+      idle: this.state?.idle ?? true,
+      settings: snap?.settings ?? {},
+      prepared: snap?.prepared ?? [],
+      listens: snap?.listens ?? [],
+      pinned: snap?.pinned ?? [],
+    };
+  }
+}
