@@ -21,10 +21,16 @@ export interface ProxyUser {
   scramVerifier?: string;
 }
 
+export interface SideConfig { url: string; adminUrl?: string }
+
 export interface PgflipConfig {
-  /** per-side backend URLs, each with its own credentials and sslmode */
-  blue: { url: string };
-  green: { url: string };
+  /**
+   * Per side: `url` is what the proxy's backend connections use (the application's
+   * credentials and sslmode); `adminUrl` what the controller and sync engine use
+   * (a role with REPLICATION that fencing does not restrict). adminUrl defaults to url.
+   */
+  blue: SideConfig;
+  green: SideConfig;
   /** side that serves traffic when no state store says otherwise */
   active: Side;
   /** the application-facing database and account (DB_NAME, DB_USER, DB_PASSWORD) */
@@ -49,6 +55,27 @@ export interface PgflipConfig {
     apiToken?: string;
     backupDir: string;
     backupRetention: number;
+    /** JSON-lines audit log of every mutating API call */
+    auditLog: string;
+    /** SET lock_timeout for migration statements on a live side */
+    lockTimeoutMs: number;
+    /** further attempts after a lock timeout (SQLSTATE 55P03) */
+    lockRetries: number;
+    /** how long the proxies may hold traffic for a maintenance migration or a flip */
+    holdLimitSeconds: number;
+    /** observation window after a risky flip, with reverse sync running */
+    watchWindowSeconds: number;
+    watchIntervalMs: number;
+    /** roll back when the new side's error rate exceeds this fraction */
+    errorRateThreshold: number;
+    /** roll back when p95 latency exceeds this factor of the pre-flip baseline */
+    latencyFactor: number;
+    /** roll back after this many consecutive failed health checks */
+    healthFailureLimit: number;
+    /** proxies' admin base URLs (http://host:port) read for error rate and latency */
+    proxyAdminUrls: string[];
+    /** migrations kept in the history */
+    historyLimit: number;
   };
   /** absent → in-process memory state store */
   redisUrl?: string;
@@ -84,6 +111,17 @@ export function defaultConfig(): PgflipConfig {
       listen: { host: '127.0.0.1', port: 8080 },
       backupDir: './backups',
       backupRetention: 10,
+      auditLog: './pgflip-audit.log',
+      lockTimeoutMs: 2000,
+      lockRetries: 5,
+      holdLimitSeconds: 30,
+      watchWindowSeconds: 60,
+      watchIntervalMs: 1000,
+      errorRateThreshold: 0.05,
+      latencyFactor: 3,
+      healthFailureLimit: 3,
+      proxyAdminUrls: [],
+      historyLimit: 200,
     },
   };
 }
@@ -133,6 +171,10 @@ export function envOverrides(env: NodeJS.ProcessEnv = process.env): Json {
   const o: Json = {};
   if (env.BLUE_DATABASE_URL) o.blue = { url: env.BLUE_DATABASE_URL };
   if (env.GREEN_DATABASE_URL) o.green = { url: env.GREEN_DATABASE_URL };
+  for (const side of SIDES) {
+    const admin = env[`${side.toUpperCase()}_ADMIN_DATABASE_URL`];
+    if (admin) o[side] = { ...(o[side] as Json | undefined), adminUrl: admin };
+  }
   if (env.PGFLIP_ACTIVE) o.active = env.PGFLIP_ACTIVE;
   const app: Json = {};
   if (env.DB_NAME) app.database = env.DB_NAME;
@@ -143,6 +185,8 @@ export function envOverrides(env: NodeJS.ProcessEnv = process.env): Json {
   const controller: Json = {};
   if (env.PGFLIP_API_TOKEN) controller.apiToken = env.PGFLIP_API_TOKEN;
   if (env.PGFLIP_BACKUP_DIR) controller.backupDir = env.PGFLIP_BACKUP_DIR;
+  if (env.PGFLIP_AUDIT_LOG) controller.auditLog = env.PGFLIP_AUDIT_LOG;
+  if (env.PGFLIP_PROXY_ADMIN_URLS) controller.proxyAdminUrls = env.PGFLIP_PROXY_ADMIN_URLS.split(',').map((u) => u.trim()).filter(Boolean);
   if (Object.keys(controller).length) o.controller = controller;
   return o;
 }
@@ -196,6 +240,8 @@ export function validateConfig(cfg: PgflipConfig, required: Array<'backends' | '
   const needBackends = required.includes('backends');
   checkUrl('blue.url', cfg.blue?.url, needBackends);
   checkUrl('green.url', cfg.green?.url, needBackends);
+  checkUrl('blue.adminUrl', cfg.blue?.adminUrl, false);
+  checkUrl('green.adminUrl', cfg.green?.adminUrl, false);
   if (!SIDES.includes(cfg.active)) throw new ConfigError('active', `must be blue or green (got ${JSON.stringify(cfg.active)})`);
   if (cfg.redisUrl !== undefined && !/^rediss?:\/\//.test(cfg.redisUrl)) throw new ConfigError('redisUrl', 'must start with redis:// or rediss://');
   const p = cfg.proxy;
@@ -226,4 +272,21 @@ export function validateConfig(cfg: PgflipConfig, required: Array<'backends' | '
   if (required.includes('apiToken') && !c.apiToken) throw new ConfigError('PGFLIP_API_TOKEN', 'is required (controller.apiToken)');
   if (c.apiToken !== undefined && c.apiToken.length < 16) throw new ConfigError('controller.apiToken', 'must be at least 16 characters');
   checkPositiveInt('controller.backupRetention', c.backupRetention);
+  if (typeof c.backupDir !== 'string' || !c.backupDir) throw new ConfigError('controller.backupDir', 'must be a directory path');
+  if (typeof c.auditLog !== 'string' || !c.auditLog) throw new ConfigError('controller.auditLog', 'must be a file path');
+  checkPositiveInt('controller.lockTimeoutMs', c.lockTimeoutMs);
+  if (!Number.isInteger(c.lockRetries) || c.lockRetries < 0) throw new ConfigError('controller.lockRetries', `must be an integer >= 0 (got ${JSON.stringify(c.lockRetries)})`);
+  checkPositiveInt('controller.holdLimitSeconds', c.holdLimitSeconds);
+  if (typeof c.watchWindowSeconds !== 'number' || !(c.watchWindowSeconds >= 0)) throw new ConfigError('controller.watchWindowSeconds', `must be a number >= 0 (got ${JSON.stringify(c.watchWindowSeconds)})`);
+  checkPositiveInt('controller.watchIntervalMs', c.watchIntervalMs);
+  if (typeof c.errorRateThreshold !== 'number' || !(c.errorRateThreshold > 0 && c.errorRateThreshold <= 1)) throw new ConfigError('controller.errorRateThreshold', `must be a fraction in (0, 1] (got ${JSON.stringify(c.errorRateThreshold)})`);
+  if (typeof c.latencyFactor !== 'number' || !(c.latencyFactor > 1)) throw new ConfigError('controller.latencyFactor', `must be a number > 1 (got ${JSON.stringify(c.latencyFactor)})`);
+  checkPositiveInt('controller.healthFailureLimit', c.healthFailureLimit);
+  if (!Array.isArray(c.proxyAdminUrls) || c.proxyAdminUrls.some((u) => typeof u !== 'string' || !/^https?:\/\//.test(u))) {
+    throw new ConfigError('controller.proxyAdminUrls', 'must be a list of http:// URLs');
+  }
+  checkPositiveInt('controller.historyLimit', c.historyLimit);
 }
+
+/** The URL the controller and the sync engine use for a side. */
+export const adminUrl = (cfg: PgflipConfig, side: Side): string => cfg[side].adminUrl || cfg[side].url;

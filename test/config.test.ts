@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError, loadConfig, parseHostPort } from '../src/config';
+import { adminUrl, ConfigError, loadConfig, parseHostPort } from '../src/config';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'pgflip-config-'));
 function file(name: string, text: string): string {
@@ -58,5 +58,15 @@ describe('configuration', () => {
     expect(parseHostPort('--listen', ':7')).toEqual({ host: '127.0.0.1', port: 7 });
     expect(() => parseHostPort('--listen', 'localhost')).toThrow('config --listen: expected HOST:PORT, got "localhost"');
     expect(() => parseHostPort('--listen', 'h:70000')).toThrow('config --listen');
+  });
+});
+
+describe('per-side admin URL', () => {
+  it('defaults to the backend URL and can be set apart from it', () => {
+    const env = { BLUE_DATABASE_URL: 'postgres://app@h:1/db', GREEN_DATABASE_URL: 'postgres://app@h:2/db', GREEN_ADMIN_DATABASE_URL: 'postgres://admin@h:2/db' };
+    const cfg = loadConfig({ env });
+    expect(adminUrl(cfg, 'blue')).toBe('postgres://app@h:1/db');
+    expect(adminUrl(cfg, 'green')).toBe('postgres://admin@h:2/db');
+    expect(() => loadConfig({ env: { ...env, BLUE_ADMIN_DATABASE_URL: 'http://x' } })).toThrow('config blue.adminUrl: must start with postgres://');
   });
 });

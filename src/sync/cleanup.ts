@@ -66,7 +66,13 @@ export async function cleanupByPrefix(c: Client, prefix: string, exact = false):
     const del = await c.query(`DELETE FROM ${qi(HELPER_SCHEMA)}.sync_state WHERE slot_name ${match} RETURNING slot_name`, [arg]);
     report.stateRows.push(...del.rows.map((r) => r.slot_name as string));
     const left = await c.query(`SELECT count(*)::int AS n FROM ${qi(HELPER_SCHEMA)}.sync_state`);
-    if (left.rows[0].n === 0) await c.query(`DROP SCHEMA IF EXISTS ${qi(HELPER_SCHEMA)} CASCADE`);
+    if (left.rows[0].n === 0) {
+      await c.query(`DROP TABLE ${qi(HELPER_SCHEMA)}.sync_state`);
+      // The schema also holds the migration ledger and fencing records: drop it only when empty.
+      await c.query(`DROP SCHEMA IF EXISTS ${qi(HELPER_SCHEMA)}`).catch((err: { code?: string }) => {
+        if (err.code !== '2BP01') throw err; // dependent objects: other parts still use it
+      });
+    }
   }
   return report;
 }
