@@ -1,6 +1,8 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { appendFileSync, chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { findPgBinaries, PgBinaries } from './binaries';
@@ -58,6 +60,32 @@ function quoteConf(v: string | number): string {
   return typeof v === 'number' || /^'.*'$/.test(v) || /^[A-Za-z0-9_.]+$/.test(v) ? String(v) : `'${v.replace(/'/g, "''")}'`;
 }
 
+/**
+ * As root the server runs as `postgres`, which may not be able to reach binaries
+ * installed under a private directory (a checkout in a 0700 temp dir, say).
+ * Then the installation (bin, lib, share) is copied once to a world-readable
+ * place next to the system temp dir and run from there.
+ */
+function reachableBy(user: string, bins: PgBinaries): PgBinaries {
+  const initdb = path.join(bins.dir, 'initdb');
+  try {
+    execFileSync('runuser', ['-u', user, '--', 'test', '-x', initdb], { stdio: 'ignore' });
+    return bins;
+  } catch { /* not reachable: copy below */ }
+  const root = path.dirname(bins.dir);
+  const version = execFileSync(initdb, ['--version']).toString().trim().split(' ').pop() ?? 'unknown';
+  const target = path.join(os.tmpdir(), `pgflip-pg-${version}-${createHash('sha1').update(root).digest('hex').slice(0, 8)}`);
+  if (!existsSync(path.join(target, 'bin', 'initdb'))) {
+    const partial = `${target}.${process.pid}.partial`;
+    rmSync(partial, { recursive: true, force: true });
+    cpSync(root, partial, { recursive: true, verbatimSymlinks: true });
+    execFileSync('chmod', ['-R', 'a+rX', partial]);
+    chmodSync(partial, 0o755);
+    try { renameSync(partial, target); } catch { rmSync(partial, { recursive: true, force: true }); /* a concurrent copy won */ }
+  }
+  return { dir: path.join(target, 'bin'), source: bins.source };
+}
+
 export class LocalCluster {
   readonly dataDir: string;
   readonly socketDir: string;
@@ -74,7 +102,8 @@ export class LocalCluster {
     this.logFile = path.join(opts.dir, 'postgres.log');
     this.superuser = opts.superuser ?? 'postgres';
     this.password = opts.password ?? 'postgres';
-    this.bins = opts.binaries ?? findPgBinaries();
+    const bins = opts.binaries ?? findPgBinaries();
+    this.bins = this.owner ? reachableBy('postgres', bins) : bins;
   }
 
   get host(): string {
