@@ -3,6 +3,11 @@ import { Command, CommanderError } from 'commander';
 import { registerValidate } from './validate';
 import { registerProxy } from './proxy';
 import { registerUp } from './up';
+import { registerController } from './controller';
+import { registerMigrate } from './migrate';
+import { registerSwitch } from './switch';
+import { registerStatus } from './status';
+import { registerRollback } from './rollback';
 
 /** Exit codes of the CLI contract (DESIGN §3.1). */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -16,6 +21,11 @@ export function buildProgram(): Command {
   registerValidate(program);
   registerProxy(program);
   registerUp(program);
+  registerController(program);
+  registerMigrate(program);
+  registerSwitch(program);
+  registerStatus(program);
+  registerRollback(program);
   return program;
 }
 

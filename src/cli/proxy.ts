@@ -36,12 +36,14 @@ export function registerProxy(program: Command): void {
       }
       let proxy;
       try {
-        proxy = await startProxy(cfg);
+        // PGFLIP_REDIS_PREFIX: several installations (or test runs) sharing one Redis; PGFLIP_PROXY_ID: a stable fleet id
+        proxy = await startProxy(cfg, { storePrefix: process.env.PGFLIP_REDIS_PREFIX || undefined, id: process.env.PGFLIP_PROXY_ID || undefined });
       } catch (e) {
         if (e instanceof ConfigError) { process.stderr.write(`pgflip: ${e.message}\n`); process.exitCode = 1; return; }
         throw e;
       }
       process.stdout.write(`pgflip proxy listening on ${cfg.proxy.listen.host}:${proxy.port} (admin http://${cfg.proxy.admin.host}:${proxy.adminPort}), active side ${proxy.activeSide}\n`);
+      process.stdout.write(`pgflip proxy ${proxy.id} joined the fleet (${proxy.store.kind} state store, epoch ${proxy.participant.currentEpoch()})\n`);
       await new Promise<void>((resolve) => {
         const stop = (sig: string) => {
           logger().info({ signal: sig }, 'stopping proxy');

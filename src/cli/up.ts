@@ -1,6 +1,48 @@
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
+import { up } from '../up/stack';
+
+const port = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('expected a port from 0 to 65535');
+  return n;
+};
 
 export function registerUp(program: Command): void {
-  program.command('up').description('blue and green PostgreSQL, proxy and controller on this machine')
-    .action(() => { process.stdout.write('pgflip up: not yet available\n'); });
+  program.command('up')
+    .description('blue and green PostgreSQL, a proxy and a controller on this machine (Ctrl-C stops everything)')
+    .option('--data-dir <dir>', 'where the clusters and generated secrets live', '.pgflip')
+    .option('--proxy-port <n>', 'application port of the proxy', port, 6432)
+    .option('--api-port <n>', 'controller HTTP API port', port, 8080)
+    .option('--api-token <token>', 'controller API token (default: generated, kept in the data dir)')
+    .option('--json', 'print one JSON line with the URLs and token once everything is ready')
+    .action(async (o: { dataDir: string; proxyPort: number; apiPort: number; apiToken?: string; json?: boolean }) => {
+      const stack = await up({ dataDir: o.dataDir, proxyPort: o.proxyPort, apiPort: o.apiPort, apiToken: o.apiToken });
+      const { info } = stack;
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify(info)}\n`);
+      } else {
+        process.stdout.write([
+          'pgflip is up.',
+          `  application URL  ${info.appUrl}`,
+          `  controller       ${info.controllerUrl}   (API token: ${info.apiToken})`,
+          `  blue             ${info.blueUrl}`,
+          `  green            ${info.greenUrl}`,
+          '',
+          'Try:  scripts/migration/execute-migration.sh --type risky migrations/002_drop_unused_table.sql',
+          `      with PGFLIP_CONTROLLER_URL=${info.controllerUrl} PGFLIP_API_TOKEN=${info.apiToken}`,
+          'Ctrl-C stops everything.',
+          '',
+        ].join('\n'));
+      }
+      await new Promise<void>((resolve) => {
+        let stopping = false;
+        const onSignal = () => {
+          if (stopping) return;
+          stopping = true;
+          stack.stop().then(resolve, resolve);
+        };
+        process.once('SIGINT', onSignal);
+        process.once('SIGTERM', onSignal);
+      });
+    });
 }

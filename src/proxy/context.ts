@@ -5,7 +5,7 @@ import type tls from 'node:tls';
 import type { PgflipConfig, Side } from '../config';
 import type { ProxyMetrics } from '../observability/metrics';
 import type { BackendTarget } from './backend-connect';
-import type { CancelKeyStore } from './cancel';
+import type { CancelTarget } from './cancel';
 import type { ScramSecret } from './scram';
 
 /** Hot counters, plain numbers added to prom-client in batches. Index 0 = blue, 1 = green. */
@@ -27,8 +27,9 @@ export interface ProxyContext {
   targets: Record<Side, BackendTarget>;
   /** side new sessions are served by */
   activeSide(): Side;
-  cancelKeys: CancelKeyStore;
-  cancelKeyInUse(pid: number): boolean;
+  cancel: CancelRouter;
+  /** while a flip holds new connections: resolves when they may pick a side */
+  admission(): Promise<void> | undefined;
   tlsContext?: tls.SecureContext;
   /** SCRAM secrets per proxy user (derived once at start) */
   scramSecret(user: string): ScramSecret | undefined;
@@ -38,5 +39,18 @@ export interface ProxyContext {
   admit(): boolean;
   release(): void;
   sessionStarted(s: unknown): void;
+  /** the session has its backend and is about to relay */
+  sessionAttached(s: unknown): void;
   sessionEnded(s: unknown): void;
+}
+
+/** Client-facing cancel keys: issued per session, repointed by a switch, answered fleet-wide (cancel-router.ts). */
+export interface CancelRouter {
+  /** a fresh key for a client, unique in the fleet, mapped to its backend */
+  issue(target: CancelTarget): Promise<{ pid: number; secret: number }>;
+  /** the session now runs on another backend */
+  repoint(pid: number, secret: number, target: CancelTarget): void;
+  release(pid: number, secret: number): void;
+  /** a CancelRequest received by this proxy: sent to the backend here, or routed to the proxy owning the key */
+  forward(pid: number, secret: number): Promise<'local' | 'routed' | 'unknown'>;
 }

@@ -30,6 +30,8 @@ export class FrameWalker {
   /** type and declared length of the message that broke the limits (for the error) */
   badType = 0;
   badLength = 0;
+  /** type of the last message whose header was read (0 before the first): tells a Sync point from the middle of an extended-protocol batch */
+  lastType = 0;
 
   /**
    * @param inspect per message type: 0 = skip, otherwise the most body bytes the sink needs;
@@ -67,6 +69,7 @@ export class FrameWalker {
       if (this.hdrLen < 5) return WALK_OK;
       this.hdrLen = 0;
       const type = this.hdr[0];
+      this.lastType = type;
       const len = this.hdr.readInt32BE(1);
       // the bad message began in an earlier chunk: nothing of this chunk may be forwarded
       if (len < 4 || len > this.maxLength) { this.badType = type; this.badLength = len; return 0; }
@@ -81,6 +84,7 @@ export class FrameWalker {
         return WALK_OK;
       }
       const type = chunk[p];
+      this.lastType = type;
       const len = ((chunk[p + 1] << 24) | (chunk[p + 2] << 16) | (chunk[p + 3] << 8) | chunk[p + 4]);
       if (len < 4 || len > this.maxLength) { this.badType = type; this.badLength = len; return p; }
       const end = p + 1 + len;

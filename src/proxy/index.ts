@@ -7,14 +7,21 @@ import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import os from 'node:os';
 import tls from 'node:tls';
 import prom from 'prom-client';
 import { ConfigError, PgflipConfig, Side, SIDES } from '../config';
 import { logger, redactUrl } from '../observability/logger';
 import { proxyMetrics, registry as defaultRegistry } from '../observability/metrics';
+import { openStateStore } from '../state';
+import type { StateStore } from '../state/store';
+import { FleetMember, FleetMemberOptions } from '../switch/fleet-member';
+import { AdminSwitch } from './admin-switch';
 import { BackendTarget, parseBackendUrl } from './backend-connect';
 import { CancelKeyStore, MemoryCancelKeyStore } from './cancel';
+import { FleetCancelRouter } from './cancel-router';
 import { ProxyContext, RelayStats } from './context';
+import { ProxyFlipParticipant } from './flip-participant';
 import { HealthChecker, SideHealth } from './health';
 import { parseVerifier, ScramSecret, secretFromPassword } from './scram';
 import { Session, SessionInfo } from './session';
@@ -24,7 +31,13 @@ export { Session } from './session';
 export { replayState } from './replay';
 
 export interface ProxyStatus {
+  /** this proxy's id in the fleet */
+  id: string;
   activeSide: Side;
+  /** the fleet epoch this proxy serves under */
+  epoch: number;
+  /** memory (this process only) or redis (a fleet) */
+  store: 'memory' | 'redis';
   listen: string;
   sessions: number;
   maxClientConnections: number;
@@ -39,6 +52,15 @@ export interface ProxyServer {
   readonly adminPort: number;
   /** side new sessions are served by */
   readonly activeSide: Side;
+  /** id in the fleet (registration, cancel routing) */
+  readonly id: string;
+  /**
+   * the state store the proxy joined: Redis when cfg.redisUrl is set, else an
+   * in-process MemoryStateStore that a controller in the same process can share
+   */
+  readonly store: StateStore;
+  /** the proxy's part in fleet flips (driven by its FleetMember) */
+  readonly participant: ProxyFlipParticipant;
   sessionCount(): number;
   /** sessions with their tracked state */
   sessions(): SessionInfo[];
@@ -55,8 +77,16 @@ export interface ProxyServer {
 
 export interface StartProxyOptions {
   registry?: prom.Registry;
-  /** shared cancel-key map (a fleet passes a Redis-backed one) */
+  /** local map of client cancel keys to backends (default: in memory); the fleet-wide routing goes through the store */
   cancelKeys?: CancelKeyStore;
+  /** state store to join (default: Redis when cfg.redisUrl, else a new MemoryStateStore); not closed by close() */
+  store?: StateStore;
+  /** key prefix when the proxy opens a Redis store itself (default pgflip:) */
+  storePrefix?: string;
+  /** fleet id (default host-pid-random) */
+  id?: string;
+  /** heartbeat and liveness timing of the fleet membership */
+  fleet?: Pick<FleetMemberOptions, 'heartbeatMs' | 'ttlMs'>;
 }
 
 /** How often hot counters are added to the Prometheus registry. */
@@ -81,29 +111,40 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
   }
   const mockKey = randomBytes(32);
 
-  const cancelKeys = opts.cancelKeys ?? new MemoryCancelKeyStore();
-  const localCancelPids = new Set<number>();
+  const id = opts.id ?? `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const store = opts.store ?? (await openStateStore({ redisUrl: cfg.redisUrl, prefix: opts.storePrefix, connectionName: `pgflip-proxy-${id}` }));
+  const ownStore = !opts.store;
+  const cancel = new FleetCancelRouter(opts.cancelKeys ?? new MemoryCancelKeyStore(), store, id, log);
   const sessions = new Set<Session>();
   let admitted = 0;
   let activeSide: Side = cfg.active;
   const stats: RelayStats = { queries: [0, 0], bytesIn: 0, bytesOut: 0 };
 
+  const setActiveSide = (side: Side): void => {
+    if (side === activeSide) return;
+    activeSide = side;
+    flushStats();
+    log.info({ activeSide }, 'active side changed');
+  };
+  const participant = new ProxyFlipParticipant(id, {
+    cfg, log, metrics, sessions: () => sessions, activeSide: () => activeSide, setActiveSide,
+  });
+  // nothing is admitted before the proxy serves the fleet's side and epoch
+  participant.closeGate();
+
   const ctx: ProxyContext = {
     cfg, log, metrics, stats, targets, tlsContext,
     durations: [metrics.queryDuration.labels('blue'), metrics.queryDuration.labels('green')],
     activeSide: () => activeSide,
-    cancelKeys: {
-      set: (pid, secret, target) => { localCancelPids.add(pid); return cancelKeys.set(pid, secret, target); },
-      get: (pid, secret) => cancelKeys.get(pid, secret),
-      delete: (pid) => { localCancelPids.delete(pid); return cancelKeys.delete(pid); },
-    },
-    cancelKeyInUse: (pid) => localCancelPids.has(pid) || (cancelKeys instanceof MemoryCancelKeyStore && cancelKeys.has(pid)),
+    cancel,
+    admission: () => participant.admission(),
     scramSecret: (user) => secrets.get(user),
     mockSalt: (user) => createHmac('sha256', mockKey).update(user).digest().subarray(0, 16),
     admit: () => { if (admitted >= cfg.proxy.maxClientConnections) return false; admitted++; return true; },
     release: () => { admitted--; },
     sessionStarted: (s) => { sessions.add(s as Session); },
-    sessionEnded: (s) => { sessions.delete(s as Session); },
+    sessionAttached: (s) => { participant.sessionAttached(s as Session); },
+    sessionEnded: (s) => { sessions.delete(s as Session); participant.sessionEnded(s as Session); },
   };
 
   const flushStats = (): void => {
@@ -133,7 +174,10 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
   const port = (server.address() as net.AddressInfo).port;
 
   const status = (): ProxyStatus => ({
+    id,
     activeSide,
+    epoch: participant.currentEpoch(),
+    store: store.kind,
     listen: `${cfg.proxy.listen.host}:${port}`,
     sessions: sessions.size,
     maxClientConnections: cfg.proxy.maxClientConnections,
@@ -144,9 +188,15 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     sessionList: [...sessions].slice(0, STATUS_SESSION_LIMIT).map((s) => s.info()),
   });
 
+  const adminSwitch = new AdminSwitch(store, cfg, id, log);
   const admin = http.createServer((req, res) => {
     void (async () => {
       const path = (req.url ?? '/').split('?')[0];
+      if (path === '/switch') {
+        if (req.method !== 'POST') return send(res, 405, { error: 'use POST /switch with {"target": "blue"|"green"}' });
+        const r = await adminSwitch.handle(req);
+        return send(res, r.status, r.body);
+      }
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, { error: 'method not allowed' });
       if (path === '/metrics') {
         flushStats();
@@ -159,36 +209,70 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
         return send(res, 200, { status: 'ok', activeSide, activeSideUp: up });
       }
       if (path === '/status') return send(res, 200, status());
-      send(res, 404, { error: 'not found', paths: ['/metrics', '/healthz', '/status'] });
+      send(res, 404, { error: 'not found', paths: ['/metrics', '/healthz', '/status', 'POST /switch'] });
     })().catch((e) => send(res, 500, { error: (e as Error).message }));
   });
+  const meta: Record<string, unknown> = { listen: `${cfg.proxy.listen.host}:${port}` };
+  const member = new FleetMember(store, participant, { ...opts.fleet, defaultActive: cfg.active, meta });
+  let adminPort = 0;
   try {
     await listen(admin, cfg.proxy.admin.host, cfg.proxy.admin.port, 'proxy.admin');
+    adminPort = (admin.address() as net.AddressInfo).port;
+    meta.admin = `http://${cfg.proxy.admin.host}:${adminPort}`;
+    await cancel.start();
+    // adopts the fleet's active side and epoch, then opens admission
+    await member.start();
   } catch (e) {
     server.close();
+    admin.close();
+    await member.stop().catch(() => undefined);
+    await cancel.stop();
+    if (ownStore) await store.close().catch(() => undefined);
     throw e;
   }
-  const adminPort = (admin.address() as net.AddressInfo).port;
   health.start();
+  const healthTtlMs = Math.max(3 * cfg.proxy.healthCheck.intervalMs, 5000);
+  const reportHealth = (): void => {
+    const sides: Record<Side, { up: boolean; latencyMs?: number; error?: string }> = {} as never;
+    for (const s of SIDES) {
+      const h = health.health[s];
+      sides[s] = { up: h.up, ...(h.latencyMs !== null ? { latencyMs: h.latencyMs } : {}), ...(h.error ? { error: h.error } : {}) };
+    }
+    store.reportHealth({ proxyId: id, at: Date.now(), epoch: participant.currentEpoch(), sides, clientConnections: sessions.size }, healthTtlMs)
+      .catch((e: Error) => log.debug({ err: e.message }, 'health report not stored'));
+  };
+  const healthReportTimer = setInterval(reportHealth, cfg.proxy.healthCheck.intervalMs);
+  healthReportTimer.unref();
   log.info({ listen: `${cfg.proxy.listen.host}:${port}`, admin: `${cfg.proxy.admin.host}:${adminPort}`, activeSide, blue: redactUrl(cfg.blue.url), green: redactUrl(cfg.green.url), auth: cfg.proxy.auth }, 'proxy listening');
 
   let closing: Promise<void> | undefined;
   return {
     port,
     adminPort,
+    id,
+    store,
+    participant,
     get activeSide() { return activeSide; },
     sessionCount: () => sessions.size,
     sessions: () => [...sessions].map((s) => s.info()),
     liveSessions: () => [...sessions],
-    setActiveSide(side: Side) { activeSide = side; flushStats(); log.info({ activeSide }, 'active side changed'); },
+    setActiveSide,
     status,
     checkHealth: () => health.checkAll(),
     close() {
       closing ??= (async () => {
         clearInterval(flushTimer);
+        clearInterval(healthReportTimer);
+        // leave the fleet first, so a flip does not wait for this proxy
+        await member.stop().catch(() => undefined);
+        participant.abort();
+        participant.openGate();
         const closed = new Promise<void>((r) => server.close(() => r()));
         for (const s of [...sessions]) s.terminate();
         await Promise.all([closed, new Promise<void>((r) => { admin.close(() => r()); admin.closeAllConnections(); }), health.stop()]);
+        await adminSwitch.close();
+        await cancel.stop();
+        if (ownStore) await store.close().catch(() => undefined);
         flushStats();
         log.info('proxy stopped');
       })();

@@ -105,6 +105,27 @@ export class ScramServerExchange {
   }
 }
 
+/**
+ * SaltedPassword per (password, salt, iterations) of the backends this proxy
+ * logs in to. A server keeps one salt per role, so after the first login each
+ * backend connection costs a few HMACs instead of 4096 PBKDF2 rounds — which
+ * matters when a switch opens one connection per session at once. Keyed by a
+ * hash, never by the password itself; bounded.
+ */
+const saltedCache = new Map<string, Buffer>();
+const SALTED_CACHE_MAX = 64;
+
+function cachedSaltedPassword(password: string, salt: string, iterations: number): Buffer {
+  const key = createHash('sha256').update(password).update('\0').update(salt).update('\0').update(String(iterations)).digest('base64');
+  let v = saltedCache.get(key);
+  if (!v) {
+    v = saltedPassword(password, Buffer.from(salt, 'base64'), iterations);
+    if (saltedCache.size >= SALTED_CACHE_MAX) saltedCache.delete(saltedCache.keys().next().value!);
+    saltedCache.set(key, v);
+  }
+  return v;
+}
+
 /** Client side towards a backend that asked for SCRAM-SHA-256. */
 export class ScramClient {
   private clientFirstBare = '';
@@ -126,7 +147,7 @@ export class ScramClient {
     if (!nonce || !nonce.startsWith(this.clientNonce) || !salt || !Number.isInteger(iterations) || iterations <= 0) {
       throw new ScramError('backend sent an invalid SCRAM server-first-message');
     }
-    const salted = saltedPassword(this.password, Buffer.from(salt, 'base64'), iterations);
+    const salted = cachedSaltedPassword(this.password, salt, iterations);
     const clientKey = hmac(salted, 'Client Key');
     const withoutProof = `c=biws,r=${nonce}`;
     const authMessage = `${this.clientFirstBare},${serverFirst},${withoutProof}`;

@@ -14,7 +14,6 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Side } from '../config';
 import { BackendConnectError, BackendConnection, connectBackend } from './backend-connect';
-import { newCancelKey, sendCancel } from './cancel';
 import { ProxyContext, sideIndex } from './context';
 import { FrameWalker, inspectTable, MessageSink, WALK_OK, WHOLE } from './framing';
 import {
@@ -29,6 +28,15 @@ import { ConnectionClosed, StartupReader } from './startup-reader';
 const T = (c: string): number => c.charCodeAt(0);
 const Q = T('Q'), P = T('P'), C = T('C'), B = T('B'), S = T('S'), F = T('F');
 const Z = T('Z'), E = T('E'), ONE = T('1'), THREE = T('3');
+
+/**
+ * Client message types after which the stream is at a switch point: a Query
+ * or FunctionCall is answered by its own ReadyForQuery, an extended-protocol
+ * batch ends with Sync. After Parse/Bind/Describe/Execute/Flush/Close the
+ * client is inside a batch that its Sync has not closed yet.
+ */
+const SYNC_POINT = new Uint8Array(256);
+for (const t of [0, Q, S, F]) SYNC_POINT[t] = 1;
 
 /** Longest SASL message accepted during authentication (PostgreSQL: PG_MAX_AUTH_TOKEN_LENGTH). */
 const MAX_AUTH_MESSAGE = 65535;
@@ -73,6 +81,7 @@ class ServerSink implements MessageSink {
         if (st.done === st.sent) {
           this.s.ctx.durations[this.s.sideIdx].observe((performance.now() - this.s.requestStart) / 1000);
           if (this.s.idleWaiter !== null && st.txStatus === 'I') this.s.wakeIdle();
+          if (this.s.onSwitchPoint !== null && st.txStatus === 'I') this.s.checkSwitchPoint();
         }
         break;
       case ONE: st.onParseComplete(); return;
@@ -116,6 +125,17 @@ export class Session {
   database = '';
   /** resolves a whenIdle() caller at the next idle ReadyForQuery */
   idleWaiter: (() => void) | null = null;
+  /**
+   * startup: authenticating or waiting for admission; attaching: a backend is
+   * being opened on the side chosen; attached: relaying.
+   */
+  phase: 'startup' | 'attaching' | 'attached' = 'startup';
+  /** called synchronously at the next switch point (see atSwitchPoint) */
+  onSwitchPoint: (() => void) | null = null;
+  /** the backend ended (e.g. terminated by fencing) while the session was held: it needs a new one before release */
+  backendGone = false;
+  /** backend bytes that arrived while held, not yet a whole message */
+  private heldBackendBytes: { owner: net.Socket; bytes: Buffer } | null = null;
   private held = false;
   /** when the oldest unanswered request was sent (performance.now()) */
   requestStart = 0;
@@ -212,10 +232,8 @@ export class Session {
   }
 
   private async forwardCancel(pid: number, secret: number): Promise<void> {
-    const target = await this.ctx.cancelKeys.get(pid, secret);
-    if (!target) { this.log.debug({ pid }, 'cancel request with an unknown key ignored'); return; }
-    this.log.debug({ pid, backendPid: target.pid }, 'cancel request forwarded');
-    await sendCancel(target);
+    const how = await this.ctx.cancel.forward(pid, secret);
+    this.log.debug({ pid, how }, how === 'unknown' ? 'cancel request with an unknown key ignored' : 'cancel request forwarded');
   }
 
   private async authenticateAndAttach(params: Map<string, string>, minor: number, reader: StartupReader): Promise<void> {
@@ -237,22 +255,23 @@ export class Session {
     if (this.ctx.cfg.proxy.auth === 'scram') await this.scram(reader, user);
 
     this.state = new SessionState(params);
+    // during a flip new sessions wait here, then start on the side that won
+    const admission = this.ctx.admission();
+    if (admission) await admission;
+    if (this.closed || this.client.destroyed) { this.close(); return; }
+    this.phase = 'attaching';
     this.side = this.ctx.activeSide();
     this.sideIdx = sideIndex(this.side);
     const target = this.ctx.targets[this.side];
     const conn = await connectBackend(target, params, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
     if (this.closed || this.client.destroyed) { conn.socket.destroy(); this.close(); return; }
-    const key = this.newCancelKey();
-    await this.ctx.cancelKeys.set(key.pid, key.secret, { host: target.host, port: target.port, pid: conn.pid, secret: conn.secret });
+    const key = await this.ctx.cancel.issue({ host: target.host, port: target.port, pid: conn.pid, secret: conn.secret });
+    if (this.closed || this.client.destroyed) { this.ctx.cancel.release(key.pid, key.secret); conn.socket.destroy(); this.close(); return; }
     this.cancelPid = key.pid;
     this.cancelSecret = key.secret;
     this.client.write(Buffer.concat([authenticationOk(), ...conn.parameterStatus, backendKeyData(key.pid, key.secret), readyForQuery('I')]));
     this.log.debug({ user, database: this.database, side: this.side, backendPid: conn.pid }, 'session started');
     this.attach(conn, reader.detach());
-  }
-
-  private newCancelKey(): { pid: number; secret: number } {
-    return newCancelKey((pid) => this.ctx.cancelKeyInUse(pid));
   }
 
   /** SCRAM-SHA-256 exchange; throws ProtocolViolation with 28P01 on a wrong password. */
@@ -306,8 +325,11 @@ export class Session {
     this.client.on('close', this.onClientClose);
     if (conn.leftover.length) this.onBackendData(conn.leftover);
     if (clientPending.length) this.onClientData(clientPending);
+    this.phase = 'attached';
+    // a flip in progress holds the new session at once (it is at a switch point)
+    this.ctx.sessionAttached(this);
     b.resume();
-    this.client.resume();
+    if (!this.held) this.client.resume();
   }
 
   /** Pick the inspect tables the tracker currently needs. */
@@ -347,6 +369,31 @@ export class Session {
     return connectBackend(this.ctx.targets[side], this.state!.startupParams, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
   }
 
+  /**
+   * A point where the session may change backends: not in a transaction,
+   * every request answered, the client's stream at a message boundary after a
+   * Query, FunctionCall or Sync (not inside an extended-protocol batch), and
+   * the server's stream at a message boundary.
+   */
+  atSwitchPoint(): boolean {
+    return this.phase === 'attached' && !this.closed && this.state!.idle
+      && this.cw!.atBoundary && SYNC_POINT[this.cw!.lastType] === 1 && this.sw!.atBoundary;
+  }
+
+  /**
+   * Calls `fn` synchronously at the next switch point (now, if the session is
+   * at one): there, before any further client byte is read, `fn` may hold().
+   * The hook stays armed until cleared, so `fn` may decline and wait for the next one.
+   */
+  armSwitchPoint(fn: () => void): void {
+    this.onSwitchPoint = fn;
+    this.checkSwitchPoint();
+  }
+
+  checkSwitchPoint(): void {
+    if (this.onSwitchPoint !== null && this.atSwitchPoint()) this.onSwitchPoint();
+  }
+
   /** Stop reading from the client. */
   hold(): void {
     this.held = true;
@@ -355,11 +402,17 @@ export class Session {
 
   /** Read from the client again (unless backpressure still holds it). */
   release(): void {
+    if (!this.held) return;
     this.held = false;
-    if (!this.clientPaused) this.client.resume();
+    const rest = this.heldBackendBytes;
+    this.heldBackendBytes = null;
+    if (rest && this.backend === rest.owner) this.onBackendData(rest.bytes);
+    if (!this.clientPaused && !this.closed) this.client.resume();
   }
 
   get isHeld(): boolean { return this.held; }
+
+  get isClosed(): boolean { return this.closed; }
 
   /**
    * Put another backend under an idle, held session. The old backend gets a
@@ -368,7 +421,10 @@ export class Session {
    */
   async swapBackend(conn: BackendConnection): Promise<void> {
     if (!this.state?.idle || !this.sw?.atBoundary) throw new Error(`session ${this.id} is not idle`);
+    if (this.closed) { conn.socket.destroy(); throw new Error(`session ${this.id} has ended`); }
     const old = this.backend!;
+    this.backendGone = false;
+    this.heldBackendBytes = null;
     old.off('data', this.onBackendData);
     old.off('drain', this.onBackendDrain);
     old.off('error', this.onBackendError);
@@ -384,8 +440,7 @@ export class Session {
     this.retable();
     if (this.cancelPid) {
       const t = conn.target;
-      const key = await this.ctx.cancelKeys.get(this.cancelPid, this.cancelSecret);
-      if (key) await this.ctx.cancelKeys.set(this.cancelPid, this.cancelSecret, { host: t.host, port: t.port, pid: conn.pid, secret: conn.secret });
+      this.ctx.cancel.repoint(this.cancelPid, this.cancelSecret, { host: t.host, port: t.port, pid: conn.pid, secret: conn.secret });
     }
     const b = conn.socket;
     b.on('data', this.onBackendData);
@@ -403,10 +458,39 @@ export class Session {
   };
 
   private readonly onBackendData = (chunk: Buffer): void => {
+    if (this.held && (this.heldBackendBytes !== null || this.sw!.atBoundary)) { this.onBackendDataHeld(chunk); return; }
     this.ctx.stats.bytesOut += chunk.length;
     this.sw!.walk(chunk);
     if (!this.client.write(chunk)) { this.backend!.pause(); this.backendPaused = true; }
   };
+
+  /**
+   * While held at a switch point only asynchronous messages can come
+   * (NotificationResponse, NoticeResponse, ParameterStatus) — or the FATAL of
+   * a backend being terminated, e.g. by the fencing of the side a flip leaves.
+   * That one is not the client's business: the session is about to get a new
+   * backend, so it is kept from the client and the session marked backendGone.
+   */
+  private onBackendDataHeld(chunk: Buffer): void {
+    const owner = this.backend!;
+    let buf = this.heldBackendBytes ? Buffer.concat([this.heldBackendBytes.bytes, chunk]) : chunk;
+    let p = 0;
+    while (buf.length - p >= 5) {
+      const len = buf.readInt32BE(p + 1);
+      if (buf.length - p < 1 + len) break;
+      const type = buf[p];
+      if (type === E) {
+        this.backendGone = true;
+        this.log.debug({ sqlstate: sqlstateOf(buf, p + 5, p + 1 + len) }, 'held session lost its backend; it gets a new one before release');
+      } else {
+        this.ctx.stats.bytesOut += 1 + len;
+        this.client.write(buf.subarray(p, p + 1 + len));
+      }
+      p += 1 + len;
+    }
+    buf = buf.subarray(p);
+    this.heldBackendBytes = buf.length ? { owner, bytes: Buffer.from(buf) } : null;
+  }
 
   private readonly onBackendDrain = (): void => {
     if (this.clientPaused) { this.clientPaused = false; if (!this.held) this.client.resume(); }
@@ -445,6 +529,11 @@ export class Session {
 
   private readonly onBackendClose = (): void => {
     if (this.closed) return;
+    if (this.held && this.phase === 'attached' && this.heldBackendBytes === null && this.sw!.atBoundary) {
+      // held at a switch point: whoever holds the session gives it a new backend before releasing it
+      this.backendGone = true;
+      return;
+    }
     if (!this.serverSentFatal && this.sw!.atBoundary) {
       this.log.warn({ side: this.side }, 'backend connection lost');
       this.endClient(errorResponse('FATAL', '08006', `pgflip: the connection to the ${this.side} backend was lost`, 'server closed the connection unexpectedly'));
@@ -488,7 +577,8 @@ export class Session {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    if (this.cancelPid) void this.ctx.cancelKeys.delete(this.cancelPid);
+    this.onSwitchPoint = null;
+    if (this.cancelPid) this.ctx.cancel.release(this.cancelPid, this.cancelSecret);
     if (this.admitted) { this.ctx.release(); this.ctx.sessionEnded(this); }
     if (!this.client.writableEnded) this.client.destroy();
     if (this.backend && !this.backend.writableEnded) this.backend.destroy();
@@ -496,9 +586,9 @@ export class Session {
   }
 
   /** End from the proxy (shutdown): tell the client like PostgreSQL's fast shutdown does. */
-  terminate(message = 'terminating connection due to administrator command'): void {
+  terminate(message = 'terminating connection due to administrator command', detail?: string): void {
     if (this.closed) return;
-    this.fatal('57P01', message);
+    this.fatal('57P01', message, detail);
   }
 
   info(): SessionInfo {

@@ -177,9 +177,9 @@ export class FleetMember {
     await f.pausing.catch(() => undefined);
     let ack: FlipAck;
     try {
-      const r = await this.participant.switchTo(target, epoch);
+      const { heldSince, ...r } = await this.participant.switchTo(target, epoch);
       this.participant.resume();
-      ack = { type: 'switched', flipId: f.cmd.flipId, proxyId: this.id, epoch, ...r, pauseMs: Date.now() - f.receivedAt };
+      ack = { type: 'switched', flipId: f.cmd.flipId, proxyId: this.id, epoch, ...r, pauseMs: Date.now() - Math.max(f.receivedAt, heldSince ?? 0) };
     } catch (err) {
       // the fleet has committed: this proxy must serve the target too, whatever it costs its sessions
       this.log.error({ flipId: f.cmd.flipId, err: (err as Error).message }, 'switch failed; re-synchronising');

@@ -28,7 +28,7 @@ export interface PausedAck { type: 'paused'; flipId: string; proxyId: string; pa
 export interface SwitchedAck {
   type: 'switched'; flipId: string; proxyId: string; epoch: number;
   carried: number; terminated: number;
-  /** how long this proxy held its clients, from receipt of pause to resume */
+  /** how long this proxy held its clients: from receipt of pause (or, if later, from when it began holding) to resume */
   pauseMs: number;
   /** switchTo failed; the proxy re-synchronised with adopt() instead */
   error?: string;

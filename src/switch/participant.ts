@@ -17,6 +17,12 @@ export interface SwitchResult {
   carried: number;
   /** pinned sessions ended with an ErrorResponse (policy `terminate`) */
   terminated: number;
+  /**
+   * when the proxy began holding clients (ms since 1970), if later than the
+   * receipt of pause (a proxy may prepare the target before it holds anyone);
+   * the reported pause then runs from here to resume
+   */
+  heldSince?: number;
 }
 
 export interface FlipParticipant {

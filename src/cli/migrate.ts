@@ -1,0 +1,109 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { confirm, ControllerClient } from '../controller/client';
+import type { MigrationRecord } from '../controller/types';
+import { isTerminal } from '../controller/types';
+
+export const seconds = (flag: string, min: number) => (v: string): number => {
+  const n = Number(v);
+  if (!/^\d+$/.test(v) || n < min) throw new InvalidArgumentError(`${flag} takes whole seconds >= ${min}, got "${v}"`);
+  return n;
+};
+
+interface MigrateOptions { type: 'safe' | 'risky' | 'maintenance'; dryRun?: boolean; yes?: boolean; rollback: boolean; timeout?: number; switchDelay?: number }
+
+/** Progress of one migration: rewritten in place on a terminal, one line per change otherwise. */
+class ProgressView {
+  private last = '';
+  constructor(private readonly tty: boolean, private readonly name: string) {}
+
+  show(rec: MigrationRecord): void {
+    const step = rec.steps.at(-1);
+    const parts = [`${this.name}`, `${Math.round(rec.progress * 100)}%`, step ? `${step.name}${step.state === 'running' ? '…' : ` ${step.state}`}` : rec.state];
+    if (rec.copy && rec.copy.fraction < 1 && step?.name === 'copy') parts.push(`copy ${Math.round(rec.copy.fraction * 100)}%`);
+    if (rec.lag) parts.push(`lag ${rec.lag.seconds.toFixed(1)}s`);
+    if (rec.statements && step?.name === 'apply') parts.push(`statements ${rec.statements.committed}/${rec.statements.total}`);
+    if (this.tty) {
+      const line = parts.join('  ');
+      process.stderr.write(`\r\x1b[2K${line}`);
+      this.last = line;
+    } else {
+      // plain lines: one per step change, with the finished step's detail
+      for (const s of rec.steps) {
+        const key = `${s.name}:${s.state}`;
+        if (this.seen.has(key)) continue;
+        this.seen.add(key);
+        process.stderr.write(`${this.name}: ${s.name} ${s.state}${s.detail && s.state !== 'running' ? ` — ${s.detail}` : ''}\n`);
+      }
+      const extra = parts.slice(3).join(' ');
+      if (extra && extra !== this.last) { process.stderr.write(`${this.name}: ${extra}\n`); this.last = extra; }
+    }
+  }
+
+  private readonly seen = new Set<string>();
+
+  end(): void { if (this.tty && this.last) process.stderr.write('\n'); }
+}
+
+export function registerMigrate(program: Command): void {
+  program.command('migrate')
+    .description('run migration files through the controller, in order; stops at the first that does not complete')
+    .addOption(new Option('--type <class>', 'strategy allowed: a file classified above it is refused').choices(['safe', 'risky', 'maintenance']).makeOptionMandatory())
+    .option('--dry-run', 'validate, check prerequisites, plan and estimate; change nothing')
+    .option('--yes', 'do not ask before a risky or maintenance migration')
+    .option('--no-rollback', 'no rollback point and no automatic rollback after the flip')
+    .option('--timeout <seconds>', 'abort a migration that takes longer', seconds('--timeout', 1))
+    .option('--switch-delay <seconds>', 'risky: wait between verification and the flip', seconds('--switch-delay', 0))
+    .argument('<file...>', 'migration files')
+    .action(async (files: string[], o: MigrateOptions) => {
+      const client = new ControllerClient();
+      const sources = files.map((f) => {
+        try { return { file: f, name: path.basename(f), sql: readFileSync(f, 'utf8') }; } catch (e) {
+          throw new Error(`${f}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+        }
+      });
+      if (!o.dryRun && !o.yes && o.type !== 'safe' && process.stdin.isTTY) {
+        const what = o.type === 'risky' ? 'flip all traffic to the other side' : 'hold all traffic while it runs';
+        if (!(await confirm(`${files.length} ${o.type} migration(s) may ${what}. Continue?`))) { process.stderr.write('cancelled\n'); process.exitCode = 1; return; }
+      }
+      const tty = Boolean(process.stderr.isTTY);
+      let allCompleted = true;
+      for (const s of sources) {
+        const { id } = await client.post<{ id: string }>('/migrations', {
+          sql: s.sql, name: s.name, type: o.type, dryRun: Boolean(o.dryRun), noRollback: !o.rollback,
+          ...(o.timeout !== undefined ? { timeoutSeconds: o.timeout } : {}),
+          ...(o.switchDelay !== undefined ? { switchDelaySeconds: o.switchDelay } : {}),
+        });
+        const view = new ProgressView(tty, s.name);
+        let aborting = false;
+        const onSigint = () => {
+          if (aborting) process.exit(130);
+          aborting = true;
+          process.stderr.write(`\n${s.name}: aborting migration ${id} (Ctrl-C again to leave it running)\n`);
+          client.post(`/migrations/${id}/abort`).catch((e: Error) => process.stderr.write(`abort failed: ${e.message}\n`));
+        };
+        process.on('SIGINT', onSigint);
+        let rec: MigrationRecord;
+        try {
+          for (;;) {
+            rec = await client.get<MigrationRecord>(`/migrations/${id}`);
+            view.show(rec);
+            if (isTerminal(rec.state)) break;
+            await new Promise((r) => setTimeout(r, 300));
+          }
+        } finally {
+          process.off('SIGINT', onSigint);
+          view.end();
+        }
+        const ok = rec.state === 'completed';
+        const out = `${s.name}: ${rec.state}${rec.outcome ? ` — ${rec.outcome}` : ''} (id ${id})\n`;
+        if (ok) process.stdout.write(out); else process.stderr.write(out);
+        if (rec.plan?.length && o.dryRun) process.stdout.write(rec.plan.map((p, i) => `  ${i + 1}. ${p}\n`).join(''));
+        for (const w of rec.warnings) process.stderr.write(`  warning: ${w}\n`);
+        for (const e of rec.errors) if (!rec.outcome?.includes(e)) process.stderr.write(`  error: ${e}\n`);
+        if (!ok) { allCompleted = false; break; }
+      }
+      if (!allCompleted) process.exitCode = 1;
+    });
+}

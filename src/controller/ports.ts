@@ -1,0 +1,81 @@
+/**
+ * What the orchestrator needs from the other parts, as small interfaces. The
+ * adapters in wiring.ts bind them to the classifier, the flip coordinator and
+ * the sync engine; tests bind them the same way (real parts, real databases).
+ */
+import type { Side } from '../config';
+import type { ValidationReport } from '../classifier/types';
+import type { SchemaMapping } from '../classifier/mapping';
+
+export interface ClassifyPort {
+  classify(sql: string, opts: { fileName: string; databaseUrl?: string; pgVersion?: number }): Promise<ValidationReport>;
+}
+
+export interface FlipOutcome {
+  committed: boolean;
+  /** epoch after the flip (committed) or unchanged (aborted) */
+  epoch: number;
+  /** why it aborted */
+  reason?: string;
+  /** longest pause a proxy reported, ms */
+  pauseMs?: number;
+}
+
+export interface FlipPort {
+  /**
+   * Two-phase fleet flip (DESIGN §8). beforeCommit runs while every proxy holds
+   * its sessions; if it throws, the flip aborts and traffic resumes where it was
+   * (onAbort then undoes what beforeCommit did, e.g. fencing).
+   */
+  flip(o: { target: Side; deadlineMs: number; beforeCommit?: () => Promise<void>; onAbort?: (reason: string) => Promise<void> }): Promise<FlipOutcome>;
+  /**
+   * Holds every proxy's sessions at transaction boundaries, runs `during`, and
+   * resumes them on the same side (maintenance). committed = `during` succeeded
+   * while traffic was held.
+   */
+  hold(o: { deadlineMs: number; during: () => Promise<void> }): Promise<FlipOutcome>;
+}
+
+export interface SyncProgress {
+  /** initial copy 0..1 */
+  copyFraction?: number;
+  rowsCopied?: number;
+  lagSeconds?: number;
+  lagBytes?: number;
+}
+
+/** One direction of sync between the sides, for one migration (src/sync SyncSession). */
+export interface SyncPort {
+  checkPrerequisites(): Promise<string[]>;
+  /** sizes and row estimates for the plan */
+  estimate?(): Promise<Record<string, unknown>>;
+  prepareTarget(): Promise<void>;
+  initialCopy(onProgress: (p: SyncProgress) => void): Promise<void>;
+  migrateTarget(): Promise<void>;
+  startStreaming(): Promise<void>;
+  /** until the lag is under maxLagMs (or zero when traffic is held) */
+  catchUp(opts?: { maxLagMs?: number; timeoutMs?: number }): Promise<SyncProgress>;
+  verify(): Promise<{ ok: boolean; problems: string[] }>;
+  progress(): SyncProgress;
+  stop(): Promise<void>;
+  /** drops slots, publications and sync bookkeeping; idempotent */
+  cleanup(): Promise<void>;
+}
+
+export interface SyncFactory {
+  /** forward: active → idle, with the migration applied on the idle side */
+  forward(o: { migrationId: string; source: Side; target: Side; sql: string; mapping: SchemaMapping }): SyncPort;
+  /** reverse: the new side → the old one, mapped with the inverse plan */
+  reverse(o: { migrationId: string; source: Side; target: Side; mapping: SchemaMapping }): SyncPort;
+  /**
+   * drops every slot, publication and origin of a migration on both sides
+   * (after a restart); without an id, those of every earlier migration (one runs at a time)
+   */
+  leftovers(migrationId?: string): Promise<void>;
+}
+
+export interface FencePort {
+  /** application roles can no longer write to the side */
+  fence(side: Side): Promise<void>;
+  unfence(side: Side): Promise<void>;
+}

@@ -1,0 +1,145 @@
+/**
+ * Binds the orchestrator's ports to the real parts (classifier, flip
+ * coordinator, fencing, sync engine) and starts the HTTP API.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { adminUrl, otherSide, PgflipConfig } from '../config';
+import { logger } from '../observability/logger';
+import { classifySql } from '../classifier';
+import { openStateStore } from '../state';
+import type { StateStore } from '../state/store';
+import { FlipCoordinator, FlipOutcome as CoordinatorOutcome } from '../switch/coordinator';
+import { fence, unfence } from '../switch/fencing';
+import { syncFactory } from './sync-adapter';
+import { createApp } from './api';
+import { AuditLog } from './audit';
+import { Orchestrator } from './orchestrator';
+import type { ClassifyPort, FencePort, FlipOutcome, FlipPort, SyncFactory } from './ports';
+import { RollbackPoints } from './rollback-points';
+
+/** The classifier's programmatic API (src/classifier). */
+export function classifierPort(): ClassifyPort {
+  return { classify: (sql, opts) => classifySql(sql, opts) };
+}
+
+const HOLD_RELEASE = 'pgflip:maintenance-hold-released';
+
+const toOutcome = (o: CoordinatorOutcome): FlipOutcome => {
+  const pauses = Object.values(o.pauseMs);
+  return { committed: o.ok, epoch: o.epoch, reason: o.reason, pauseMs: pauses.length ? Math.max(...pauses) : undefined };
+};
+
+/**
+ * Fleet flips through the coordinator. A maintenance hold is a flip towards the
+ * other side whose beforeCommit runs the migration and then declines the
+ * commit: every proxy resumes on the side it was on, the epoch does not move.
+ */
+export function flipPort(store: StateStore, token: () => number | undefined, holdLimitMs: number): FlipPort & { close(): Promise<void> } {
+  // members wait up to the hold limit after the pause deadline before giving up on us
+  const coordinator = new FlipCoordinator(store, { commitWindowMs: holdLimitMs });
+  return {
+    async flip(o) {
+      return toOutcome(await coordinator.flip({ ...o, fencingToken: token() }));
+    },
+    async hold(o) {
+      const cur = (await store.getActive())!;
+      let ran = false;
+      let failure: Error | undefined;
+      const r = await coordinator.flip({
+        target: otherSide(cur.active),
+        deadlineMs: o.deadlineMs,
+        fencingToken: token(),
+        beforeCommit: async () => {
+          ran = true;
+          try { await o.during(); } catch (err) { failure = err as Error; }
+          throw new Error(HOLD_RELEASE);
+        },
+      });
+      const pauses = Object.values(r.pauseMs);
+      const pauseMs = pauses.length ? Math.max(...pauses) : undefined;
+      if (ran && !failure && r.reason?.includes(HOLD_RELEASE)) return { committed: true, epoch: r.epoch, pauseMs };
+      return { committed: false, epoch: r.epoch, pauseMs, reason: failure?.message ?? r.reason };
+    },
+    close: () => coordinator.close(),
+  };
+}
+
+export interface ControllerHandle {
+  url: string;
+  port: number;
+  orchestrator: Orchestrator;
+  store: StateStore;
+  audit: AuditLog;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  store?: StateStore;
+  /** state store key prefix (tests share one Redis) */
+  prefix?: string;
+  sync?: SyncFactory;
+  fence?: FencePort;
+  classifier?: ClassifyPort;
+  /** how long to wait for a stale leader lock */
+  leaderWaitMs?: number;
+}
+
+export async function startController(cfg: PgflipConfig, opts: StartOptions = {}): Promise<ControllerHandle> {
+  const store = opts.store ?? (await openStateStore({ redisUrl: cfg.redisUrl, prefix: opts.prefix, connectionName: 'pgflip-controller' }));
+  const audit = new AuditLog(cfg.controller.auditLog);
+  const rollbackPoints = new RollbackPoints(cfg.controller.backupDir, cfg.controller.backupRetention);
+  const classifier = opts.classifier ?? classifierPort();
+  let orchestrator: Orchestrator | undefined;
+  const flipper = flipPort(store, () => orchestrator?.leaseToken, cfg.controller.holdLimitSeconds * 1000);
+  orchestrator = new Orchestrator({ cfg, store, classifier, audit, rollbackPoints, flipper, sync: opts.sync ?? defaultSync(cfg), fence: opts.fence ?? defaultFence(cfg) });
+  const app = createApp({ orchestrator, classifier, rollbackPoints, audit, apiToken: cfg.controller.apiToken });
+  const server = http.createServer(app);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(cfg.controller.listen.port, cfg.controller.listen.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const host = cfg.controller.listen.host.includes(':') ? `[${cfg.controller.listen.host}]` : cfg.controller.listen.host;
+  await orchestrator.start(opts.leaderWaitMs);
+  logger().info({ port, store: store.kind }, 'controller listening');
+  return {
+    url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`,
+    port,
+    orchestrator,
+    store,
+    audit,
+    async close() {
+      await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
+      await orchestrator!.stop();
+      await flipper.close();
+      if (!opts.store) await store.close();
+    },
+  };
+}
+
+function defaultSync(cfg: PgflipConfig): SyncFactory {
+  return syncFactory(cfg);
+}
+
+/** The application's roles: those clients log in as through the proxies. */
+export function applicationRoles(cfg: PgflipConfig): string[] {
+  return [...new Set([cfg.app.user, ...Object.keys(cfg.proxy.users)].filter((r): r is string => !!r))];
+}
+
+/**
+ * Fencing (src/switch/fencing.ts): the old side read-only for the application's
+ * roles. Without configured roles there is nothing to fence; the status says so.
+ */
+function defaultFence(cfg: PgflipConfig): FencePort | undefined {
+  const roles = applicationRoles(cfg);
+  if (!roles.length) {
+    logger().warn('no application roles configured (DB_USER or proxy.users): the old side is not fenced after a flip');
+    return undefined;
+  }
+  const database = (side: 'blue' | 'green'): string => cfg.app.database ?? decodeURIComponent(new URL(adminUrl(cfg, side)).pathname.slice(1) || 'postgres');
+  return {
+    async fence(side) { await fence(adminUrl(cfg, side), { roles, database: database(side) }); },
+    async unfence(side) { await unfence(adminUrl(cfg, side), { roles, database: database(side) }); },
+  };
+}

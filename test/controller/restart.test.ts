@@ -1,0 +1,116 @@
+/**
+ * A controller killed (SIGKILL) in the middle of a migration and started again
+ * finds the unfinished migration in the state store (Redis) and resumes it or
+ * rolls it back: never a half-applied file, never a leaked replication slot.
+ */
+import { ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort } from '../../src/pgcluster/local-cluster';
+import { startPair, startRedis, TestCluster, TestRedis } from '../harness/clusters';
+import { cli, ROOT, TOKEN } from './helpers';
+
+let pair: { blue: TestCluster; green: TestCluster; stop(): Promise<void> };
+let redis: TestRedis;
+let dir: string;
+let port: number;
+let env: NodeJS.ProcessEnv;
+let child: ChildProcess | undefined;
+
+beforeAll(async () => {
+  [pair, redis] = await Promise.all([startPair(), startRedis()]);
+  dir = mkdtempSync(path.join(os.tmpdir(), 'pgflip-restart-'));
+  port = await freePort();
+  writeFileSync(path.join(dir, 'pgflip.yaml'), `controller:\n  lockTimeoutMs: 300\n  lockRetries: 1000\n  watchWindowSeconds: 1\n`);
+  env = { PATH: process.env.PATH!, PGFLIP_CONTROLLER_URL: `http://127.0.0.1:${port}`, PGFLIP_API_TOKEN: TOKEN };
+  await pair.blue.query(`CREATE TABLE users (id int PRIMARY KEY, name text); INSERT INTO users SELECT g, 'u' || g FROM generate_series(1, 20000) g`);
+});
+afterAll(async () => {
+  child?.kill('SIGKILL');
+  await Promise.all([pair?.stop(), redis?.stop()]);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function startControllerProcess(): Promise<void> {
+  child = spawn('node', [path.join(ROOT, 'dist/cli/main.js'), 'controller', '--config', path.join(dir, 'pgflip.yaml'), '--listen', `127.0.0.1:${port}`], {
+    env: {
+      PATH: process.env.PATH!, BLUE_DATABASE_URL: pair.blue.url(), GREEN_DATABASE_URL: pair.green.url(), REDIS_URL: redis.url,
+      PGFLIP_API_TOKEN: TOKEN, PGFLIP_BACKUP_DIR: path.join(dir, 'backups'), PGFLIP_AUDIT_LOG: path.join(dir, 'audit.log'),
+    },
+    stdio: 'ignore',
+  });
+  for (let i = 0; i < 300; i++) {
+    if (await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.ok, () => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('controller did not start');
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const get = async (p: string): Promise<any> => (await fetch(`http://127.0.0.1:${port}${p}`)).json();
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 40_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch((err: Error) => { if (/ended early/.test(err.message)) throw err; return undefined; });
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify((await get('/migrations?limit=1').catch(() => []))[0] ?? null).slice(0, 1500)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test('killed during a statement-by-statement file: the restarted controller resumes after the last committed statement', async () => {
+  await startControllerProcess();
+  const holder = await pair.blue.connect();
+  await holder.query('BEGIN; LOCK users IN ACCESS SHARE MODE');
+  const file = path.join(dir, '040_two_steps.sql');
+  writeFileSync(file, 'CREATE TABLE step_one (id int PRIMARY KEY);\nCREATE INDEX CONCURRENTLY users_name_idx ON users (name);\nALTER TABLE users ADD COLUMN step_three text;\n');
+  const run = cli(['migrate', '--type', 'safe', '--no-rollback', file], env);
+  // statement 3 waits for the lock (retrying); statements 1 and 2 are committed
+  const rec = await until('statement 3 blocked', async () => {
+    const [r] = await get('/migrations?limit=1');
+    return r?.statements?.committed === 2 && r.warnings.some((w: string) => /lock timeout on statement 3/.test(w)) ? r : undefined;
+  });
+  child!.kill('SIGKILL');
+  expect((await run).code).toBe(1); // the client lost its controller
+  await holder.query('COMMIT');
+  await startControllerProcess();
+  const done = await until('resumed migration ended', async () => {
+    const r = await get(`/migrations/${rec.id}`);
+    return ['completed', 'failed', 'rolled_back', 'aborted'].includes(r.state) ? r : undefined;
+  });
+  expect(done.outcome).toBe('applied on blue (active)');
+  expect(done).toMatchObject({ state: 'completed', statements: { total: 3, committed: 3, mode: 'statements' } });
+  expect(done.warnings).toContain('the controller restarted during apply');
+  expect(await pair.blue.query(`SELECT to_regclass('step_one')::text AS a, to_regclass('users_name_idx')::text AS b`)).toEqual([{ a: 'step_one', b: 'users_name_idx' }]);
+  expect((await pair.blue.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'step_three'`))).toHaveLength(1);
+  expect(await pair.blue.query(`SELECT name, migration_id FROM pgflip.migrations`)).toEqual([{ name: '040_two_steps.sql', migration_id: rec.id }]);
+});
+
+test('killed during a risky migration before its flip: the restarted controller rolls it back and drops its slots', async () => {
+  const file = path.join(dir, '041_drop_column.sql');
+  writeFileSync(file, 'ALTER TABLE users DROP COLUMN step_three;\n');
+  const run = cli(['migrate', '--type', 'risky', '--yes', '--no-rollback', '--switch-delay', '60', file], env);
+  // the idle side is copied, migrated and streaming when the controller dies
+  const rec = await until('switch delay', async () => {
+    const [r] = await get('/migrations?limit=1');
+    if (r?.name === '041_drop_column.sql' && ['failed', 'completed', 'rolled_back', 'aborted'].includes(r.state)) throw new Error(`ended early: ${r.outcome}`);
+    return r?.name === '041_drop_column.sql' && r.steps.some((s: { name: string }) => s.name === 'switch delay') ? r : undefined;
+  });
+  expect((await pair.blue.query(`SELECT count(*)::int AS n FROM pg_replication_slots`))).toEqual([{ n: 1 }]);
+  child!.kill('SIGKILL');
+  await run;
+  await startControllerProcess();
+  const done = await until('recovered', async () => {
+    const r = await get(`/migrations/${rec.id}`);
+    return ['completed', 'failed', 'rolled_back', 'aborted'].includes(r.state) ? r : undefined;
+  });
+  expect(done.state).toBe('rolled_back');
+  expect(done.outcome).toMatch(/the controller restarted during .*; the idle side's sync state was discarded, blue unchanged/);
+  for (const side of [pair.blue, pair.green]) {
+    expect(await side.query(`SELECT slot_name FROM pg_replication_slots`)).toEqual([]);
+    expect(await side.query(`SELECT pubname FROM pg_publication`)).toEqual([]);
+  }
+  expect(await get('/status')).toMatchObject({ active: 'blue', epoch: 0, migration: null });
+  expect((await pair.blue.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'step_three'`))).toHaveLength(1);
+});
