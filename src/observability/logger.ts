@@ -17,7 +17,7 @@ export function logger(): Logger {
     base: { app: 'pgflip' },
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
-  });
+  }, pino.destination({ fd: 2, sync: false })); // stdout is for command output (--json)
   return root;
 }
 
