@@ -2,18 +2,6 @@
 # One line per component (controller, proxies, blue, green).
 # exit 0 healthy, 1 degraded, 2 controller unreachable.
 set -euo pipefail
-# the pgflip CLI of this checkout when built (dist/), else the one on PATH
-pgflip() {
-  local root
-  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-  if [[ -f "$root/dist/cli/main.js" ]]; then
-    node "$root/dist/cli/main.js" "$@"
-  elif command -v pgflip >/dev/null 2>&1; then
-    command pgflip "$@"
-  else
-    echo "pgflip not found: run npm ci && npm run build in $root, or install pgflip" >&2
-    return 2
-  fi
-}
+source "$(dirname "${BASH_SOURCE[0]}")/pgflip-cli.sh"
 if [[ $# -gt 0 ]]; then echo "usage: $(basename "$0")" >&2; exit 2; fi
 pgflip health
