@@ -8,6 +8,7 @@ import { CHANNELS } from './keys';
 import {
   ActiveState, CancelKey, FlipRecord, HealthReport, LeaderLease, MessageHandler, ProxyRegistration,
   SetOptions, SetResult, Side, StateStore, Unsubscribe, Versioned, cancelKeyId,
+  onCancel, routeCancel,
 } from './store';
 
 interface Expiring<T> { value: T; expiresAt: number }
@@ -139,15 +140,12 @@ export class MemoryStateStore implements StateStore {
     return this.live(this.cancelKeys, cancelKeyId(key)) ?? null;
   }
 
-  async routeCancel(key: CancelKey): Promise<'sent' | 'unknown' | 'unreachable'> {
-    const owner = await this.cancelKeyOwner(key);
-    if (!owner) return 'unknown';
-    const n = await this.publish(CHANNELS.cancel(owner), { processId: key.processId, secretKey: key.secretKey });
-    return n > 0 ? 'sent' : 'unreachable';
+  routeCancel(key: CancelKey): Promise<'sent' | 'unknown' | 'unreachable'> {
+    return routeCancel(this, key);
   }
 
-  async onCancel(proxyId: string, handler: (key: CancelKey) => void): Promise<Unsubscribe> {
-    return this.subscribe(CHANNELS.cancel(proxyId), (m) => handler(m as CancelKey));
+  onCancel(proxyId: string, handler: (key: CancelKey) => void): Promise<Unsubscribe> {
+    return onCancel(this, proxyId, handler);
   }
 
   async acquireLeadership(holder: string, ttlMs: number): Promise<LeaderLease | null> {

@@ -16,6 +16,7 @@ import { CHANNELS, DEFAULT_PREFIX, KEYS } from './keys';
 import {
   ActiveState, CancelKey, FlipRecord, FlipState, HealthReport, LeaderLease, MessageHandler, ProxyRegistration,
   SetOptions, SetResult, Side, StateStore, StateStoreError, Unsubscribe, Versioned,
+  onCancel, routeCancel,
 } from './store';
 
 /** Lua: true when a fencing token is given and the leader lock does not carry it. */
@@ -254,15 +255,12 @@ export class RedisStateStore implements StateStore {
     return this.cmd.get(this.k(KEYS.cancel(key)));
   }
 
-  async routeCancel(key: CancelKey): Promise<'sent' | 'unknown' | 'unreachable'> {
-    const owner = await this.cancelKeyOwner(key);
-    if (!owner) return 'unknown';
-    const n = await this.publish(CHANNELS.cancel(owner), { processId: key.processId, secretKey: key.secretKey });
-    return n > 0 ? 'sent' : 'unreachable';
+  routeCancel(key: CancelKey): Promise<'sent' | 'unknown' | 'unreachable'> {
+    return routeCancel(this, key);
   }
 
-  async onCancel(proxyId: string, handler: (key: CancelKey) => void): Promise<Unsubscribe> {
-    return this.subscribe(CHANNELS.cancel(proxyId), (m) => handler(m as CancelKey));
+  onCancel(proxyId: string, handler: (key: CancelKey) => void): Promise<Unsubscribe> {
+    return onCancel(this, proxyId, handler);
   }
 
   // ---- leader lock ----

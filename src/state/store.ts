@@ -7,6 +7,7 @@
  * store itself; callers never read-modify-write.
  */
 import type { Side } from '../config';
+import { CHANNELS } from './keys';
 
 export type { Side };
 
@@ -180,4 +181,19 @@ export class StateStoreError extends Error {
     super(message);
     this.name = 'StateStoreError';
   }
+}
+
+/**
+ * Cancel routing, the same over every store: the owner of a cancel key gets the
+ * key on its own channel (a CancelRequest may arrive at any proxy of the fleet).
+ */
+export async function routeCancel(store: StateStore, key: CancelKey): Promise<'sent' | 'unknown' | 'unreachable'> {
+  const owner = await store.cancelKeyOwner(key);
+  if (!owner) return 'unknown';
+  const n = await store.publish(CHANNELS.cancel(owner), { processId: key.processId, secretKey: key.secretKey });
+  return n > 0 ? 'sent' : 'unreachable';
+}
+
+export function onCancel(store: StateStore, proxyId: string, handler: (key: CancelKey) => void): Promise<Unsubscribe> {
+  return store.subscribe(CHANNELS.cancel(proxyId), (m) => handler(m as CancelKey));
 }
