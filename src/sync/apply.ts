@@ -7,18 +7,29 @@
  *   target transaction (never split one): fewer commits, same atomicity.
  * - The applied end LSN is upserted into pgflip.sync_state in that same
  *   transaction, and the source is acknowledged only after COMMIT returns.
- * - Statements go as multi-statement simple queries with SQL literals: one
- *   round trip per batch instead of one per row; consecutive inserts into a
- *   table become one multi-row INSERT, deletes one `IN (...)`.
+ * - Changes become executions of statements prepared once per (table, kind,
+ *   column set) on the apply connection, with the values as text parameters:
+ *   no SQL text is built per change, and the target neither parses nor plans
+ *   per row. Consecutive inserts into a table (deletes by key) go as multi-row
+ *   statements of 64, 32, … 1 rows.
+ * - Pipelined: the executions of a batch go in one round trip (see
+ *   statement-batch.ts) without waiting for the reply, so the next batch is
+ *   built, and sent, while the target executes the current one. Each target
+ *   transaction stores its position only if the previous one stored its own
+ *   (STATE_UPSERT), so a transaction pipelined behind one that failed, even at
+ *   COMMIT, fails too: nothing is applied past a failure.
  * - Unchanged TOAST values ('u') are left out of UPDATE SET lists.
+ * - The source is told what is durable at most every 100 ms (and whenever it
+ *   asks), not after every commit: status updates wake the walsender.
  */
 import { Client } from 'pg';
 import type { Logger } from 'pino';
 import { HELPER_SCHEMA } from './catalog';
 import { formatLsn, Lsn, maxLsn } from './lsn';
-import { PgoutputMessage, Tuple } from './pgoutput';
-import { ColumnPlan, TablePlan } from './plan';
-import { qi, ql, qtable, tableKey } from './sql';
+import { PgoutputMessage, RelationColumn, Tuple } from './pgoutput';
+import { TablePlan } from './plan';
+import { qi, qtable, tableKey } from './sql';
+import { affectedRows, BatchError, Execution, PreparedStatement, StatementBatch } from './statement-batch';
 
 /** A source relation (from a pgoutput Relation message) ready for apply. */
 export interface RelationPlan {
@@ -40,13 +51,20 @@ export interface AppliedBatch {
   changes: number;
   /** commit time (ms) of each source transaction in the batch */
   commitTimes: number[];
+  /** when each of them arrived from the source (ms): commit → arrival is the source's share of the lag */
+  receivedTimes: number[];
   appliedAt: number;
 }
 
 export interface ApplyStats {
   transactions: number;
   changes: number;
+  /** target transactions committed */
   batches: number;
+  /** round trips to the target */
+  roundTrips: number;
+  /** statements prepared on the target */
+  statementsPrepared: number;
   /** updates/deletes that found no row on the target (logged; a sign of divergence) */
   missingRows: number;
   skippedTransactions: number;
@@ -59,9 +77,22 @@ export class SyncApplyError extends Error {
   }
 }
 
-type Item = { kind: 'msg'; m: PgoutputMessage; size: number } | { kind: 'keepalive'; walEnd: Lsn; reply: boolean };
+type Item = { kind: 'msg'; m: PgoutputMessage; size: number } | { kind: 'keepalive'; walEnd: Lsn };
 
 interface Expectation { kind: 'update' | 'delete'; rows: number; table: string }
+
+interface Exec extends Execution { exp?: Expectation }
+
+interface GroupEntry { endLsn: Lsn; commitTime: number; receivedAt: number }
+
+interface InFlight {
+  batch: StatementBatch;
+  execs: Exec[];
+  /** this round trip ends a target transaction */
+  commit?: { group: GroupEntry[]; changes: number; lsn: Lsn };
+  /** positions (keepalives, skipped transactions) confirmed once this round trip has committed */
+  confirmTo: Lsn;
+}
 
 export interface ApplierOptions {
   target: Client;
@@ -81,12 +112,15 @@ export interface ApplierOptions {
   maxGroupChanges: number;
   /** a target transaction holding several source transactions commits after this long */
   maxGroupMs: number;
+  /** decoded bytes buffered before a round trip is sent mid-transaction */
   maxStatementBytes: number;
+  /** round trips in flight at once (default 2) */
+  maxInFlight?: number;
+  /** acknowledgements to the source at most this often (default 100 ms); replies the source asks for go at once */
+  ackIntervalMs?: number;
   onApplied?: (b: AppliedBatch) => void;
   onError(err: Error): void;
 }
-
-const literal = (v: string | null | undefined): string => (v === null || v === undefined ? 'NULL' : ql(v));
 
 export const STATE_TABLE = `${qi(HELPER_SCHEMA)}.sync_state`;
 
@@ -99,73 +133,263 @@ CREATE TABLE IF NOT EXISTS ${STATE_TABLE} (
   applied_at timestamptz NOT NULL DEFAULT now()
 )`;
 
+/**
+ * The applied position, stored in the transaction it describes. It moves only
+ * from the position the previous target transaction stored ($4): if that one
+ * failed (or another process applied meanwhile), this one fails too, so a
+ * transaction pipelined behind a failed COMMIT can never commit and leave a gap.
+ */
+const STATE_UPSERT = `INSERT INTO ${STATE_TABLE} AS s (slot_name, applied_lsn, source_commit_time, applied_at) VALUES ($1, $2::pg_lsn, to_timestamp($3::float8), now()) ` +
+  'ON CONFLICT (slot_name) DO UPDATE SET applied_lsn = CASE WHEN s.applied_lsn = $4::pg_lsn THEN EXCLUDED.applied_lsn ' +
+  "ELSE ('pgflip.sync_state of ' || s.slot_name || ' is at ' || s.applied_lsn::text || ', not at ' || $4::pg_lsn::text || ': an earlier transaction failed or another process applied changes')::pg_lsn END, " +
+  'source_commit_time = EXCLUDED.source_commit_time, applied_at = EXCLUDED.applied_at';
+
+/** Multi-row statement sizes: any run of rows goes as at most one statement per size below 64. */
+const ROW_CHUNKS = [64, 32, 16, 8, 4, 2, 1];
+const MAX_PARAMS = 65535;
+/** Beyond this many statement variants of one table (TOAST column subsets), new ones go unnamed. */
+const MAX_STATEMENTS_PER_TABLE = 256;
+const NO_VALUES: (string | null)[] = [];
+
+interface UpdateShape {
+  /** undefined: no column the target keeps is changed */
+  stmt?: PreparedStatement;
+  /** parameters: these columns of the new row, then these of the old key / old row */
+  setNeed: number[];
+  identNeed: number[];
+}
+
+/** Per relation: its plan and the statements prepared for it, built on first use. */
+class RelationStatements {
+  readonly table: string;
+  readonly qtable: string;
+  readonly all: number[];
+  /** source columns written on the target */
+  readonly written: number[];
+  /** parameters of an inserted row: the written columns, or every column when a USING expression reads the row */
+  readonly insertNeed: number[];
+  /** parameters identifying a row (not REPLICA IDENTITY FULL) */
+  readonly keyNeed: number[];
+  /** per USING column, the source columns its expression reads */
+  readonly usingReads = new Map<number, number[]>();
+  private readonly stmts = new Map<string, PreparedStatement>();
+
+  constructor(readonly rp: RelationPlan, readonly signature: string, private readonly names: () => string) {
+    const cols = rp.plan.columns;
+    this.table = tableKey(rp.plan.target);
+    this.qtable = qtable(rp.plan.target);
+    this.all = cols.map((_, i) => i);
+    this.written = this.all.filter((i) => cols[i].target !== undefined);
+    this.insertNeed = this.written.some((i) => cols[i].using) ? this.all : this.written;
+    this.keyNeed = rp.keyIdx.some((i) => cols[i].using) ? this.all : rp.keyIdx;
+    cols.forEach((c, i) => {
+      if (!c.using) return;
+      const reads = this.all.filter((j) => new RegExp(`\\b${cols[j].source.replace(/[^\w]/g, '\\$&')}\\b`).test(c.using!));
+      this.usingReads.set(i, reads);
+    });
+  }
+
+  private updateExpectation?: Expectation;
+  private readonly deleteExpectations = new Map<number, Expectation>();
+
+  /** What an update or delete of `rows` rows expects: one shared object per kind and size. */
+  expectation(kind: 'update' | 'delete', rows: number): Expectation {
+    if (kind === 'update') return (this.updateExpectation ??= { kind, rows: 1, table: this.table });
+    let e = this.deleteExpectations.get(rows);
+    if (!e) this.deleteExpectations.set(rows, (e = { kind, rows, table: this.table }));
+    return e;
+  }
+
+  get(key: string): PreparedStatement | undefined {
+    return this.stmts.get(key);
+  }
+
+  add(key: string, text: string): PreparedStatement {
+    const unnamed = this.stmts.size >= MAX_STATEMENTS_PER_TABLE;
+    const s = { name: unnamed ? '' : this.names(), text, parsed: false };
+    if (!unnamed) this.stmts.set(key, s);
+    return s;
+  }
+
+  /** UPDATE statements by column set (which values are present, whether the key can change). */
+  readonly updates = new Map<string, UpdateShape>();
+
+  addUpdate(key: string, values: Tuple, ident: Tuple, keyUnchanged: boolean): UpdateShape {
+    const cols = this.rp.plan.columns;
+    const setCols = this.written.filter((i) => values[i] !== undefined && !(keyUnchanged && this.rp.keyIdx.includes(i)));
+    const setNeed = this.needFor(setCols);
+    const present = this.rp.full ? this.presentIdent(ident) : this.rp.keyIdx;
+    const identNeed = this.rp.full ? this.needFor(present) : this.keyNeed;
+    let stmt: PreparedStatement | undefined;
+    if (setCols.length) {
+      const sets = setCols.map((i) => `${qi(cols[i].target!)} = ${this.value(i, setNeed, 0)}`);
+      const where = this.rp.full ? this.fullMatch(present, setNeed.length) : this.keyMatch(identNeed, setNeed.length);
+      stmt = this.add(key, `UPDATE ${this.qtable} SET ${sets.join(', ')} WHERE ${where}`);
+    }
+    const shape = { stmt, setNeed, identNeed };
+    if (stmt?.name !== '') this.updates.set(key, shape);
+    return shape;
+  }
+
+  /** Identity columns of an old row that the target has and the change carries. */
+  presentIdent(ident: Tuple): number[] {
+    return this.rp.keyIdx.filter((i) => this.rp.plan.columns[i].target !== undefined && ident[i] !== undefined);
+  }
+
+  /**
+   * SQL for the target value of source column i, reading parameters from a
+   * block that starts after `base` and holds the columns `need` in order.
+   */
+  value(i: number, need: number[], base: number): string {
+    const rp = this.rp;
+    const c = rp.plan.columns[i];
+    const usesAll = need === this.all;
+    const param = (j: number) => {
+      const p = `$${base + (usesAll ? j : need.indexOf(j)) + 1}`;
+      // Within a block that feeds a USING expression every reference is cast, so one parameter never gets two types.
+      return usesAll ? `${p}::${rp.sourceTypes[j]}` : p;
+    };
+    if (c.using) {
+      const names = rp.plan.columns.map((x) => qi(x.source)).join(', ');
+      return `(SELECT (${c.using})::${c.newType} FROM (VALUES (${this.all.map(param).join(', ')})) AS ${qi(rp.plan.source.name)}(${names}))`;
+    }
+    if (c.newType) return `${usesAll ? param(i) : `${param(i)}::${rp.sourceTypes[i]}`}::${c.newType}`;
+    return param(i);
+  }
+
+  /** `k1 = $n AND …` for a key block. */
+  keyMatch(need: number[], base: number): string {
+    return this.rp.keyIdx.map((i) => `${qi(this.rp.plan.columns[i].target!)} = ${this.value(i, need, base)}`).join(' AND ');
+  }
+
+  /** REPLICA IDENTITY FULL: the first row equal to the old row in the columns present. */
+  fullMatch(present: number[], base: number): string {
+    const conds = present.map((i) => `${qi(this.rp.plan.columns[i].target!)} IS NOT DISTINCT FROM ${this.value(i, this.needFor(present), base)}`);
+    return `ctid = (SELECT ctid FROM ${this.qtable} WHERE ${conds.join(' AND ')} LIMIT 1)`;
+  }
+
+  needFor(cols: number[]): number[] {
+    return cols.some((i) => this.rp.plan.columns[i].using) ? this.all : cols;
+  }
+}
+
+/** Columns whose value is present (not an unchanged TOAST value) as a '0'/'1' mask, '' when all are. */
+function presentMask(t: Tuple): string {
+  let all = true;
+  for (let i = 0; i < t.length; i++) if (t[i] === undefined) { all = false; break; }
+  if (all) return '';
+  let m = '';
+  for (let i = 0; i < t.length; i++) m += t[i] === undefined ? '0' : '1';
+  return m;
+}
+
+function pushValues(out: (string | null)[], t: Tuple, need: number[]): void {
+  for (let k = 0; k < need.length; k++) out.push(t[need[k]] ?? null);
+}
+
+function relationSignature(m: Extract<PgoutputMessage, { tag: 'relation' }>): string {
+  return `${m.schema}.${m.name}|${m.replicaIdentity}|${m.columns.map((c: RelationColumn) => `${c.name}:${c.typeOid}:${c.typmod}:${c.isKey ? 1 : 0}`).join(',')}`;
+}
+
 export class Applier {
-  readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, missingRows: 0, skippedTransactions: 0 };
+  readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, roundTrips: 0, statementsPrepared: 0, missingRows: 0, skippedTransactions: 0 };
   /** everything up to here is applied (or had nothing to apply) */
   confirmedLsn: Lsn;
   appliedLsn: Lsn;
   failed?: Error;
 
-  private readonly relations = new Map<number, RelationPlan>();
+  private readonly relations = new Map<number, RelationStatements>();
   private readonly queue: Item[] = [];
   private queueHead = 0;
   private queuedBytes = 0;
   private paused = false;
   private pumping = false;
   private stopRequested = false;
+  private readonly maxInFlight: number;
+  private statementCount = 0;
 
-  // commit times of received source transactions not yet committed on the target (lag)
+  // commit and arrival times of received source transactions not yet committed on the target (lag)
   private readonly pendingCommitTimes: number[] = [];
+  private readonly pendingReceived: number[] = [];
   private pendingHead = 0;
 
-  // state of the transaction being applied
+  // the source transaction being read
   private inSourceTxn = false;
   private skipTxn = false;
   private txnChanges = 0;
+
+  // the target transaction being built
   private targetTxnOpen = false;
-  private group: { endLsn: Lsn; commitTime: number }[] = [];
+  private group: GroupEntry[] = [];
   private groupChanges = 0;
   private groupStarted = 0;
-  private statements: string[] = [];
-  private expectations: (Expectation | undefined)[] = [];
-  private statementBytes = 0;
-  private batch?: { key: string; head: string; rows: string[]; kind: 'insert' | 'delete'; table: string; tail: string };
+  /** positions confirmed once the open target transaction commits */
+  private groupConfirmTo: Lsn = 0n;
+  private execs: Exec[] = [];
+  private execBytes = 0;
+  /** a run of inserts into (deletes by key from) one table, sent as multi-row statements */
+  private rows?: { rs: RelationStatements; kind: 'insert' | 'delete'; tuples: Tuple[] };
+
+  // round trips sent and not answered yet, oldest first
+  private readonly inFlight: InFlight[] = [];
+  /** BEGIN sent and its COMMIT not sent yet */
+  private serverTxnOpen = false;
+  /** the position the last target transaction sent stores in sync_state */
+  private storedLsn: Lsn;
+  private wakeups: (() => void)[] = [];
+  private lastAck = 0;
+  private ackTimer?: NodeJS.Timeout;
+
+  private readonly begin: PreparedStatement = { name: 'pgflip_begin', text: 'BEGIN', parsed: false };
+  private readonly commit: PreparedStatement = { name: 'pgflip_commit', text: 'COMMIT', parsed: false };
+  private readonly state: PreparedStatement = { name: 'pgflip_state', text: STATE_UPSERT, parsed: false };
 
   constructor(private readonly o: ApplierOptions) {
     this.confirmedLsn = o.resumeLsn;
     this.appliedLsn = o.resumeLsn;
+    this.storedLsn = o.resumeLsn;
+    this.maxInFlight = Math.max(1, o.maxInFlight ?? 2);
   }
 
   // ---- input side (called synchronously from the socket handler) ----
 
   push(m: PgoutputMessage, size: number): void {
-    if (m.tag === 'begin') this.pendingCommitTimes.push(m.commitTime);
+    if (m.tag === 'begin') {
+      this.pendingCommitTimes.push(m.commitTime);
+      this.pendingReceived.push(Date.now());
+    }
     this.enqueue({ kind: 'msg', m, size });
   }
 
   keepalive(walEnd: Lsn, reply: boolean): void {
-    this.enqueue({ kind: 'keepalive', walEnd, reply });
+    // Answered at once with what is durable already: a reply must not wait behind queued changes.
+    if (reply && !this.failed) this.o.ack(this.confirmedLsn, false);
+    this.enqueue({ kind: 'keepalive', walEnd });
   }
 
   private enqueue(item: Item): void {
-    if (this.failed) return;
+    if (this.failed || this.stopRequested) return;
     this.queue.push(item);
     if (item.kind === 'msg') this.queuedBytes += item.size;
     if (!this.paused && this.queuedBytes > this.o.maxQueueBytes) {
       this.paused = true;
       this.o.pause();
     }
-    void this.pump();
+    if (!this.pumping) void this.pump();
   }
 
   /** Seconds since the oldest received, not yet applied source commit (0 when idle). */
   lagSeconds(now = Date.now()): number {
-    const oldest = this.group[0]?.commitTime ?? this.pendingCommitTimes[this.pendingHead];
+    let oldest: number | undefined;
+    for (const f of this.inFlight) {
+      if (f.commit) { oldest = f.commit.group[0]?.commitTime; break; }
+    }
+    oldest ??= this.group[0]?.commitTime ?? this.pendingCommitTimes[this.pendingHead];
     return oldest === undefined ? 0 : Math.max(0, (now - oldest) / 1000);
   }
 
   get idle(): boolean {
-    return this.queueHead >= this.queue.length && !this.inSourceTxn && !this.targetTxnOpen && !this.pumping;
+    return this.queueHead >= this.queue.length && !this.inSourceTxn && !this.targetTxnOpen && !this.pumping && !this.inFlight.length;
   }
 
   // ---- apply side ----
@@ -174,28 +398,45 @@ export class Applier {
     if (this.pumping || this.failed) return;
     this.pumping = true;
     try {
-      while (this.queueHead < this.queue.length && !this.failed && !this.stopRequested) {
-        const item = this.queue[this.queueHead++];
-        if (this.queueHead > 4096 && this.queueHead * 2 > this.queue.length) {
-          this.queue.splice(0, this.queueHead);
-          this.queueHead = 0;
+      for (;;) {
+        if (this.failed || this.stopRequested) break;
+        if (this.queueHead < this.queue.length) {
+          const item = this.queue[this.queueHead++];
+          if (this.queueHead > 4096 && this.queueHead * 2 > this.queue.length) {
+            this.queue.splice(0, this.queueHead);
+            this.queueHead = 0;
+          }
+          if (item.kind === 'msg') {
+            this.queuedBytes -= item.size;
+            const wait = this.handle(item.m, item.size);
+            if (wait) await wait;
+          } else {
+            this.handleKeepalive(item.walEnd);
+          }
+          if (this.paused && this.queuedBytes < this.o.maxQueueBytes / 4) {
+            this.paused = false;
+            this.o.resume();
+          }
+          continue;
         }
-        if (item.kind === 'msg') {
-          this.queuedBytes -= item.size;
-          await this.handle(item.m);
-        } else {
-          await this.handleKeepalive(item.walEnd, item.reply);
+        // The stream has run dry. Commit a finished group as soon as the target can take it
+        // (while it is busy, more transactions join the group); else send what is built.
+        if (!this.inSourceTxn && this.group.length) {
+          if (!this.canSend()) break; // a round trip's completion runs the pump again
+          await this.commitGroup();
+          continue;
         }
-        if (this.paused && this.queuedBytes < this.o.maxQueueBytes / 4) {
-          this.paused = false;
-          this.o.resume();
+        if ((this.execs.length || this.rows) && !this.inFlight.length) {
+          await this.send();
+          continue;
         }
+        break;
       }
-      if (this.stopRequested) await this.rollbackOpen();
     } catch (err) {
-      this.failed = err as Error;
-      await this.rollbackOpen();
-      this.o.onError(err as Error);
+      this.fail(err as Error);
+    }
+    try {
+      if (this.stopRequested || this.failed) await this.rollbackOpen();
     } finally {
       this.pumping = false;
     }
@@ -204,6 +445,8 @@ export class Applier {
   /** Stop applying: a partly applied source transaction is rolled back (it was never acknowledged). */
   stop(): void {
     this.stopRequested = true;
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
     this.queue.length = 0;
     this.queueHead = 0;
     if (!this.pumping) {
@@ -214,116 +457,180 @@ export class Applier {
 
   /** No apply work in flight (after stop()). */
   get drained(): boolean {
-    return !this.pumping;
+    return !this.pumping && !this.inFlight.length;
   }
 
+  private fail(err: Error): void {
+    if (this.failed) return;
+    this.failed = err;
+    this.queue.length = 0;
+    this.queueHead = 0;
+    this.wake();
+    if (!this.pumping) {
+      this.pumping = true;
+      void this.rollbackOpen().finally(() => { this.pumping = false; });
+    }
+    this.o.onError(err);
+  }
+
+  /** Wait for the round trips in flight, then roll back a target transaction left open. */
   private async rollbackOpen(): Promise<void> {
-    if (!this.targetTxnOpen) return;
-    this.targetTxnOpen = false;
-    this.statements = [];
-    this.expectations = [];
-    this.batch = undefined;
+    while (this.inFlight.length) await this.nextCompletion();
+    this.execs = [];
+    this.execBytes = 0;
+    this.rows = undefined;
     this.group = [];
     this.groupChanges = 0;
+    this.targetTxnOpen = false;
+    if (!this.serverTxnOpen && !this.failed) return;
+    this.serverTxnOpen = false;
     await this.o.target.query('ROLLBACK').catch(() => undefined);
   }
 
-  private get queueEmpty(): boolean {
-    return this.queueHead >= this.queue.length;
+  private nextCompletion(): Promise<void> {
+    return new Promise((resolve) => this.wakeups.push(resolve));
   }
 
-  private async handle(m: PgoutputMessage): Promise<void> {
+  private wake(): void {
+    const w = this.wakeups;
+    this.wakeups = [];
+    for (const f of w) f();
+  }
+
+  /** Handle one message; returns a promise only when it has to wait (catalog lookup, full pipeline). */
+  private handle(m: PgoutputMessage, size: number): Promise<void> | undefined {
     switch (m.tag) {
       case 'begin':
         this.inSourceTxn = true;
         this.txnChanges = 0;
         // Already applied before a restart: its commit lies before the stored LSN.
         this.skipTxn = m.finalLsn < this.o.resumeLsn;
-        return;
+        return undefined;
       case 'origin':
         if (this.o.skipOriginPrefix && m.name.startsWith(this.o.skipOriginPrefix)) this.skipTxn = true;
-        return;
+        return undefined;
       case 'relation':
-        this.relations.set(m.relid, await this.o.resolve(m));
-        return;
+        return this.handleRelation(m);
       case 'type':
       case 'message':
-        return;
+        return undefined;
       case 'commit':
         return this.handleCommit(m);
       default:
-        if (this.skipTxn) return;
-        return this.handleChange(m);
+        if (this.skipTxn) return undefined;
+        return this.handleChange(m, size);
     }
   }
 
-  private relation(relid: number): RelationPlan {
-    const rp = this.relations.get(relid);
-    if (!rp) throw new SyncApplyError(`change for relation ${relid} arrived before its Relation message`);
-    return rp;
+  private handleRelation(m: Extract<PgoutputMessage, { tag: 'relation' }>): Promise<void> | undefined {
+    // pgoutput sends a Relation again after any invalidation of the table (VACUUM, ANALYZE):
+    // an identical one keeps the plan and the prepared statements.
+    const signature = relationSignature(m);
+    if (this.relations.get(m.relid)?.signature === signature) return undefined;
+    return this.o.resolve(m).then((rp) => {
+      this.relations.set(m.relid, new RelationStatements(rp, signature, () => `pgflip_s${++this.statementCount}`));
+    });
   }
 
-  private async handleChange(m: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>): Promise<void> {
+  private relation(relid: number): RelationStatements {
+    const rs = this.relations.get(relid);
+    if (!rs) throw new SyncApplyError(`change for relation ${relid} arrived before its Relation message`);
+    return rs;
+  }
+
+  private handleChange(m: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>, size: number): Promise<void> | undefined {
     if (m.tag === 'truncate') {
-      const targets = m.relids.map((r) => this.relation(r)).filter((rp) => !rp.plan.dropped).map((rp) => qtable(rp.plan.target));
-      if (!targets.length) return;
+      const targets = m.relids.map((r) => this.relation(r)).filter((rs) => !rs.rp.plan.dropped).map((rs) => rs.qtable);
+      if (!targets.length) return undefined;
       this.openTargetTxn();
-      this.addStatement(`TRUNCATE ONLY ${targets.join(', ')}${m.restartIdentity ? ' RESTART IDENTITY' : ''}`);
+      const text = `TRUNCATE ONLY ${targets.join(', ')}${m.restartIdentity ? ' RESTART IDENTITY' : ''}`;
+      this.addExec({ stmt: { name: '', text, parsed: false }, values: NO_VALUES });
     } else {
-      const rp = this.relation(m.relid);
-      if (rp.plan.dropped) return;
+      const rs = this.relation(m.relid);
+      if (rs.rp.plan.dropped) return undefined;
       this.openTargetTxn();
-      if (m.tag === 'insert') this.addInsert(rp, m.newTuple);
-      else if (m.tag === 'update') this.addUpdate(rp, m.newTuple, m.keyTuple ?? m.oldTuple, !!m.oldTuple);
-      else this.addDelete(rp, (m.keyTuple ?? m.oldTuple)!);
+      if (m.tag === 'insert') this.addRow(rs, 'insert', m.newTuple);
+      else if (m.tag === 'update') this.addUpdate(rs, m.newTuple, m.keyTuple ?? m.oldTuple, !!m.oldTuple);
+      else if (rs.rp.full) this.addFullDelete(rs, (m.keyTuple ?? m.oldTuple)!);
+      else this.addRow(rs, 'delete', (m.keyTuple ?? m.oldTuple)!);
     }
     this.txnChanges++;
     this.stats.changes++;
-    if (this.statementBytes > this.o.maxStatementBytes) await this.send();
+    this.execBytes += size;
+    return this.execBytes > this.o.maxStatementBytes ? this.send() : undefined;
   }
 
-  private async handleCommit(m: Extract<PgoutputMessage, { tag: 'commit' }>): Promise<void> {
+  private handleCommit(m: Extract<PgoutputMessage, { tag: 'commit' }>): Promise<void> | undefined {
     this.inSourceTxn = false;
-    const commitTime = this.pendingCommitTimes[this.pendingHead++];
+    const commitTime = this.pendingCommitTimes[this.pendingHead];
+    const receivedAt = this.pendingReceived[this.pendingHead++] ?? Date.now();
     this.trimPending();
     if (this.skipTxn) {
       this.skipTxn = false;
       this.stats.skippedTransactions++;
-      if (!this.targetTxnOpen) this.confirmedLsn = maxLsn(this.confirmedLsn, m.endLsn);
-      return;
+      this.confirm(m.endLsn);
+      return undefined;
     }
     this.stats.transactions++;
     if (!this.targetTxnOpen) {
       // Nothing of this transaction applies to the target (e.g. only dropped tables).
-      this.confirmedLsn = maxLsn(this.confirmedLsn, m.endLsn);
-      return;
+      this.confirm(m.endLsn);
+      return undefined;
     }
     if (!this.group.length) this.groupStarted = Date.now();
-    this.group.push({ endLsn: m.endLsn, commitTime: commitTime ?? m.commitTime });
+    this.group.push({ endLsn: m.endLsn, commitTime: commitTime ?? m.commitTime, receivedAt });
     this.groupChanges += this.txnChanges;
-    // Group while the stream runs ahead, but bounded: big groups add latency to their first transaction.
-    if (this.queueEmpty || this.groupChanges >= this.o.maxGroupChanges || Date.now() - this.groupStarted >= this.o.maxGroupMs) {
-      await this.commitGroup();
+    // Group while the stream runs ahead or the target is busy, but bounded: big groups add
+    // latency to their first transaction. Otherwise the pump commits when the stream runs dry.
+    if (this.groupChanges >= this.o.maxGroupChanges || Date.now() - this.groupStarted >= this.o.maxGroupMs) return this.commitGroup();
+    return undefined;
+  }
+
+  private handleKeepalive(walEnd: Lsn): void {
+    // Inside a transaction walEnd may lie past changes still to come.
+    if (this.inSourceTxn) return;
+    // Outside one, the walsender has sent everything up to walEnd: all of it is queued before this.
+    this.confirm(walEnd);
+  }
+
+  /**
+   * Everything up to `lsn` is received and needs nothing beyond what is already
+   * built: confirmed now, or when the target transaction holding the rest commits.
+   */
+  private confirm(lsn: Lsn): void {
+    if (this.targetTxnOpen) this.groupConfirmTo = maxLsn(this.groupConfirmTo, lsn);
+    else if (this.inFlight.length) {
+      const last = this.inFlight[this.inFlight.length - 1];
+      last.confirmTo = maxLsn(last.confirmTo, lsn);
+    } else if (lsn > this.confirmedLsn) {
+      this.confirmedLsn = lsn;
+      this.acknowledge();
     }
   }
 
-  private async handleKeepalive(walEnd: Lsn, reply: boolean): Promise<void> {
-    if (this.inSourceTxn) return;
-    if (this.targetTxnOpen) {
-      // More changes are queued behind this keepalive: keep grouping (a walsender that
-      // keeps catching up sends one after nearly every commit).
-      if (!this.queueEmpty) return;
-      await this.commitGroup();
+  /**
+   * Tell the source what is durable, at most every ackIntervalMs: every status
+   * update wakes the walsender, and one per commit costs it CPU the decoding needs.
+   */
+  private acknowledge(): void {
+    if (this.ackTimer) return; // the pending one sends the newest position
+    const wait = this.lastAck + (this.o.ackIntervalMs ?? 100) - Date.now();
+    const send = () => {
+      this.ackTimer = undefined;
+      this.lastAck = Date.now();
+      if (!this.failed) this.o.ack(this.confirmedLsn, false);
+    };
+    if (wait <= 0) send();
+    else {
+      this.ackTimer = setTimeout(send, wait);
+      this.ackTimer.unref();
     }
-    const before = this.confirmedLsn;
-    // Outside a transaction the walsender has sent everything up to walEnd.
-    this.confirmedLsn = maxLsn(this.confirmedLsn, walEnd);
-    if (reply || this.confirmedLsn !== before) this.o.ack(this.confirmedLsn, false);
   }
 
   private trimPending(): void {
     if (this.pendingHead > 4096 && this.pendingHead * 2 > this.pendingCommitTimes.length) {
       this.pendingCommitTimes.splice(0, this.pendingHead);
+      this.pendingReceived.splice(0, this.pendingHead);
       this.pendingHead = 0;
     }
   }
@@ -331,151 +638,194 @@ export class Applier {
   private openTargetTxn(): void {
     if (this.targetTxnOpen) return;
     this.targetTxnOpen = true;
-    this.statements.push('BEGIN');
-    this.expectations.push(undefined);
+    this.execs.push({ stmt: this.begin, values: NO_VALUES });
   }
 
-  private async commitGroup(): Promise<void> {
+  private commitGroup(): Promise<void> | undefined {
     const last = this.group[this.group.length - 1];
-    if (!last) return;
-    this.finishBatch();
-    this.statements.push(
-      `INSERT INTO ${STATE_TABLE} (slot_name, applied_lsn, source_commit_time, applied_at) VALUES (${ql(this.o.slotName)}, ${ql(formatLsn(last.endLsn))}, to_timestamp(${last.commitTime / 1000}), now()) ` +
-      'ON CONFLICT (slot_name) DO UPDATE SET applied_lsn = EXCLUDED.applied_lsn, source_commit_time = EXCLUDED.source_commit_time, applied_at = EXCLUDED.applied_at',
-      'COMMIT',
+    if (!last) return undefined;
+    this.flushRows();
+    this.execs.push(
+      { stmt: this.state, values: [this.o.slotName, formatLsn(last.endLsn), String(last.commitTime / 1000), formatLsn(this.storedLsn)] },
+      { stmt: this.commit, values: NO_VALUES },
     );
-    this.expectations.push(undefined, undefined);
-    await this.send();
+    this.storedLsn = last.endLsn;
+    const commit = { group: this.group, changes: this.groupChanges, lsn: last.endLsn };
+    const confirmTo = this.groupConfirmTo;
     this.targetTxnOpen = false;
-    const group = this.group;
-    const changes = this.groupChanges;
     this.group = [];
     this.groupChanges = 0;
-    this.appliedLsn = last.endLsn;
-    this.confirmedLsn = maxLsn(this.confirmedLsn, last.endLsn);
-    this.stats.batches++;
-    this.o.ack(this.confirmedLsn, false);
-    this.o.onApplied?.({ lsn: last.endLsn, transactions: group.length, changes, commitTimes: group.map((g) => g.commitTime), appliedAt: Date.now() });
+    this.groupConfirmTo = 0n;
+    return this.send(commit, confirmTo);
   }
 
-  /** Send the buffered statements in one round trip and check affected row counts. */
-  private async send(): Promise<void> {
-    this.finishBatch();
-    if (!this.statements.length) return;
-    const sql = this.statements.join(';\n');
-    const expectations = this.expectations;
-    this.statements = [];
-    this.expectations = [];
-    this.statementBytes = 0;
-    let res;
-    try {
-      res = await this.o.target.query(sql);
-    } catch (err) {
-      const e = err as Error & { code?: string; position?: string };
-      const at = e.position ? sql.slice(Math.max(0, Number(e.position) - 60), Number(e.position) + 60).replace(/\s+/g, ' ') : '';
-      throw new SyncApplyError(`apply on the target failed: ${e.message}${e.code ? ` (SQLSTATE ${e.code})` : ''}${at ? ` near: ${at}` : ''}`, e.code);
+  /** May a round trip go now? Not past the in-flight limit. */
+  private canSend(): boolean {
+    return this.inFlight.length < this.maxInFlight;
+  }
+
+  /** Send the built executions in one round trip, without waiting for the reply (unless the pipeline is full). */
+  private async send(commit?: InFlight['commit'], confirmTo: Lsn = 0n): Promise<void> {
+    this.flushRows();
+    while (!this.canSend()) {
+      if (this.failed) return;
+      await this.nextCompletion();
     }
-    const results = Array.isArray(res) ? res : [res];
-    expectations.forEach((exp, i) => {
-      const got = results[i]?.rowCount ?? 0;
-      if (exp && got < exp.rows) {
+    if (this.failed || !this.execs.length) return;
+    const execs = this.execs;
+    this.execs = [];
+    this.execBytes = 0;
+    if (execs[0].stmt === this.begin) this.serverTxnOpen = true;
+    if (commit) this.serverTxnOpen = false;
+    const batch = new StatementBatch(execs);
+    const entry: InFlight = { batch, execs, commit, confirmTo };
+    this.inFlight.push(entry);
+    this.stats.roundTrips++;
+    this.o.target.query(batch);
+    batch.done.then((tags) => this.completed(entry, tags), (err: BatchError) => this.sendFailed(entry, err));
+  }
+
+  private completed(entry: InFlight, tags: string[]): void {
+    this.inFlight.shift();
+    this.stats.statementsPrepared += entry.batch.prepared;
+    if (this.failed) return this.wake();
+    entry.execs.forEach((e, i) => {
+      const exp = e.exp;
+      if (!exp) return;
+      const got = affectedRows(tags[i]);
+      if (got < exp.rows) {
         this.stats.missingRows += exp.rows - got;
         this.o.log.warn({ table: exp.table, kind: exp.kind, expected: exp.rows, affected: got }, 'sync: rows to change were not found on the target');
       }
     });
-  }
-
-  private addStatement(sql: string, exp?: Expectation): void {
-    this.finishBatch();
-    this.statements.push(sql);
-    this.expectations.push(exp);
-    this.statementBytes += sql.length;
-  }
-
-  private finishBatch(): void {
-    const b = this.batch;
-    if (!b) return;
-    this.batch = undefined;
-    this.statements.push(b.head + b.rows.join(', ') + b.tail);
-    this.expectations.push(b.kind === 'delete' ? { kind: 'delete', rows: b.rows.length, table: b.table } : undefined);
-  }
-
-  private addToBatch(key: string, kind: 'insert' | 'delete', table: string, head: string, tail: string, row: string): void {
-    if (this.batch && this.batch.key !== key) this.finishBatch();
-    if (this.batch && this.batch.rows.length >= 1000) this.finishBatch();
-    this.batch ??= { key, kind, table, head, tail, rows: [] };
-    this.batch.rows.push(row);
-    this.statementBytes += row.length + 2;
-  }
-
-  /** SQL for the target value of source column i. */
-  private value(rp: RelationPlan, i: number, tuple: Tuple): string {
-    const c: ColumnPlan = rp.plan.columns[i];
-    if (c.using) {
-      const row = tuple.map((v, j) => `${literal(v)}::${rp.sourceTypes[j]}`).join(', ');
-      const names = rp.plan.columns.map((x) => qi(x.source)).join(', ');
-      return `(SELECT (${c.using})::${c.newType} FROM (VALUES (${row})) AS ${qi(rp.plan.source.name)}(${names}))`;
+    const before = this.confirmedLsn;
+    const c = entry.commit;
+    if (c) {
+      // COMMIT of a failed transaction answers ROLLBACK: then nothing was applied.
+      if (tags[tags.length - 1] !== 'COMMIT') {
+        this.fail(new SyncApplyError(`apply on the target failed: the target transaction ending at ${formatLsn(c.lsn)} was rolled back (${tags[tags.length - 1] ?? 'no reply'})`, undefined, formatLsn(c.lsn)));
+        return;
+      }
+      this.appliedLsn = c.lsn;
+      this.confirmedLsn = maxLsn(this.confirmedLsn, c.lsn);
+      this.stats.batches++;
     }
-    if (c.newType) return `${literal(tuple[i])}::${rp.sourceTypes[i]}::${c.newType}`;
-    return literal(tuple[i]);
+    this.confirmedLsn = maxLsn(this.confirmedLsn, entry.confirmTo);
+    if (this.confirmedLsn !== before) this.acknowledge();
+    if (c) this.o.onApplied?.({ lsn: c.lsn, transactions: c.group.length, changes: c.changes, commitTimes: c.group.map((g) => g.commitTime), receivedTimes: c.group.map((g) => g.receivedAt), appliedAt: Date.now() });
+    this.wake();
+    if (!this.pumping) void this.pump();
   }
 
-  private addInsert(rp: RelationPlan, t: Tuple): void {
-    const cols: number[] = [];
-    rp.plan.columns.forEach((c, i) => { if (c.target !== undefined) cols.push(i); });
-    const key = `I${rp.relid}`;
-    const head = `INSERT INTO ${qtable(rp.plan.target)} (${cols.map((i) => qi(rp.plan.columns[i].target!)).join(', ')})${rp.overriding ? ' OVERRIDING SYSTEM VALUE' : ''} VALUES `;
-    this.addToBatch(key, 'insert', tableKey(rp.plan.target), head, '', `(${cols.map((i) => this.value(rp, i, t)).join(', ')})`);
+  private sendFailed(entry: InFlight, err: BatchError): void {
+    this.inFlight.shift();
+    if (this.failed) return this.wake();
+    const cause = (err.error ?? err) as Error & { code?: string };
+    const stmt = entry.execs[err.index]?.stmt.text;
+    const lsn = entry.commit ? formatLsn(entry.commit.lsn) : undefined;
+    this.fail(new SyncApplyError(
+      `apply on the target failed: ${cause.message}${cause.code ? ` (SQLSTATE ${cause.code})` : ''}${stmt ? ` in: ${stmt.length > 300 ? `${stmt.slice(0, 300)}…` : stmt}` : ''}`,
+      cause.code, lsn));
   }
 
-  /** WHERE clause matching the row identified by `ident` (a key or old tuple). */
-  private where(rp: RelationPlan, ident: Tuple): string {
-    const target = qtable(rp.plan.target);
-    if (rp.full) {
-      const conds = rp.keyIdx
-        .filter((i) => rp.plan.columns[i].target !== undefined && ident[i] !== undefined)
-        .map((i) => `${qi(rp.plan.columns[i].target!)} IS NOT DISTINCT FROM ${this.value(rp, i, ident)}`);
-      return `ctid = (SELECT ctid FROM ${target} WHERE ${conds.join(' AND ')} LIMIT 1)`;
+  private addExec(e: Exec): void {
+    this.flushRows();
+    this.execs.push(e);
+  }
+
+  // ---- changes → executions ----
+
+  private addRow(rs: RelationStatements, kind: 'insert' | 'delete', t: Tuple): void {
+    const r = this.rows;
+    if (r && r.rs === rs && r.kind === kind) r.tuples.push(t);
+    else {
+      this.flushRows();
+      this.rows = { rs, kind, tuples: [t] };
     }
-    return rp.keyIdx.map((i) => `${qi(rp.plan.columns[i].target!)} = ${this.value(rp, i, ident)}`).join(' AND ');
   }
 
-  private addUpdate(rp: RelationPlan, newTuple: Tuple, ident: Tuple | undefined, identIsOldRow: boolean): void {
+  /** The pending run of rows as multi-row executions: 64-row statements, then one each of 32 … 1 as needed. */
+  private flushRows(): void {
+    const r = this.rows;
+    if (!r) return;
+    this.rows = undefined;
+    const { rs, kind, tuples } = r;
+    const need = kind === 'insert' ? rs.insertNeed : rs.keyNeed;
+    let at = 0;
+    for (const size of ROW_CHUNKS) {
+      if (size > 1 && size * need.length > MAX_PARAMS) continue;
+      while (tuples.length - at >= size) {
+        const values: (string | null)[] = [];
+        for (let k = 0; k < size; k++) pushValues(values, tuples[at + k], need);
+        at += size;
+        const stmt = kind === 'insert' ? this.insertStatement(rs, size) : this.deleteStatement(rs, size);
+        this.execs.push(kind === 'insert' ? { stmt, values } : { stmt, values, exp: rs.expectation('delete', size) });
+      }
+    }
+  }
+
+  private insertStatement(rs: RelationStatements, size: number): PreparedStatement {
+    return rs.get(`I${size}`) ?? rs.add(`I${size}`, (() => {
+      const cols = rs.written.map((i) => qi(rs.rp.plan.columns[i].target!)).join(', ');
+      const need = rs.insertNeed;
+      const rowsSql = Array.from({ length: size }, (_, r) => `(${rs.written.map((i) => rs.value(i, need, r * need.length)).join(', ')})`);
+      return `INSERT INTO ${rs.qtable} (${cols})${rs.rp.overriding ? ' OVERRIDING SYSTEM VALUE' : ''} VALUES ${rowsSql.join(', ')}`;
+    })());
+  }
+
+  private deleteStatement(rs: RelationStatements, size: number): PreparedStatement {
+    return rs.get(`D${size}`) ?? rs.add(`D${size}`, (() => {
+      const keys = rs.rp.keyIdx;
+      const need = rs.keyNeed;
+      const single = keys.length === 1;
+      const cols = keys.map((i) => qi(rs.rp.plan.columns[i].target!));
+      const lhs = single ? cols[0] : `(${cols.join(', ')})`;
+      const items = Array.from({ length: size }, (_, r) => {
+        const vals = keys.map((i) => rs.value(i, need, r * need.length));
+        return single ? vals[0] : `(${vals.join(', ')})`;
+      });
+      return size === 1 && single ? `DELETE FROM ${rs.qtable} WHERE ${lhs} = ${items[0]}` : `DELETE FROM ${rs.qtable} WHERE ${lhs} IN (${items.join(', ')})`;
+    })());
+  }
+
+  private addUpdate(rs: RelationStatements, newTuple: Tuple, ident: Tuple | undefined, identIsOldRow: boolean): void {
+    const rp = rs.rp;
+    const cols = rp.plan.columns;
     // With REPLICA IDENTITY FULL the old row carries values the new one marks unchanged.
     const values = identIsOldRow && ident ? newTuple.map((v, i) => (v === undefined ? ident[i] : v)) : newTuple;
-    const sets: string[] = [];
     // Without an old key the key did not change: leaving it out of SET also keeps
     // GENERATED ALWAYS identity keys writable.
-    const keyUnchanged = !ident && !rp.full ? new Set(rp.keyIdx) : undefined;
-    rp.plan.columns.forEach((c, i) => {
-      if (c.target === undefined || values[i] === undefined || keyUnchanged?.has(i)) return;
-      if (c.using) {
-        const missing = rp.plan.columns.find((x, j) => values[j] === undefined && new RegExp(`\\b${x.source.replace(/[^\w]/g, '\\$&')}\\b`).test(c.using!));
-        if (missing) {
-          throw new SyncApplyError(`${tableKey(rp.plan.source)}: USING expression of ${c.target} reads ${missing.source}, whose unchanged TOAST value the change stream does not carry; set REPLICA IDENTITY FULL on the source table`);
+    const keyUnchanged = !ident && !rp.full;
+    const mask = presentMask(values);
+    if (mask) {
+      for (const [i, reads] of rs.usingReads) {
+        if (cols[i].target === undefined || values[i] === undefined) continue;
+        const missing = reads.find((j) => values[j] === undefined);
+        if (missing !== undefined) {
+          throw new SyncApplyError(`${tableKey(rp.plan.source)}: USING expression of ${cols[i].target} reads ${cols[missing].source}, whose unchanged TOAST value the change stream does not carry; set REPLICA IDENTITY FULL on the source table`);
         }
       }
-      sets.push(`${qi(c.target)} = ${this.value(rp, i, values)}`);
-    });
-    if (!sets.length) return;
+    }
     const identTuple = ident ?? newTuple;
     if (!rp.full && rp.keyIdx.some((i) => identTuple[i] === undefined)) {
       throw new SyncApplyError(`${tableKey(rp.plan.source)}: update without the key value`);
     }
-    this.addStatement(`UPDATE ${qtable(rp.plan.target)} SET ${sets.join(', ')} WHERE ${this.where(rp, identTuple)}`,
-      { kind: 'update', rows: 1, table: tableKey(rp.plan.target) });
+    // (the usual case, every value present and no FULL identity, needs no key built)
+    const key = !mask && !rp.full ? (keyUnchanged ? 'Un|' : 'Uk|') : `U${keyUnchanged ? 'n' : 'k'}${mask}|${rp.full ? presentMask(identTuple) : ''}`;
+    const shape = rs.updates.get(key) ?? rs.addUpdate(key, values, identTuple, keyUnchanged);
+    if (!shape.stmt) return; // nothing the target keeps changed
+    const params: (string | null)[] = [];
+    pushValues(params, values, shape.setNeed);
+    pushValues(params, identTuple, shape.identNeed);
+    this.addExec({ stmt: shape.stmt, values: params, exp: rs.expectation('update', 1) });
   }
 
-  private addDelete(rp: RelationPlan, ident: Tuple): void {
-    const target = qtable(rp.plan.target);
-    if (rp.full) {
-      this.addStatement(`DELETE FROM ${target} WHERE ${this.where(rp, ident)}`, { kind: 'delete', rows: 1, table: tableKey(rp.plan.target) });
-      return;
-    }
-    const keys = rp.keyIdx.map((i) => this.value(rp, i, ident));
-    const cols = rp.keyIdx.map((i) => qi(rp.plan.columns[i].target!));
-    const single = cols.length === 1;
-    this.addToBatch(`D${rp.relid}`, 'delete', tableKey(rp.plan.target),
-      `DELETE FROM ${target} WHERE ${single ? cols[0] : `(${cols.join(', ')})`} IN (`, ')', single ? keys[0] : `(${keys.join(', ')})`);
+  private addFullDelete(rs: RelationStatements, ident: Tuple): void {
+    const key = `Df${presentMask(ident)}`;
+    const present = rs.presentIdent(ident);
+    const stmt = rs.get(key) ?? rs.add(key, `DELETE FROM ${rs.qtable} WHERE ${rs.fullMatch(present, 0)}`);
+    const values: (string | null)[] = [];
+    pushValues(values, ident, rs.needFor(present));
+    this.addExec({ stmt, values, exp: rs.expectation('delete', 1) });
   }
 }

@@ -8,12 +8,9 @@
  * 14+) instead of index range scans that would sort by key; the parts do not
  * overlap because a snapshot fixes every row's ctid.
  */
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { Client } from 'pg';
-import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
-import type { Logger } from 'pino';
 import { TableInfo } from './catalog';
+import { relayCopy } from './copy-relay';
 import { qi, ql, qtable, tableKey } from './sql';
 
 export interface TableCopyProgress {
@@ -26,17 +23,12 @@ export interface TableCopyProgress {
 }
 
 export interface CopyOptions {
-  sourceUrl: string;
-  targetUrl: string;
-  snapshot: string;
   tables: TableInfo[];
-  parallel: number;
   /** tables larger than this are split into parts of about this size */
   chunkBytes: number;
   /** binary COPY: only between servers of the same major version */
   binary: boolean;
   sourceVersion: number;
-  log: Logger;
   onProgress?: (p: TableCopyProgress) => void;
 }
 
@@ -66,7 +58,12 @@ interface TableState {
 
 const BLOCK_SIZE = 8192;
 
-export function splitIntoParts(tables: TableInfo[], chunkBytes: number, tidRangeScans: boolean): Part[] {
+/**
+ * Parts to copy, largest tables first. A table above `chunkBytes` is split into
+ * block ranges of about that size, their number rounded up to a multiple of the
+ * workers so that the last round keeps every worker busy.
+ */
+export function splitIntoParts(tables: TableInfo[], chunkBytes: number, tidRangeScans: boolean, workers = 1): Part[] {
   const parts: Part[] = [];
   // Largest first, so the tail of the run is not one big table copied alone.
   for (const table of [...tables].sort((a, b) => b.bytes - a.bytes)) {
@@ -76,7 +73,8 @@ export function splitIntoParts(tables: TableInfo[], chunkBytes: number, tidRange
       continue;
     }
     const blocks = Math.ceil(table.bytes / BLOCK_SIZE);
-    const step = Math.max(1, Math.floor(chunkBytes / BLOCK_SIZE));
+    const count = Math.min(blocks, Math.ceil(Math.ceil(table.bytes / chunkBytes) / workers) * workers);
+    const step = Math.ceil(blocks / count);
     for (let from = 0; from < blocks; from += step) {
       // The last part is open-ended: the table may have grown past the size read earlier.
       parts.push({ table, blocks: { from, to: from + step >= blocks ? undefined : from + step } });
@@ -85,50 +83,85 @@ export function splitIntoParts(tables: TableInfo[], chunkBytes: number, tidRange
   return parts;
 }
 
-export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
-  const parts = splitIntoParts(o.tables, o.chunkBytes, o.sourceVersion >= 140000);
-  const states = new Map<string, TableState>();
-  for (const p of parts) {
-    const k = tableKey(p.table);
-    const s = states.get(k) ?? { table: p.table, parts: 0, partsDone: 0, rows: 0, bytes: 0, started: 0, finished: 0, lastReport: 0 };
-    s.parts++;
-    states.set(k, s);
-  }
-  const report = (s: TableState, force = false) => {
-    const now = Date.now();
-    if (!force && now - s.lastReport < 250) return;
-    s.lastReport = now;
-    const done = s.partsDone === s.parts;
-    const byBytes = s.table.bytes > 0 ? (s.bytes / s.table.bytes) * 100 : 0;
-    const byParts = (s.partsDone / s.parts) * 100;
-    const percent = done ? 100 : Math.min(99, Math.max(byBytes, byParts));
-    o.onProgress?.({ table: tableKey(s.table), rows: s.rows, bytes: s.bytes, percent: Math.round(percent * 10) / 10, done });
-  };
+interface Pair { src: Client; tgt: Client }
 
-  const workers = Math.max(1, Math.min(o.parallel, parts.length));
-  const clients: Client[] = [];
-  const open = async (url: string) => {
+/**
+ * Connection pairs (source, target) for the copy. They start connecting before
+ * the slot exists, so that connection start-up overlaps slot creation, and each
+ * pair starts copying as soon as it is ready: a slow connection delays no one.
+ * A source connection waits in a REPEATABLE READ transaction that has not taken
+ * a snapshot yet, then imports the slot's.
+ */
+export class CopyWorkers {
+  private readonly clients: Client[] = [];
+  private readonly pairs: Promise<Pair>[];
+
+  /**
+   * @param firstSource an open source connection (the caller's, which it closes) to use for
+   *   the first pair once it resolves, instead of opening one more
+   */
+  constructor(private readonly sourceUrl: string, private readonly targetUrl: string, count: number, firstSource?: Promise<Client>) {
+    this.pairs = Array.from({ length: Math.max(1, count) }, (_, i) => this.openPair(i === 0 ? firstSource : undefined));
+    for (const p of this.pairs) p.catch(() => undefined); // awaited by copy(), or closed
+  }
+
+  private async connect(url: string): Promise<Client> {
     const c = new Client({ connectionString: url });
-    c.on('error', () => undefined); // failures surface through the copy streams
-    clients.push(c);
+    c.on('error', () => undefined); // failures surface through the copy queries
+    this.clients.push(c);
     await c.connect();
     return c;
-  };
-  let next = 0;
-  let failure: Error | undefined;
-  try {
-    // Import the snapshot in every worker before any copying starts.
-    const pairs = await Promise.all(Array.from({ length: workers }, async () => {
-      const src = await open(o.sourceUrl);
-      await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      await src.query(`SET TRANSACTION SNAPSHOT ${ql(o.snapshot)}`);
-      const tgt = await open(o.targetUrl);
-      // A crash during the copy means copying again, so the load need not wait for WAL flushes.
-      await tgt.query('SET synchronous_commit = off');
-      return { src, tgt };
-    }));
+  }
+
+  private async openPair(firstSource?: Promise<Client>): Promise<Pair> {
+    const [src, tgt] = await Promise.all([firstSource ?? this.connect(this.sourceUrl), this.connect(this.targetUrl)]);
+    // A crash during the copy means copying again, so the load need not wait for WAL flushes.
+    await Promise.all([
+      src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'),
+      tgt.query('SET synchronous_commit = off'),
+    ]);
+    return { src, tgt };
+  }
+
+  /** The target's server_version_num (from the first pair). */
+  async targetVersion(): Promise<number> {
+    const { tgt } = await this.pairs[0];
+    return Number((await tgt.query('SHOW server_version_num')).rows[0].server_version_num);
+  }
+
+  /** Close the connections this opened (a borrowed first source connection stays with its owner). */
+  async close(): Promise<void> {
+    await Promise.all(this.clients.map((c) => c.end().catch(() => undefined)));
+  }
+
+  /** Copy every part under `snapshot`, each worker taking the next part when it finishes one. */
+  async copy(snapshot: string, o: CopyOptions): Promise<TableCopyResult[]> {
+    const parts = splitIntoParts(o.tables, o.chunkBytes, o.sourceVersion >= 140000, this.pairs.length);
+    const states = new Map<string, TableState>();
+    for (const p of parts) {
+      const k = tableKey(p.table);
+      const s = states.get(k) ?? { table: p.table, parts: 0, partsDone: 0, rows: 0, bytes: 0, started: 0, finished: 0, lastReport: 0 };
+      s.parts++;
+      states.set(k, s);
+    }
+    const report = (s: TableState, force = false) => {
+      const now = Date.now();
+      if (!force && now - s.lastReport < 250) return;
+      s.lastReport = now;
+      const done = s.partsDone === s.parts;
+      const byBytes = s.table.bytes > 0 ? (s.bytes / s.table.bytes) * 100 : 0;
+      const byParts = (s.partsDone / s.parts) * 100;
+      const percent = done ? 100 : Math.min(99, Math.max(byBytes, byParts));
+      o.onProgress?.({ table: tableKey(s.table), rows: s.rows, bytes: s.bytes, percent: Math.round(percent * 10) / 10, done });
+    };
+
+    let next = 0;
+    let failure: Error | undefined;
     const fmt = o.binary ? ' WITH (FORMAT binary)' : '';
-    await Promise.all(pairs.map(async ({ src, tgt }) => {
+    await Promise.all(this.pairs.map(async (pair) => {
+      const { src, tgt } = await pair;
+      if (failure || next >= parts.length) return; // the others took every part meanwhile
+      await src.query(`SET TRANSACTION SNAPSHOT ${ql(snapshot)}`);
       while (!failure && next < parts.length) {
         const part = parts[next++];
         const s = states.get(tableKey(part.table))!;
@@ -137,32 +170,30 @@ export async function copyTables(o: CopyOptions): Promise<TableCopyResult[]> {
         const where = part.blocks
           ? ` WHERE ctid >= '(${part.blocks.from},0)'::tid${part.blocks.to === undefined ? '' : ` AND ctid < '(${part.blocks.to},0)'::tid`}`
           : '';
-        const reader = src.query(copyTo(`COPY (SELECT ${cols} FROM ONLY ${qtable(part.table)}${where}) TO STDOUT${fmt}`));
-        const writer = tgt.query(copyFrom(`COPY ${qtable(part.table)} (${cols}) FROM STDIN${fmt}`));
-        const counter = new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            s.bytes += chunk.length;
-            report(s);
-            cb(null, chunk);
-          },
-        });
+        // A whole table is read with plain COPY (no executor per row); a block range needs a query.
+        const sourceSql = part.blocks
+          ? `COPY (SELECT ${cols} FROM ONLY ${qtable(part.table)}${where}) TO STDOUT${fmt}`
+          : `COPY ${qtable(part.table)} (${cols}) TO STDOUT${fmt}`;
+        let partBytes = 0;
         try {
-          await pipeline(reader, counter, writer);
+          const r = await relayCopy(src, tgt, sourceSql, `COPY ${qtable(part.table)} (${cols}) FROM STDIN${fmt}`, (n) => {
+            s.bytes += n - partBytes;
+            partBytes = n;
+            report(s);
+          });
+          s.rows += r.rows;
         } catch (err) {
           failure ??= new Error(`copy of ${tableKey(part.table)} failed: ${(err as Error).message}`);
           throw failure;
         }
-        s.rows += writer.rowCount;
         s.partsDone++;
         if (s.partsDone === s.parts) s.finished = Date.now();
         report(s, s.partsDone === s.parts);
       }
     }));
-    await Promise.all(pairs.map(({ src }) => src.query('COMMIT')));
-  } finally {
-    await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+    await Promise.all(this.pairs.map(async (pair) => (await pair).src.query('COMMIT')));
+    return [...states.values()].map((s) => ({
+      table: tableKey(s.table), rows: s.rows, bytes: s.bytes, seconds: s.started ? ((s.finished || Date.now()) - s.started) / 1000 : 0,
+    }));
   }
-  return [...states.values()].map((s) => ({
-    table: tableKey(s.table), rows: s.rows, bytes: s.bytes, seconds: s.started ? ((s.finished || Date.now()) - s.started) / 1000 : 0,
-  }));
 }

@@ -143,11 +143,20 @@ export function decodePgoutput(buf: Buffer, offset = 0): PgoutputMessage {
 
 /** Rough in-memory size of a decoded message, for flow control. */
 export function messageSize(m: PgoutputMessage): number {
-  const tupleSize = (t?: Tuple) => (t ? t.reduce((s: number, v) => s + 16 + (typeof v === 'string' ? v.length * 2 : 0), 32) : 0);
   switch (m.tag) {
     case 'insert': return 64 + tupleSize(m.newTuple);
     case 'update': return 64 + tupleSize(m.newTuple) + tupleSize(m.keyTuple) + tupleSize(m.oldTuple);
     case 'delete': return 64 + tupleSize(m.keyTuple) + tupleSize(m.oldTuple);
     default: return 128;
   }
+}
+
+function tupleSize(t?: Tuple): number {
+  if (!t) return 0;
+  let s = 32;
+  for (let i = 0; i < t.length; i++) {
+    const v = t[i];
+    s += typeof v === 'string' ? 16 + v.length * 2 : 16;
+  }
+  return s;
 }

@@ -18,7 +18,7 @@ import { logger as rootLogger, redactUrl } from '../observability/logger';
 import { AppliedBatch, Applier, ApplyStats, RelationPlan, STATE_TABLE, STATE_TABLE_DDL } from './apply';
 import { Catalog, readCatalog, TableInfo, withClient } from './catalog';
 import { cleanupByPrefix, CleanupReport, ORIGIN_PREFIX, originName } from './cleanup';
-import { copyTables, TableCopyResult } from './copy';
+import { CopyWorkers, splitIntoParts, TableCopyResult } from './copy';
 import { formatLsn, Lsn, parseLsn } from './lsn';
 import { lagGauges, LagGauges } from './metrics';
 import { messageSize, PgoutputMessage } from './pgoutput';
@@ -244,26 +244,53 @@ export class SyncSession {
    */
   async initialCopy(): Promise<CopySummary> {
     const started = Date.now();
-    const tables = await this.copiedTables();
-    // The publication must exist before the slot: pgoutput reads it as of each change's position.
-    await withClient(this.o.source, (c) => this.ensurePublication(c));
-    const rep = await ReplicationConnection.connect(this.o.source);
+    // Fixed start-up cost overlaps: the walsender connection and the copy connections open
+    // while the catalog is read and the publication and slot are created, and each copy
+    // worker starts as soon as its own connections are ready. The connection that reads the
+    // catalog becomes the first worker's source connection.
+    const connecting = ReplicationConnection.connect(this.o.source);
+    connecting.catch(() => undefined); // awaited below, or closed in finally
+    const parallel = this.o.parallel ?? 4;
+    const chunkBytes = this.o.chunkBytes ?? 8 * 1024 * 1024;
+    const catalogClient = new Client({ connectionString: this.o.source });
+    catalogClient.on('error', () => undefined); // failures surface through the queries
+    let workers: CopyWorkers | undefined;
+    let rep: ReplicationConnection | undefined;
     let results: TableCopyResult[];
     let slotLsn: Lsn;
     try {
+      await catalogClient.connect();
+      this.sourceCatalogCache ??= await readCatalog(catalogClient);
+      const tables = await this.copiedTables();
+      let published!: (c: Client) => void;
+      let notPublished!: (e: Error) => void;
+      const firstSource = new Promise<Client>((resolve, reject) => { published = resolve; notPublished = reject; });
+      // no more connection pairs than parts to copy
+      workers = new CopyWorkers(this.o.source, this.o.target, Math.min(parallel, splitIntoParts(tables, chunkBytes, true, parallel).length), firstSource);
+      try {
+        // The publication must exist before the slot: pgoutput reads it as of each change's position.
+        await this.ensurePublication(catalogClient);
+        published(catalogClient);
+      } catch (err) {
+        notPublished(err as Error);
+        throw err;
+      }
+      rep = await connecting;
       const slot = await rep.createSlot(this.slotName, true);
       slotLsn = slot.lsn;
       this.log.info({ lsn: formatLsn(slot.lsn), tables: tables.length }, 'sync: slot created, copying under its snapshot');
-      const targetVersion = await withClient(this.o.target, async (c) => Number((await c.query('SHOW server_version_num')).rows[0].server_version_num));
-      results = await copyTables({
-        sourceUrl: this.o.source, targetUrl: this.o.target, snapshot: slot.snapshot!, tables,
-        parallel: this.o.parallel ?? 4, chunkBytes: this.o.chunkBytes ?? 8 * 1024 * 1024,
-        binary: Math.floor(rep.serverVersion / 10000) === Math.floor(targetVersion / 10000),
-        sourceVersion: rep.serverVersion, log: this.log,
+      results = await workers.copy(slot.snapshot!, {
+        tables, chunkBytes,
+        binary: Math.floor(rep.serverVersion / 10000) === Math.floor((await workers.targetVersion()) / 10000),
+        sourceVersion: rep.serverVersion,
         onProgress: (p) => this.progress({ phase: 'copy', ...p }),
       });
     } finally {
-      await rep.close();
+      await Promise.all([
+        workers?.close(),
+        catalogClient.end().catch(() => undefined),
+        (rep ? Promise.resolve(rep) : connecting).then((r) => r.close(), () => undefined),
+      ]);
     }
     const copied = Date.now();
     this.progress({ phase: 'indexes', message: 'post-data' });
