@@ -4,7 +4,8 @@
 # pgflip/PgBouncer and pgflip/direct per row, the proxies' CPU time per transaction, and their
 # RSS per idle client with IDLE_CLIENTS (1000) authenticated idle connections.
 # Knobs: BENCH_SECONDS BENCH_ROUNDS BENCH_SCALE BENCH_MODES BENCH_CLIENTS BENCH_THREADS IDLE_CLIENTS
-# (see bench/proxy/run.js). Not part of `npm test`.
+# (see bench/proxy/run.js). Not part of `npm test`. CPU per transaction of pgflip against a bare
+# Node.js pipe, PgBouncer and an earlier build: bench/proxy/cpu.js.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -57,12 +57,19 @@ function processTree(root) {
   return out;
 }
 
-function cpuSeconds(root) {
-  let ticks = 0;
+/** user and system CPU seconds of a process tree (fields 14 and 15 of /proc/PID/stat) */
+function cpuTimes(root) {
+  let user = 0;
+  let sys = 0;
   for (const pid of processTree(root)) {
-    try { const f = procStat(pid); ticks += Number(f[11]) + Number(f[12]); } catch { /* gone */ }
+    try { const f = procStat(pid); user += Number(f[11]); sys += Number(f[12]); } catch { /* gone */ }
   }
-  return ticks / CLK_TCK;
+  return { user: user / CLK_TCK, sys: sys / CLK_TCK };
+}
+
+function cpuSeconds(root) {
+  const t = cpuTimes(root);
+  return t.user + t.sys;
 }
 
 function rssKiB(root) {
@@ -100,20 +107,21 @@ function tail(file, lines = 20) {
   try { return fs.readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n'); } catch { return ''; }
 }
 
-async function startPgflip(work, backendUrl) {
+/** `pgflip proxy` from ROOT/dist, or from another build (`dist`) with extra environment (`env`) */
+async function startPgflip(work, backendUrl, { name = 'pgflip', dist = path.join(ROOT, 'dist'), env = {} } = {}) {
   const port = await freePort();
   const admin = await freePort();
-  const cfg = path.join(work, 'pgflip.yaml');
+  const cfg = path.join(work, `${name}.yaml`);
   fs.writeFileSync(cfg, `proxy:\n  admin: { host: 127.0.0.1, port: ${admin} }\n  maxClientConnections: ${IDLE + 200}\n`);
-  const logFile = path.join(work, 'pgflip.log');
+  const logFile = path.join(work, `${name}.log`);
   const out = fs.openSync(logFile, 'a');
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), 'proxy', '--config', cfg,
+  const child = spawn(process.execPath, [path.join(dist, 'cli/main.js'), 'proxy', '--config', cfg,
     '--listen', `127.0.0.1:${port}`, '--blue', backendUrl, '--green', backendUrl, '--auth', 'scram'], {
     // per-connection logging off, as for PgBouncer (log_connections = 0)
-    env: { ...process.env, DB_USER: APP.user, DB_PASSWORD: APP.password, PGFLIP_LOG_LEVEL: 'warn' },
+    env: { ...process.env, DB_USER: APP.user, DB_PASSWORD: APP.password, PGFLIP_LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', out, out],
   });
-  const t = { name: 'pgflip', port, ...APP, pid: child.pid, logFile, stop: async () => { child.kill('SIGTERM'); await once(child); } };
+  const t = { name, port, ...APP, pid: child.pid, logFile, stop: async () => { child.kill('SIGTERM'); await once(child); } };
   const exited = once(child).then(() => { throw new Error(`pgflip proxy exited (code ${child.exitCode}):\n${tail(logFile)}`); });
   await Promise.race([waitReady(t, 'pgflip proxy', logFile), exited]);
   exited.catch(() => undefined);
@@ -167,15 +175,18 @@ log_disconnections = 0
 function pgbench(t, mode, clients, seconds, logPrefix) {
   const args = ['-n', '-S', '-M', mode, '-c', String(clients), '-j', String(Math.min(THREADS, clients)), '-T', String(seconds)];
   if (logPrefix) args.push('-l', '--sampling-rate', '0.1', '--log-prefix', logPrefix);
-  const cpu0 = t.pid ? cpuSeconds(t.pid) : 0;
+  const cpu0 = t.pid ? cpuTimes(t.pid) : { user: 0, sys: 0 };
   const r = spawnSync('pgbench', args, { env: libpqEnv(t), encoding: 'utf8', timeout: (seconds + 60) * 1000 });
-  const cpu = t.pid ? cpuSeconds(t.pid) - cpu0 : 0;
+  const cpu1 = t.pid ? cpuTimes(t.pid) : { user: 0, sys: 0 };
+  const user = cpu1.user - cpu0.user;
+  const sys = cpu1.sys - cpu0.sys;
+  const cpu = user + sys;
   const out = `${r.stdout}${r.stderr}`;
   const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1]);
   const tx = Number(/actually processed: (\d+)/.exec(out)?.[1]);
   const failed = Number(/number of failed transactions: (\d+)/.exec(out)?.[1] ?? 0);
   if (r.status !== 0 || !(tps > 0) || failed > 0) throw new Error(`pgbench against ${t.name} (-M ${mode} -c ${clients}) failed (exit ${r.status}):\n${out}`);
-  return { tps, tx, cpu };
+  return { tps, tx, cpu, user, sys };
 }
 
 /** Latencies (µs) of pgbench's per-transaction log files: field 3 of each line. */
@@ -324,7 +335,11 @@ async function main() {
   }
 }
 
-main().catch((err) => {
-  log(`bench/proxy: ${err.message}`);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((err) => {
+    log(`bench/proxy: ${err.message}`);
+    process.exit(1);
+  });
+}
+
+module.exports = { APP, libpqEnv, log, median, once, pgbench, sleep, startPgbouncer, startPgflip, tail, waitReady };

@@ -8,6 +8,7 @@ import { registerMigrate } from './migrate';
 import { registerSwitch } from './switch';
 import { registerStatus } from './status';
 import { registerRollback } from './rollback';
+import { registerDemo } from './demo';
 
 /** Exit codes of the CLI contract (DESIGN §3.1). */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -26,6 +27,7 @@ export function buildProgram(): Command {
   registerSwitch(program);
   registerStatus(program);
   registerRollback(program);
+  registerDemo(program);
   return program;
 }
 

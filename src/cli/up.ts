@@ -7,6 +7,12 @@ const port = (v: string): number => {
   return n;
 };
 
+const seconds = (v: string): number => {
+  const n = Number(v);
+  if (!v.trim() || !Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number of seconds >= 0');
+  return n;
+};
+
 export function registerUp(program: Command): void {
   program.command('up')
     .description('blue and green PostgreSQL, a proxy and a controller on this machine (Ctrl-C stops everything)')
@@ -14,9 +20,10 @@ export function registerUp(program: Command): void {
     .option('--proxy-port <n>', 'application port of the proxy', port, 6432)
     .option('--api-port <n>', 'controller HTTP API port', port, 8080)
     .option('--api-token <token>', 'controller API token (default: generated, kept in the data dir)')
+    .option('--watch-seconds <n>', 'how long a risky migration watches the new side before finalizing (controller.watchWindowSeconds, default 60)', seconds)
     .option('--json', 'print one JSON line with the URLs and token once everything is ready')
-    .action(async (o: { dataDir: string; proxyPort: number; apiPort: number; apiToken?: string; json?: boolean }) => {
-      const stack = await up({ dataDir: o.dataDir, proxyPort: o.proxyPort, apiPort: o.apiPort, apiToken: o.apiToken });
+    .action(async (o: { dataDir: string; proxyPort: number; apiPort: number; apiToken?: string; watchSeconds?: number; json?: boolean }) => {
+      const stack = await up({ dataDir: o.dataDir, proxyPort: o.proxyPort, apiPort: o.apiPort, apiToken: o.apiToken, watchSeconds: o.watchSeconds });
       const { info } = stack;
       if (o.json) {
         process.stdout.write(`${JSON.stringify(info)}\n`);
@@ -28,8 +35,11 @@ export function registerUp(program: Command): void {
           `  blue             ${info.blueUrl}`,
           `  green            ${info.greenUrl}`,
           '',
-          'Try:  scripts/migration/execute-migration.sh --type risky migrations/002_drop_unused_table.sql',
-          `      with PGFLIP_CONTROLLER_URL=${info.controllerUrl} PGFLIP_API_TOKEN=${info.apiToken}`,
+          'Try:',
+          `  export PGFLIP_CONTROLLER_URL=${info.controllerUrl} PGFLIP_API_TOKEN=${info.apiToken}`,
+          '  scripts/migration/execute-migration.sh --type safe --yes migrations/000_example_schema.sql',
+          '  scripts/migration/execute-migration.sh --type risky --yes migrations/002_drop_unused_table.sql',
+          'or, on a data dir of its own, the whole story with an application writing:  npm run demo',
           'Ctrl-C stops everything.',
           '',
         ].join('\n'));

@@ -4,6 +4,9 @@
  * skips bodies, and hands only the message types marked in its table to the
  * sink — in place when the message lies whole in the chunk, assembled (rarely)
  * when it straddles chunks. The caller forwards the chunk itself.
+ *
+ * A chunk is only valid during walk() (the relay reads into a buffer it
+ * reuses), so the parts of a straddling message are copied.
  */
 
 export interface MessageSink {
@@ -110,7 +113,7 @@ export class FrameWalker {
     this.pendWant = want;
     this.pendSkip = bodyLen - want;
     const useful = Math.min(bodyHave, want);
-    this.pendParts = [first.subarray(0, 5 + useful)];
+    this.pendParts = [Buffer.from(first.subarray(0, 5 + useful))];
     this.pendHave = useful;
     const extra = bodyHave - useful; // bytes of the skipped tail already in this chunk
     this.pendSkip -= extra;
@@ -122,7 +125,7 @@ export class FrameWalker {
     if (this.pendParts === null) return from;
     const take = Math.min(this.pendWant - this.pendHave, chunk.length - from);
     if (take > 0) {
-      this.pendParts.push(chunk.subarray(from, from + take));
+      this.pendParts.push(Buffer.from(chunk.subarray(from, from + take)));
       this.pendHave += take;
     }
     let p = from + take;

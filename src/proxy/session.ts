@@ -24,9 +24,10 @@ import {
 import { SCRAM_MECHANISM, ScramError, ScramServerExchange } from './scram';
 import { MAX_INSPECTED_QUERY, SessionState } from './session-state';
 import { ConnectionClosed, StartupReader } from './startup-reader';
+import { discardReads, readInto, setReadBuffer } from './user-buffer-reads';
 
 const T = (c: string): number => c.charCodeAt(0);
-const Q = T('Q'), P = T('P'), C = T('C'), B = T('B'), S = T('S'), F = T('F');
+const Q = T('Q'), P = T('P'), C = T('C'), B = T('B'), S = T('S'), F = T('F'), X = T('X');
 const Z = T('Z'), E = T('E'), ONE = T('1'), THREE = T('3');
 
 /**
@@ -44,10 +45,18 @@ const MAX_AUTH_MESSAGE = 65535;
 const BIND_PREFIX = 4096;
 /** Time allowed for startup and authentication (PostgreSQL's authentication_timeout default). */
 const AUTH_TIMEOUT_MS = 60_000;
+/**
+ * The buffer a session's sockets read into starts small (most sessions only
+ * ever exchange small messages, and an idle session should cost little) and
+ * grows to the larger size after the first read that filled it.
+ */
+const READ_BUFFER_SMALL = 8 * 1024;
+const READ_BUFFER_LARGE = 64 * 1024;
 
 // Client → server: Query, Parse, Close, Sync and FunctionCall always; Bind only while a tracked statement may run.
-const CLIENT_BASE = inspectTable({ Q: MAX_INSPECTED_QUERY, P: WHOLE, C: WHOLE, S: WHOLE, F: 1 });
-const CLIENT_BIND = inspectTable({ Q: MAX_INSPECTED_QUERY, P: WHOLE, C: WHOLE, S: WHOLE, F: 1, B: BIND_PREFIX });
+// Terminate too: after it the backend's close is the expected answer, not a lost connection.
+const CLIENT_BASE = inspectTable({ Q: MAX_INSPECTED_QUERY, P: WHOLE, C: WHOLE, S: WHOLE, F: 1, X: 1 });
+const CLIENT_BIND = inspectTable({ Q: MAX_INSPECTED_QUERY, P: WHOLE, C: WHOLE, S: WHOLE, F: 1, X: 1, B: BIND_PREFIX });
 // Server → client: ReadyForQuery, ErrorResponse, ParseComplete, CloseComplete; CommandComplete only while needed.
 const SERVER_BASE = inspectTable({ Z: WHOLE, E: WHOLE, 1: WHOLE, 3: WHOLE });
 const SERVER_CC = inspectTable({ Z: WHOLE, E: WHOLE, 1: WHOLE, 3: WHOLE, C: WHOLE });
@@ -66,6 +75,7 @@ class ClientSink implements MessageSink {
       case P: st.onParse(buf, start, end); break;
       case C: st.onClose(buf, start, end); break;
       case F: if (st.sent === st.done) s.requestStart = performance.now(); st.onSync(); s.ctx.stats.queries[s.sideIdx]++; return;
+      case X: s.clientTerminated = true; return;
     }
     s.retable();
   }
@@ -143,9 +153,19 @@ export class Session {
   private cancelSecret = 0;
   private cw: FrameWalker | undefined;
   private sw: FrameWalker | undefined;
+  /**
+   * What the client and backend sockets read into when they could be switched
+   * to reading into a buffer of the relay (user-buffer-reads.ts); null while
+   * neither is. Both share it: each read is relayed before the next one.
+   */
+  private readBuf: Buffer | null = null;
+  private clientReadsInto = false;
+  private backendReadsInto = false;
   private clientPaused = false;
   private backendPaused = false;
   private serverSentFatal = false;
+  /** the client sent Terminate: the backend closing is then no news for it */
+  clientTerminated = false;
   private closed = false;
   private admitted = false;
 
@@ -316,15 +336,17 @@ export class Session {
     this.cw = new FrameWalker(CLIENT_BASE, new ClientSink(this), this.ctx.cfg.proxy.maxMessageBytes);
     this.sw = new FrameWalker(SERVER_BASE, new ServerSink(this), 0x7fffffff);
     const b = conn.socket;
-    b.on('data', this.onBackendData);
+    const backendHeld = this.readBackend(b);
     b.on('drain', this.onBackendDrain);
     b.on('error', this.onBackendError);
     b.on('close', this.onBackendClose);
-    this.client.on('data', this.onClientData);
+    const clientHeld = this.readClient();
     this.client.on('drain', this.onClientDrain);
     this.client.on('close', this.onClientClose);
     if (conn.leftover.length) this.onBackendData(conn.leftover);
+    if (backendHeld?.length) this.onBackendData(backendHeld);
     if (clientPending.length) this.onClientData(clientPending);
+    if (clientHeld?.length) this.onClientData(clientHeld);
     this.phase = 'attached';
     // a flip in progress holds the new session at once (it is at a switch point)
     this.ctx.sessionAttached(this);
@@ -426,6 +448,7 @@ export class Session {
     this.backendGone = false;
     this.heldBackendBytes = null;
     old.off('data', this.onBackendData);
+    if (this.backendReadsInto) discardReads(old);
     old.off('drain', this.onBackendDrain);
     old.off('error', this.onBackendError);
     old.off('close', this.onBackendClose);
@@ -443,13 +466,60 @@ export class Session {
       this.ctx.cancel.repoint(this.cancelPid, this.cancelSecret, { host: t.host, port: t.port, pid: conn.pid, secret: conn.secret });
     }
     const b = conn.socket;
-    b.on('data', this.onBackendData);
+    const held = this.readBackend(b);
     b.on('drain', this.onBackendDrain);
     b.on('error', this.onBackendError);
     b.on('close', this.onBackendClose);
     if (conn.leftover.length) this.onBackendData(conn.leftover);
+    if (held?.length) this.onBackendData(held);
     b.resume();
   }
+
+  // ---- reading -------------------------------------------------------------
+  //
+  // A plain (not TLS) socket reads into the session's buffer; the bytes of one
+  // read are relayed before the next read overwrites them. A write that could
+  // not hand them to the kernel at once keeps a reference to them, so the
+  // sockets then move to a fresh buffer and the old one stays with the write.
+
+  /** Start reading from the client; returns bytes it had already buffered. */
+  private readClient(): Buffer | undefined {
+    const held = readInto(this.client, this.readBuffer(), this.onClientRead);
+    this.clientReadsInto = held !== undefined;
+    if (!this.clientReadsInto) this.client.on('data', this.onClientData);
+    return held;
+  }
+
+  /** Start reading from a (new) backend; returns bytes it had already buffered. */
+  private readBackend(b: net.Socket): Buffer | undefined {
+    const held = readInto(b, this.readBuffer(), this.onBackendRead);
+    this.backendReadsInto = held !== undefined;
+    if (!this.backendReadsInto) b.on('data', this.onBackendData);
+    return held;
+  }
+
+  private readBuffer(): Buffer {
+    return (this.readBuf ??= Buffer.allocUnsafe(READ_BUFFER_SMALL));
+  }
+
+  /** Both reading sockets move to a new buffer (larger after a read that filled the old one). */
+  private renewReadBuffer(filled: boolean): void {
+    const size = filled ? READ_BUFFER_LARGE : this.readBuf!.length;
+    const buf = Buffer.allocUnsafe(size);
+    this.readBuf = buf;
+    if (this.clientReadsInto) setReadBuffer(this.client, buf);
+    if (this.backendReadsInto) setReadBuffer(this.backend!, buf);
+  }
+
+  private readonly onClientRead = (buf: Buffer, n: number): void => {
+    this.onClientData(buf.subarray(0, n));
+    if (this.backend!.writableLength !== 0 || (n === buf.length && n < READ_BUFFER_LARGE)) this.renewReadBuffer(n === buf.length);
+  };
+
+  private readonly onBackendRead = (buf: Buffer, n: number): void => {
+    this.onBackendData(buf.subarray(0, n));
+    if (this.client.writableLength !== 0 || (n === buf.length && n < READ_BUFFER_LARGE)) this.renewReadBuffer(n === buf.length);
+  };
 
   private readonly onClientData = (chunk: Buffer): void => {
     this.ctx.stats.bytesIn += chunk.length;
@@ -534,7 +604,7 @@ export class Session {
       this.backendGone = true;
       return;
     }
-    if (!this.serverSentFatal && this.sw!.atBoundary) {
+    if (!this.serverSentFatal && !this.clientTerminated && this.sw!.atBoundary) {
       this.log.warn({ side: this.side }, 'backend connection lost');
       this.endClient(errorResponse('FATAL', '08006', `pgflip: the connection to the ${this.side} backend was lost`, 'server closed the connection unexpectedly'));
     } else this.endClient();

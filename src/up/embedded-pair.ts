@@ -4,6 +4,7 @@
  * Generated secrets are kept in <dataDir>/secrets.json (mode 0600) so a restart
  * keeps working with the same credentials.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -52,14 +53,52 @@ async function ensureAppDatabase(cluster: LocalCluster, appPassword: string): Pr
   } finally {
     await c.end();
   }
+  // Migrations run as the superuser, so the tables they create belong to it: the
+  // application's role gets its privileges on them by default (database-wide, so
+  // the sync engine rebuilding a side's schemas does not drop them).
+  const a = new Client({ connectionString: cluster.url(APP_DATABASE) });
+  await a.connect();
+  try {
+    const owner = escapeIdentifier(cluster.superuser);
+    const role = escapeIdentifier(APP_ROLE);
+    await a.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER ON TABLES TO ${role}`);
+    await a.query(`ALTER DEFAULT PRIVILEGES FOR ROLE ${owner} GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO ${role}`);
+  } finally {
+    await a.end();
+  }
+}
+
+/**
+ * As root, PostgreSQL runs as the `postgres` OS user (it refuses root), which
+ * cannot work in a data directory below a private one (/root, a 0700 temp dir):
+ * say so instead of letting initdb fail with "Permission denied".
+ */
+function checkReachable(dataDir: string): void {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return;
+  try {
+    execFileSync('runuser', ['-u', 'postgres', '--', 'test', '-x', dataDir], { stdio: 'ignore' });
+  } catch {
+    throw new Error(`--data-dir ${dataDir}: running as root, pgflip runs PostgreSQL as the "postgres" OS user, which cannot reach this directory (a parent directory is private); use a --data-dir that user can reach, e.g. under /var/tmp, or run as a regular user`);
+  }
 }
 
 export async function startEmbeddedPair(dataDir: string, secrets: Secrets): Promise<EmbeddedSide[]> {
-  return Promise.all(SIDES.map(async (side) => {
-    const cluster = new LocalCluster({ dir: path.join(dataDir, side), password: secrets.superuserPassword });
+  // constructing a cluster creates the postgres OS user when root and it is missing
+  const clusters = SIDES.map((side) => ({ side, cluster: new LocalCluster({ dir: path.join(dataDir, side), password: secrets.superuserPassword }) }));
+  checkReachable(dataDir);
+  const started = await Promise.allSettled(clusters.map(async ({ side, cluster }) => {
+    // the caller holds the data dir's lock: a running server here was left by an up that was killed
+    if (cluster.postmasterPid() !== undefined) await cluster.stop('fast');
     await cluster.start();
     await ensureAppDatabase(cluster, secrets.appPassword);
     const appUrl = `postgres://${APP_ROLE}:${encodeURIComponent(secrets.appPassword)}@${cluster.host}:${cluster.port}/${APP_DATABASE}`;
     return { side, cluster, appUrl, adminUrl: cluster.url(APP_DATABASE) };
   }));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    // one side failing must not leave the other running
+    await Promise.all(clusters.map(({ cluster }) => cluster.stop('fast')));
+    throw failed.reason;
+  }
+  return started.map((r) => (r as PromiseFulfilledResult<EmbeddedSide>).value);
 }

@@ -7,9 +7,10 @@ import path from 'node:path';
 import { defaultConfig, merge, PgflipConfig, validateConfig } from '../config';
 import { logger } from '../observability/logger';
 import { startProxy } from '../proxy';
-import { MemoryStateStore } from '../state';
 import { startController } from '../controller/wiring';
-import { APP_DATABASE, APP_ROLE, loadSecrets, startEmbeddedPair } from './embedded-pair';
+import { APP_DATABASE, APP_ROLE, EmbeddedSide, loadSecrets, startEmbeddedPair } from './embedded-pair';
+import { lockDataDir } from './lock';
+import { DataDirStateStore, savedActiveSide } from './active-side';
 
 export interface UpOptions {
   dataDir: string;
@@ -17,6 +18,8 @@ export interface UpOptions {
   apiPort: number;
   apiToken?: string;
   host?: string;
+  /** controller.watchWindowSeconds: how long a risky flip is watched before it is finalized */
+  watchSeconds?: number;
 }
 
 export interface UpInfo {
@@ -39,14 +42,25 @@ export async function up(opts: UpOptions): Promise<RunningStack> {
   const secrets = loadSecrets(dataDir);
   const apiToken = opts.apiToken ?? secrets.apiToken;
   const host = opts.host ?? '127.0.0.1';
-  const sides = await startEmbeddedPair(dataDir, secrets);
+  const unlock = lockDataDir(dataDir);
+  let sides: EmbeddedSide[];
+  try {
+    sides = await startEmbeddedPair(dataDir, secrets);
+  } catch (err) {
+    unlock();
+    throw err;
+  }
   const [blue, green] = sides;
-  const stops: Array<() => Promise<unknown>> = [() => Promise.all(sides.map((s) => s.cluster.stop('fast')))];
+  const stops: Array<() => Promise<unknown>> = [async () => unlock(), () => Promise.all(sides.map((s) => s.cluster.stop('fast')))];
   const stop = async () => { for (const s of stops.reverse()) await s().catch((err) => log.error({ err }, 'stop failed')); };
   try {
     const config = merge(defaultConfig(), {
-      blue: { url: blue.adminUrl },
-      green: { url: green.adminUrl },
+      // the side the last run ended on (a risky migration flips it)
+      active: savedActiveSide(dataDir) ?? 'blue',
+      // the proxy reaches each side as the application's role, so fencing the old
+      // side after a flip binds it; the controller and sync engine as the superuser
+      blue: { url: blue.appUrl, adminUrl: blue.adminUrl },
+      green: { url: green.appUrl, adminUrl: green.adminUrl },
       app: { database: APP_DATABASE, user: APP_ROLE, password: secrets.appPassword },
       proxy: {
         listen: { host, port: opts.proxyPort },
@@ -58,10 +72,11 @@ export async function up(opts: UpOptions): Promise<RunningStack> {
         apiToken,
         backupDir: path.join(dataDir, 'backups'),
         auditLog: path.join(dataDir, 'audit.log'),
+        ...(opts.watchSeconds !== undefined ? { watchWindowSeconds: opts.watchSeconds } : {}),
       },
     }) as PgflipConfig;
     validateConfig(config, ['backends', 'apiToken']);
-    const store = new MemoryStateStore();
+    const store = new DataDirStateStore(dataDir);
     stops.push(() => store.close());
     const proxy = await startProxy(config, { store });
     stops.push(() => proxy.close());
