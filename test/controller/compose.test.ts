@@ -4,7 +4,7 @@
  * controller service's own command run as a plain process against real
  * clusters and Redis with the environment the file gives it.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -97,4 +97,17 @@ test('bad controller config stops start-up with one line naming the key', async 
   const r = await cli(['controller', '--listen', '127.0.0.1:0'], { PATH: process.env.PATH!, BLUE_DATABASE_URL: 'postgres://x@127.0.0.1:1/app', GREEN_DATABASE_URL: 'postgres://x@127.0.0.1:1/app', PGFLIP_API_TOKEN: 'short' });
   expect(r.code).toBe(1);
   expect(r.stderr).toBe('pgflip: config controller.apiToken: must be at least 16 characters\n');
+});
+
+test('docker-compose accepts the file (config is checked without an engine)', () => {
+  // Debian's docker-compose (installed by .ci/run) validates and interpolates locally
+  const run = (env: Record<string, string>) => spawnSync('docker-compose', ['-f', path.join(ROOT, 'docker-compose.migrations.yml'), 'config', '-q'],
+    { cwd: ROOT, env: { PATH: process.env.PATH ?? '', ...env }, encoding: 'utf8' });
+  const ok = run({ PGFLIP_API_TOKEN: TOKEN });
+  expect(ok.error).toBeUndefined();
+  expect([ok.status, ok.stderr]).toEqual([0, '']);
+  // without the token the file refuses to produce a controller
+  const missing = run({});
+  expect(missing.status).not.toBe(0);
+  expect(missing.stderr).toMatch(/PGFLIP_API_TOKEN/);
 });
