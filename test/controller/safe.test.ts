@@ -6,7 +6,7 @@
  */
 import { copyFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
-import { api, cli, Env, ROOT, schemaDump, script, startEnv, waitFor } from './helpers';
+import { api, cli, Env, ROOT, runCmd, schemaDump, script, startEnv, waitFor } from './helpers';
 
 let env: Env;
 beforeAll(async () => { env = await startEnv({ redis: true }); });
@@ -177,4 +177,19 @@ test('rollback points: listed, and restored through the CLI after confirmation',
   expect(await env.blue.query(`SELECT count(*)::int AS n FROM users`)).toEqual([{ n: 0 }]);
   expect((await ledger()).map((l) => l.name)).not.toContain('016_drop_col.sql');
   expect(env.auditLines().find((l) => l.action === 'rollback.restore' && String(l.outcome).startsWith('restored'))).toMatchObject({ target: rec.rollbackPoint, via: 'cli' });
+});
+
+test('on a terminal the CLI rewrites one progress line in place; in a pipe it prints plain lines', async () => {
+  const file = env.migration('090_tty_progress.sql', 'CREATE TABLE tty_progress (id int PRIMARY KEY);');
+  const cmd = `node ${path.join(ROOT, 'dist/cli/main.js')} migrate --type safe ${file}`;
+  // script(1) gives the command a pseudo-terminal, as an operator's shell would
+  const tty = await runCmd('script', ['-qec', cmd, '/dev/null'], env.env);
+  expect(tty.code).toBe(0);
+  expect(tty.stdout).toContain('\r\x1b[2K');
+  expect(tty.stdout).toMatch(/090_tty_progress\.sql: completed/);
+  const file2 = env.migration('091_plain_progress.sql', 'CREATE TABLE plain_progress (id int PRIMARY KEY);');
+  const plain = await cli(['migrate', '--type', 'safe', file2], env.env);
+  expect(plain.code).toBe(0);
+  expect(plain.stderr).not.toContain('\x1b[');
+  expect(plain.stderr).toMatch(/^091_plain_progress\.sql: apply done/m);
 });
