@@ -12,6 +12,8 @@ import { api, Env, ROOT, schemaDump, script, startEnv, waitFor } from './helpers
 import prom from 'prom-client';
 import { startProxy } from '../../src/proxy';
 import { RedisStateStore } from '../../src/state';
+import { STORE_KEYS } from '../../src/controller/orchestrator';
+import type { Baseline } from '../../src/controller/watch';
 import { proxyConfigFor, PROXY_PASSWORD, PROXY_USER, startProxyFor } from '../harness/proxy';
 
 let env: Env;
@@ -209,6 +211,37 @@ test('errors on the new side above the threshold during the window: automatic ro
     const rec = await waitFor(env, id!);
     expect(rec.steps.find((s: { name: string }) => s.name === 'watch').detail).toMatch(/error rate 100\.0% on blue/);
   } finally {
+    await proxy.stop();
+  }
+}, 120_000);
+
+test('p95 latency on the new side above k× the baseline during the window: automatic rollback, with the reason recorded', async () => {
+  // green is active again (the previous test rolled back); this migration flips to blue
+  const proxy = await startProxyFor({ blue: env.blue, green: env.green }, { active: 'blue', proxy: { healthCheck: { intervalMs: 200 } } });
+  try {
+    env.cfg.controller.proxyAdminUrls = [proxy.adminUrl];
+    await env.restart();
+    // a baseline far below any real query: whatever runs during the window is "slower"
+    const baseline: Baseline = { p95Ms: 0.001, errorRate: 0, measuredAt: new Date().toISOString(), queries: 1000 };
+    await env.ctl.store.setJson(STORE_KEYS.baseline, baseline);
+    const f = env.migration('032_widen_name.sql', 'ALTER TABLE users ALTER COLUMN name TYPE varchar(300);\n');
+    const before = await latestId();
+    let id: string | undefined;
+    const poll = setInterval(() => { void latestId().then((x) => { if (x !== before) id = x; }, () => undefined); }, 50);
+    const run = script('execute-migration.sh', ['--type', 'risky', '--yes', f], env.env);
+    try {
+      await waitForStep(() => id, 'watch');
+    } finally { clearInterval(poll); }
+    const c = new Client({ connectionString: proxy.url() });
+    await c.connect();
+    for (let i = 0; i < 200; i++) await c.query('SELECT 1');
+    await c.end();
+    const r = await run;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/032_widen_name\.sql: rolled_back — rolled back to green: p95 latency [\d.]+ ms on blue above 3× baseline 0\.0 ms/);
+    expect(await env.ctl.store.getActive()).toMatchObject({ active: 'green' });
+  } finally {
+    await env.ctl.store.deleteJson(STORE_KEYS.baseline);
     await proxy.stop();
   }
 }, 120_000);
