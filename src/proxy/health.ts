@@ -7,7 +7,7 @@ import { serialize } from 'pg-protocol';
 import type { Logger } from 'pino';
 import type { Side } from '../config';
 import { BackendConnection, BackendTarget, connectBackend } from './backend-connect';
-import { parseErrorFields } from './messages';
+import { exchange } from './exchange';
 
 export interface SideHealth {
   up: boolean;
@@ -78,29 +78,8 @@ export class HealthChecker {
       conn.socket.on('error', () => undefined);
       this.conns[side] = conn;
     }
-    const s = conn.socket;
-    await new Promise<void>((resolve, reject) => {
-      let buf: Buffer = Buffer.alloc(0);
-      let error: string | undefined;
-      const done = (err?: Error) => { s.off('data', onData); s.off('close', onClose); s.pause(); if (err) reject(err); else resolve(); };
-      const onData = (c: Buffer) => {
-        buf = buf.length ? Buffer.concat([buf, c]) : c;
-        let p = 0;
-        while (buf.length - p >= 5) {
-          const len = buf.readInt32BE(p + 1);
-          if (buf.length - p < 1 + len) break;
-          if (buf[p] === 0x45 /* E */) { const f = parseErrorFields(buf, p + 5, p + 1 + len); error = `${f.C}: ${f.M}`; }
-          if (buf[p] === 0x5a /* Z */) { done(error ? new Error(error) : undefined); return; }
-          p += 1 + len;
-        }
-        buf = buf.subarray(p);
-      };
-      const onClose = () => done(new Error('connection closed'));
-      s.on('data', onData);
-      s.once('close', onClose);
-      s.resume();
-      s.write(serialize.query(this.opts.query));
-    });
+    const { error } = await exchange(conn.socket, serialize.query(this.opts.query), 1, { what: 'the health check' });
+    if (error) throw new Error(error);
   }
 
   async stop(): Promise<void> {

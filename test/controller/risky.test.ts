@@ -76,6 +76,24 @@ async function waitForStep(id: () => string | undefined, step: string): Promise<
 
 const latestId = async (): Promise<string | undefined> => (await api(env, 'GET', '/migrations?limit=1')).body[0]?.id;
 
+/** Runs a file through execute-migration.sh and follows the migration it creates. */
+async function submit(args: string[]): Promise<{ run: ReturnType<typeof script>; id: () => string | undefined; stopPolling(): void }> {
+  const before = await latestId();
+  let id: string | undefined;
+  const poll = setInterval(() => { void latestId().then((x) => { if (x !== before) id = x; }, () => undefined); }, 50);
+  const run = script('execute-migration.sh', args, env.env);
+  return { run, id: () => id, stopPolling: () => clearInterval(poll) };
+}
+
+/** Submits a risky file and returns once its watch window has begun. */
+async function untilWatch(file: string): Promise<{ run: ReturnType<typeof script>; id: string }> {
+  const m = await submit(['--type', 'risky', '--yes', file]);
+  try {
+    await waitForStep(m.id, 'watch');
+  } finally { m.stopPolling(); }
+  return { run: m.run, id: m.id()! };
+}
+
 test('--dry-run of a risky file: prerequisites checked, the plan printed, nothing changed on either side', async () => {
   const f = path.join(env.dir, '002_drop_unused_table.sql');
   copyFileSync(path.join(ROOT, 'migrations', '002_drop_unused_table.sql'), f);
@@ -99,18 +117,17 @@ test('--dry-run of a risky file: prerequisites checked, the plan printed, nothin
 test('drop a table: copy under writes, flip, old side fenced and reverse-synced during the window, then finalized', async () => {
   const f = path.join(env.dir, '002_drop_unused_table.sql');
   copyFileSync(path.join(ROOT, 'migrations', '002_drop_unused_table.sql'), f);
-  const before = await latestId();
-  let id: string | undefined;
-  const poll = setInterval(() => { void latestId().then((x) => { if (x !== before) id = x; }, () => undefined); }, 50);
   // no proxy holds writes in this test, so the writer stops before the flip (during --switch-delay)
-  const run = script('execute-migration.sh', ['--type', 'risky', '--yes', '--switch-delay', '1', f], env.env);
+  const m = await submit(['--type', 'risky', '--yes', '--switch-delay', '1', f]);
+  const { run } = m;
   const w1 = writer('blue', 'pre');
   try {
-    await waitForStep(() => id, 'switch delay'); // the stream carried writes made during and after the copy
+    await waitForStep(m.id, 'switch delay'); // the stream carried writes made during and after the copy
   } finally { await w1.stop(); }
   try {
-    await waitForStep(() => id, 'watch');
-  } finally { clearInterval(poll); }
+    await waitForStep(m.id, 'watch');
+  } finally { m.stopPolling(); }
+  const id = m.id()!;
   // during the window: the application writes on green, and the old side follows
   const green = new Client({ connectionString: appUrl('green') });
   await green.connect();
@@ -141,20 +158,14 @@ test('drop a table: copy under writes, flip, old side fenced and reverse-synced 
   // finalized: no replication slot left on either side; the ledger moved with the new side
   for (const side of [env.blue, env.green]) expect(await side.query(`SELECT slot_name FROM pg_replication_slots`)).toEqual([]);
   expect(await env.green.query(`SELECT name, class, side FROM pgflip.migrations`)).toEqual([{ name: '002_drop_unused_table.sql', class: 'risky', side: 'green' }]);
-  const rec = await waitFor(env, id!);
+  const rec = await waitFor(env, id);
   expect(rec.steps.map((s: { name: string }) => s.name)).toEqual(['validate', 'rollback point', 'prepare idle side', 'copy', 'migrate idle side', 'catch up', 'switch delay', 'flip', 'verify', 'watch', 'finalize']);
 }, 120_000);
 
 test('the new side dies during the window: automatic rollback to the old side, no acknowledged write lost', async () => {
   // now green is active; the migration rebuilds blue and flips to it
   const f = env.migration('030_rename_column.sql', 'ALTER TABLE users RENAME COLUMN email TO email_address;\n');
-  const before = await latestId();
-  let id: string | undefined;
-  const poll = setInterval(() => { void latestId().then((x) => { if (x !== before) id = x; }, () => undefined); }, 50);
-  const run = script('execute-migration.sh', ['--type', 'risky', '--yes', f], env.env);
-  try {
-    await waitForStep(() => id, 'watch');
-  } finally { clearInterval(poll); }
+  const { run, id } = await untilWatch(f);
   const blueApp = new Client({ connectionString: appUrl('blue') });
   await blueApp.connect();
   await blueApp.query(`INSERT INTO users (name, email_address) VALUES ('before-crash', 'c@example.com')`);
@@ -177,7 +188,7 @@ test('the new side dies during the window: automatic rollback to the old side, n
   await greenApp.query(`INSERT INTO users (name, email) VALUES ('after-rollback', 'a@example.com')`);
   expect((await greenApp.query(`SELECT email FROM users WHERE name = 'before-crash'`)).rows).toEqual([{ email: 'c@example.com' }]);
   await greenApp.end();
-  const rec = await waitFor(env, id!);
+  const rec = await waitFor(env, id);
   expect(rec.state).toBe('rolled_back');
   await env.blue.restart();
 }, 120_000);
@@ -191,13 +202,7 @@ test('errors on the new side above the threshold during the window: automatic ro
     env.cfg.blue.url = env.blue.url(); // blue came back on a new port
     await env.restart();
     const f = env.migration('031_add_column.sql', 'ALTER TABLE users ALTER COLUMN name TYPE varchar(200);\n');
-    const before = await latestId();
-    let id: string | undefined;
-    const poll = setInterval(() => { void latestId().then((x) => { if (x !== before) id = x; }, () => undefined); }, 50);
-    const run = script('execute-migration.sh', ['--type', 'risky', '--yes', f], env.env);
-    try {
-      await waitForStep(() => id, 'watch');
-    } finally { clearInterval(poll); }
+    const { run, id } = await untilWatch(f);
     const c = new Client({ connectionString: proxy.url() });
     await c.connect();
     let failures = 0;
@@ -208,7 +213,7 @@ test('errors on the new side above the threshold during the window: automatic ro
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/031_add_column\.sql: rolled_back — rolled back to green: error rate 100\.0% on blue above 5\.0%/);
     expect(await env.ctl.store.getActive()).toMatchObject({ active: 'green' });
-    const rec = await waitFor(env, id!);
+    const rec = await waitFor(env, id);
     expect(rec.steps.find((s: { name: string }) => s.name === 'watch').detail).toMatch(/error rate 100\.0% on blue/);
   } finally {
     await proxy.stop();
@@ -225,13 +230,7 @@ test('p95 latency on the new side above k× the baseline during the window: auto
     const baseline: Baseline = { p95Ms: 0.001, errorRate: 0, measuredAt: new Date().toISOString(), queries: 1000 };
     await env.ctl.store.setJson(STORE_KEYS.baseline, baseline);
     const f = env.migration('032_widen_name.sql', 'ALTER TABLE users ALTER COLUMN name TYPE varchar(300);\n');
-    const before = await latestId();
-    let id: string | undefined;
-    const poll = setInterval(() => { void latestId().then((x) => { if (x !== before) id = x; }, () => undefined); }, 50);
-    const run = script('execute-migration.sh', ['--type', 'risky', '--yes', f], env.env);
-    try {
-      await waitForStep(() => id, 'watch');
-    } finally { clearInterval(poll); }
+    const { run, id } = await untilWatch(f);
     const c = new Client({ connectionString: proxy.url() });
     await c.connect();
     for (let i = 0; i < 200; i++) await c.query('SELECT 1');
