@@ -59,12 +59,17 @@ export function validateBody<T>(schema: BodySchema, body: unknown): T {
 
 const MIGRATION_TYPES = ['safe', 'risky', 'maintenance'];
 
+/** Where a migration's SQL comes from: inline text or a file the controller reads (one of the two). */
+const SQL_OR_FILE = {
+  sql: { type: 'string', minLength: 1, description: 'migration SQL text' },
+  file: { type: 'string', minLength: 1, description: 'path of a migration file readable by the controller' },
+} as const;
+
 export const SCHEMAS = {
   validate: {
     type: 'object',
     properties: {
-      sql: { type: 'string', minLength: 1, description: 'migration SQL text' },
-      file: { type: 'string', minLength: 1, description: 'path of a migration file readable by the controller' },
+      ...SQL_OR_FILE,
       name: { type: 'string', minLength: 1, description: 'file name for reports (default: basename of file)' },
       pgVersion: { type: 'integer', minimum: 90000, description: 'target server_version_num (default: the active side\'s)' },
     },
@@ -74,8 +79,7 @@ export const SCHEMAS = {
   migrate: {
     type: 'object',
     properties: {
-      sql: { type: 'string', minLength: 1, description: 'migration SQL text' },
-      file: { type: 'string', minLength: 1, description: 'path of a migration file readable by the controller' },
+      ...SQL_OR_FILE,
       name: { type: 'string', minLength: 1, description: 'ledger name (default: basename of file; required with sql for a stable ledger entry)' },
       type: { type: 'string', enum: MIGRATION_TYPES, description: 'the strategy allowed; a file whose class exceeds it is refused' },
       dryRun: { type: 'boolean', description: 'validate, check prerequisites, plan and estimate; change nothing' },

@@ -8,6 +8,7 @@ import { freePort } from '../../src/pgcluster/local-cluster';
 import { startPair, TestCluster } from '../harness/clusters';
 import { PROXY_PASSWORD, PROXY_USER, startProxyFor, TestProxy } from '../harness/proxy';
 import { RawClient } from './raw-client';
+import { errorOf } from '../harness/error-of';
 
 let pair: { blue: TestCluster; green: TestCluster; stop(): Promise<void> };
 let px: TestProxy;
@@ -20,10 +21,6 @@ async function connect(url: string): Promise<Client> {
   await c.connect();
   clients.push(c);
   return c;
-}
-async function errorOf(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
-  try { await p; } catch (e) { return { code: (e as { code?: string }).code, message: (e as Error).message }; }
-  throw new Error('expected an error');
 }
 async function waitFor(what: string, cond: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;

@@ -11,6 +11,7 @@ import { startPair, TestCluster } from '../harness/clusters';
 import { startProxyFor, TestProxy } from '../harness/proxy';
 import { fields, RawClient, rawMessage } from './raw-client';
 import { PROXY_PASSWORD, PROXY_USER } from '../harness/proxy';
+import { errorOf } from '../harness/error-of';
 
 let pair: { blue: TestCluster; green: TestCluster; stop(): Promise<void> };
 let px: TestProxy;
@@ -27,10 +28,6 @@ async function direct(): Promise<Client> {
   await c.connect();
   clients.push(c);
   return c;
-}
-async function errorOf(p: Promise<unknown>): Promise<{ code?: string; message: string }> {
-  try { await p; } catch (e) { return { code: (e as { code?: string }).code, message: (e as Error).message }; }
-  throw new Error('expected an error');
 }
 
 beforeAll(async () => {
