@@ -643,15 +643,50 @@ export class Orchestrator {
     // risky: before the flip nothing changed for the application → discard; after it, go back to the old side
     const { active } = await this.activeSide();
     const source = rec.startSide ?? active;
+    if (active !== source && this.d.flipper && this.d.sync) {
+      // After the flip the reverse slot on the new side holds every write made there since the
+      // flip, including those made while no controller ran: carry them back before flipping back.
+      const back = await this.recoverReverse(rec, source, active);
+      if (back) return;
+    }
     await this.d.sync?.leftovers(rec.id).catch((err) => rec.warnings.push(`could not drop the sync slots: ${errMsg(err)}`));
     if (active !== source && this.d.flipper) {
       const o = await this.d.flipper.flip({ target: source, deadlineMs: 10_000, beforeCommit: async () => { await this.d.fence?.unfence(source); } });
       await this.finish(rec, o.committed ? 'rolled_back' : 'failed', o.committed
-        ? `the controller restarted after the flip; traffic returned to ${source} (writes after the restart may need the reverse sync: see docs/controller.md)`
+        ? `the controller restarted after the flip; traffic returned to ${source} without the writes made on ${active} after the reverse sync's last applied change (it could not be resumed)`
         : `the controller restarted after the flip and could not flip back: ${o.reason}`);
       return;
     }
     await this.finish(rec, 'rolled_back', `the controller restarted during ${rec.steps.at(-1)?.name}; the idle side's sync state was discarded, ${source} unchanged`);
+  }
+
+  /**
+   * Resume the reverse sync of a migration that had flipped when the controller stopped, and
+   * roll back through it. False (with a warning) when the reverse stream cannot be resumed:
+   * the caller then flips back without it.
+   */
+  private async recoverReverse(rec: StoredMigration, source: Side, target: Side): Promise<boolean> {
+    let rev: SyncPort | undefined;
+    try {
+      // the mapping, as the run computed it: the file classified against the old side's catalog
+      const { mapping } = await this.d.classifier.classify(rec.sql, { fileName: rec.name, databaseUrl: this.sideUrl(source) });
+      rev = this.d.sync!.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? { tables: [], newTables: [], droppedTables: [] } });
+      await rev.startStreaming();
+    } catch (err) {
+      await rev?.stop().catch(() => undefined);
+      rec.warnings.push(`could not resume reverse sync from ${target} (${errMsg(err)}): writes made on ${target} since its last synced change are not carried back`);
+      return false;
+    }
+    const warnings = rec.warnings.length;
+    try {
+      await this.rollBackFlip(rec, source, target, rev, 'the controller restarted after the flip');
+    } catch (err) {
+      const caughtUp = !rec.warnings.slice(warnings).some((w) => w.startsWith('final reverse catch-up failed'));
+      await this.d.sync!.leftovers(rec.id).catch((e) => rec.warnings.push(`could not drop the sync slots: ${errMsg(e)}`));
+      if (err instanceof FlowEnd) await this.finish(rec, err.state, caughtUp ? `${err.outcome}; the writes made on ${target} since the flip were synced back first` : err.outcome);
+      else await this.finish(rec, 'failed', `the controller restarted after the flip and could not roll back: ${errMsg(err)}`);
+    }
+    return true;
   }
 
   private async appliedBy(rec: StoredMigration, side: Side): Promise<boolean> {

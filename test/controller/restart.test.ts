@@ -114,3 +114,45 @@ test('killed during a risky migration before its flip: the restarted controller 
   expect(await get('/status')).toMatchObject({ active: 'blue', epoch: 0, migration: null });
   expect((await pair.blue.query(`SELECT column_name FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'step_three'`))).toHaveLength(1);
 });
+
+test('killed after the flip: the restarted controller carries the new side\'s writes back before rolling back', async () => {
+  child?.kill('SIGKILL');
+  // a long watch window: the controller is killed while it watches the new side
+  writeFileSync(path.join(dir, 'pgflip.yaml'), `controller:\n  lockTimeoutMs: 300\n  lockRetries: 1000\n  watchWindowSeconds: 300\n`);
+  await startControllerProcess();
+  // the killed controller's leader lease has to expire first
+  await until('leadership', async () => ((await get('/status')).leader ? true : undefined));
+  const file = path.join(dir, '042_rename_column.sql');
+  writeFileSync(file, 'ALTER TABLE users RENAME COLUMN name TO full_name;\n');
+  const run = cli(['migrate', '--type', 'risky', '--yes', file], env);
+  const rec = await until('watch after the flip', async () => {
+    const [r] = await get('/migrations?limit=1');
+    if (r?.name === '042_rename_column.sql' && ['failed', 'completed', 'rolled_back', 'aborted'].includes(r.state)) throw new Error(`ended early: ${r.outcome}`);
+    return r?.name === '042_rename_column.sql' && r.steps.some((s: { name: string; state: string }) => s.name === 'watch' && s.state === 'running') ? r : undefined;
+  });
+  expect(await get('/status')).toMatchObject({ active: 'green' });
+  child!.kill('SIGKILL');
+  await run;
+  // the application keeps writing to the new side while no controller runs
+  await pair.green.query(`INSERT INTO users (id, full_name) VALUES (900001, 'written while the controller was down')`);
+  await pair.green.query(`UPDATE users SET full_name = 'changed while the controller was down' WHERE id = 7`);
+  await pair.green.query(`DELETE FROM users WHERE id = 8`);
+  await startControllerProcess();
+  const done = await until('recovered', async () => {
+    const r = await get(`/migrations/${rec.id}`);
+    return ['completed', 'failed', 'rolled_back', 'aborted'].includes(r.state) ? r : undefined;
+  }, 60_000);
+  expect(done.state).toBe('rolled_back');
+  expect(done.warnings.filter((w: string) => !w.startsWith('lock_timeout is not set'))).toEqual(['the controller restarted during watch']);
+  expect(done.outcome).toBe('rolled back to blue: the controller restarted after the flip; the writes made on green since the flip were synced back first');
+  expect(await get('/status')).toMatchObject({ active: 'blue', migration: null });
+  // the old side has the writes, under its own column name
+  expect(await pair.blue.query(`SELECT id, name FROM users WHERE id IN (7, 8, 900001) ORDER BY id`)).toEqual([
+    { id: 7, name: 'changed while the controller was down' },
+    { id: 900001, name: 'written while the controller was down' },
+  ]);
+  for (const side of [pair.blue, pair.green]) {
+    expect(await side.query(`SELECT slot_name FROM pg_replication_slots`)).toEqual([]);
+    expect(await side.query(`SELECT pubname FROM pg_publication`)).toEqual([]);
+  }
+}, 120_000);
