@@ -76,6 +76,8 @@ export interface PgflipConfig {
     proxyAdminUrls: string[];
     /** migrations kept in the history */
     historyLimit: number;
+    /** parallel initial-copy workers; absent: chosen from where the two servers run (src/sync/copy.ts) */
+    copyWorkers?: number;
   };
   /** absent → in-process memory state store */
   redisUrl?: string;
@@ -286,6 +288,7 @@ export function validateConfig(cfg: PgflipConfig, required: Array<'backends' | '
     throw new ConfigError('controller.proxyAdminUrls', 'must be a list of http:// URLs');
   }
   checkPositiveInt('controller.historyLimit', c.historyLimit);
+  if (c.copyWorkers !== undefined) checkPositiveInt('controller.copyWorkers', c.copyWorkers);
 }
 
 /** The URL the controller and the sync engine use for a side. */

@@ -39,6 +39,7 @@ describe('configuration', () => {
     ['PGFLIP_API_TOKEN', { require: ['apiToken'], env: {} }, 'config PGFLIP_API_TOKEN: is required'],
     ['controller.apiToken', { env: { PGFLIP_API_TOKEN: 'short' } }, 'config controller.apiToken: must be at least 16 characters'],
     ['redisUrl', { env: { REDIS_URL: 'localhost:6379' } }, 'config redisUrl: must start with redis://'],
+    ['controller.copyWorkers', { flags: { controller: { copyWorkers: 0 } } }, 'config controller.copyWorkers: must be a positive integer (got 0)'],
   ])('names the key %s and the problem', (key, opts, message) => {
     const run = () => loadConfig({ env: {}, ...opts });
     expect(run).toThrow(ConfigError);

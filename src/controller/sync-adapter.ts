@@ -60,7 +60,7 @@ export function syncFactory(cfg: PgflipConfig): SyncFactory {
       const copied = { rows: 0, fraction: 0 };
       const session = new SyncSession({
         source: adminUrl(cfg, source), target: adminUrl(cfg, target), mapping, migrationSql: sql,
-        slotName: `${slotPrefix(migrationId)}_f`, direction: 'forward', registry,
+        slotName: `${slotPrefix(migrationId)}_f`, direction: 'forward', registry, parallel: cfg.controller.copyWorkers,
         onProgress: (p) => {
           if (p.phase !== 'copy') return;
           if (p.rows !== undefined) copied.rows = Math.max(copied.rows, p.rows);

@@ -8,6 +8,7 @@
  * 14+) instead of index range scans that would sort by key; the parts do not
  * overlap because a snapshot fixes every row's ctid.
  */
+import os from 'node:os';
 import { Client } from 'pg';
 import { TableInfo } from './catalog';
 import { relayCopy } from './copy-relay';
@@ -68,7 +69,8 @@ export function splitIntoParts(tables: TableInfo[], chunkBytes: number, tidRange
   // Largest first, so the tail of the run is not one big table copied alone.
   for (const table of [...tables].sort((a, b) => b.bytes - a.bytes)) {
     if (table.kind !== 'r') continue;
-    if (!tidRangeScans || table.bytes <= chunkBytes) {
+    // One worker gains nothing from ranges, and plain COPY reads a whole table faster than a query.
+    if (!tidRangeScans || workers < 2 || table.bytes <= chunkBytes) {
       parts.push({ table });
       continue;
     }
@@ -81,6 +83,30 @@ export function splitIntoParts(tables: TableInfo[], chunkBytes: number, tidRange
     }
   }
   return parts;
+}
+
+/** Default for the copy workers where the servers' cores are unknown. */
+export const DEFAULT_COPY_WORKERS = 4;
+
+/** Whether a connection URL points at this host (loopback or a Unix socket). */
+export function isLocalUrl(url: string): boolean {
+  let u: URL;
+  try { u = new URL(url); } catch { return false; }
+  // libpq's host parameter (?host=/run/postgresql) overrides the authority; a leading / is a socket directory
+  const host = (u.searchParams.get('host') ?? decodeURIComponent(u.hostname)).replace(/^\[|\]$/g, '');
+  return host === '' || host.startsWith('/') || host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
+/**
+ * How many copy workers to run. Each keeps two server processes busy (COPY TO on the
+ * source, COPY FROM on the target) and the relay in this process. When both servers run
+ * on this host they share its cores, and workers beyond half of them only contend: on 2
+ * cores one plain COPY per table beats four range copies (docs/sync.md, Benchmark).
+ * Elsewhere the servers' cores are not known here, so the default is DEFAULT_COPY_WORKERS.
+ */
+export function defaultCopyWorkers(sourceUrl: string, targetUrl: string, cores = os.availableParallelism()): number {
+  if (isLocalUrl(sourceUrl) && isLocalUrl(targetUrl)) return Math.max(1, Math.min(DEFAULT_COPY_WORKERS, Math.floor(cores / 2)));
+  return DEFAULT_COPY_WORKERS;
 }
 
 interface Pair { src: Client; tgt: Client }

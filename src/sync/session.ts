@@ -18,7 +18,7 @@ import { logger as rootLogger, redactUrl } from '../observability/logger';
 import { AppliedBatch, Applier, ApplyStats, RelationPlan, STATE_TABLE, STATE_TABLE_DDL } from './apply';
 import { Catalog, readCatalog, TableInfo, withClient } from './catalog';
 import { cleanupByPrefix, CleanupReport, ORIGIN_PREFIX, originName } from './cleanup';
-import { CopyWorkers, splitIntoParts, TableCopyResult } from './copy';
+import { CopyWorkers, defaultCopyWorkers, splitIntoParts, TableCopyResult } from './copy';
 import { formatLsn, Lsn, parseLsn } from './lsn';
 import { lagGauges, LagGauges } from './metrics';
 import { messageSize, PgoutputMessage } from './pgoutput';
@@ -65,7 +65,7 @@ export interface SyncSessionOptions {
   onError?: (err: Error) => void;
   /** metrics registry (default: prom-client's global one) */
   registry?: Registry;
-  /** parallel copy workers (default 4) */
+  /** parallel copy workers (default: defaultCopyWorkers, from where the two servers run) */
   parallel?: number;
   /** tables larger than this are copied in parallel parts of about this size (default 8 MiB) */
   chunkBytes?: number;
@@ -250,7 +250,7 @@ export class SyncSession {
     // catalog becomes the first worker's source connection.
     const connecting = ReplicationConnection.connect(this.o.source);
     connecting.catch(() => undefined); // awaited below, or closed in finally
-    const parallel = this.o.parallel ?? 4;
+    const parallel = this.o.parallel ?? defaultCopyWorkers(this.o.source, this.o.target);
     const chunkBytes = this.o.chunkBytes ?? 8 * 1024 * 1024;
     const catalogClient = new Client({ connectionString: this.o.source });
     catalogClient.on('error', () => undefined); // failures surface through the queries

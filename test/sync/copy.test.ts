@@ -7,7 +7,7 @@
 import { startPair, TestCluster } from '../harness/clusters';
 import { SyncSession } from '../../src/sync';
 import type { TableInfo } from '../../src/sync';
-import { splitIntoParts } from '../../src/sync/copy';
+import { defaultCopyWorkers, isLocalUrl, splitIntoParts } from '../../src/sync/copy';
 import { leftovers } from './fixtures/writer';
 
 let pair: { blue: TestCluster; green: TestCluster; stop(): Promise<void> };
@@ -80,4 +80,19 @@ test('a large table is split into contiguous block ranges, as many as keep every
   expect(parts.filter((p) => p.table.name === 'small')).toEqual([{ table: expect.objectContaining({ name: 'small' }) }]);
   // without TID range scans (PostgreSQL < 14) a table is one part
   expect(splitIntoParts([table('big', 42 * 1024 * 1024)], 8 * 1024 * 1024, false, 4)).toHaveLength(1);
+  // one worker copies whole tables with plain COPY: ranges would only add a query per part
+  expect(splitIntoParts([table('big', 42 * 1024 * 1024)], 8 * 1024 * 1024, true, 1)).toEqual([{ table: expect.objectContaining({ name: 'big' }) }]);
+});
+
+test('copy workers default to half the cores when both servers share this host, else 4', () => {
+  for (const url of ['postgres://u@127.0.0.1:5432/db', 'postgres://u@localhost/db', 'postgres://u@[::1]:5/db', 'postgres:///db',
+    'postgres://u@%2Frun%2Fpostgresql/db', 'postgres://u@db.example.com/db?host=/run/postgresql']) {
+    expect([url, isLocalUrl(url)]).toEqual([url, true]);
+  }
+  for (const url of ['postgres://u@db.example.com/db', 'postgres://u@10.0.0.7:5432/db', 'not a url']) expect([url, isLocalUrl(url)]).toEqual([url, false]);
+  const local = 'postgres://u@127.0.0.1:5432/a';
+  expect(defaultCopyWorkers(local, 'postgres://u@localhost:5433/b', 2)).toBe(1);
+  expect(defaultCopyWorkers(local, local, 6)).toBe(3);
+  expect(defaultCopyWorkers(local, local, 64)).toBe(4);
+  expect(defaultCopyWorkers(local, 'postgres://u@db.example.com/b', 2)).toBe(4);
 });
