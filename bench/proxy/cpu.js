@@ -12,28 +12,19 @@
  * Knobs (env): BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_SCALE (10), BENCH_MODES (prepared,simple),
  * BENCH_CLIENTS (8), BENCH_THREADS (2), BASELINE_DIST.
  */
-const { spawn, spawnSync } = require('node:child_process');
+const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 const { Client } = require('pg');
-const { LocalCluster, freePort } = require('../../dist/pgcluster/local-cluster.js');
-const { APP, libpqEnv, log, median, once, pgbench, startPgbouncer, startPgflip, waitReady } = require('./run.js');
+const { LocalCluster } = require('../../dist/pgcluster/local-cluster.js');
+const { APP, libpqEnv, log, median, pgbench, startPgbouncer, startPgflip, startPipe } = require('./run.js');
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
 const SCALE = Number(process.env.BENCH_SCALE || 10);
 const MODES = (process.env.BENCH_MODES || 'prepared,simple').split(',');
 const CLIENTS = (process.env.BENCH_CLIENTS || '8').split(',').map(Number);
-
-async function startPipe(work, pgPort) {
-  const port = await freePort();
-  const child = spawn(process.execPath, [path.join(__dirname, 'pipe.js'), String(port), String(pgPort)], { stdio: 'ignore' });
-  // the pipe logs in to PostgreSQL itself: PostgreSQL's superuser, as "direct"
-  const t = { name: 'node pipe', port, user: 'postgres', password: 'postgres', database: APP.database, pid: child.pid, stop: async () => { child.kill('SIGTERM'); await once(child); } };
-  await waitReady(t, 'node pipe', path.join(work, 'none'));
-  return t;
-}
 
 async function main() {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pgflip-bench-cpu-'));

@@ -2,10 +2,11 @@
 /**
  * The proxy benchmark behind bench/proxy.sh (needs `npm run build` first).
  *
- * One PostgreSQL cluster; in front of it pgflip (`pgflip proxy`, SCRAM for clients) and PgBouncer
- * (session mode, SCRAM for clients), both logging in to PostgreSQL as the same superuser.
- * pgbench -S runs against direct, pgflip and PgBouncer in turn (a,b,c,a,b,c …) for each
- * query mode and client count. Printed per row: TPS, p99 latency (from pgbench's sampled
+ * One PostgreSQL cluster; in front of it pgflip (`pgflip proxy`, SCRAM for clients), PgBouncer
+ * (session mode, SCRAM for clients) and a bare Node.js socket pipe (bench/proxy/pipe.js: the
+ * floor any Node.js relay starts from), all logging in to PostgreSQL as the same superuser.
+ * pgbench -S runs against direct, pgflip, PgBouncer and the pipe in turn (a,b,c,d,a,b,c,d …) for
+ * each query mode and client count. Printed per row: TPS, p99 latency (from pgbench's sampled
  * per-transaction log), the proxies' CPU time per transaction (from /proc), and the ratios.
  * Then the proxies' RSS per idle client, with IDLE_CLIENTS raw authenticated connections open.
  *
@@ -132,6 +133,16 @@ function once(child) {
   return new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r() : child.once('exit', r)));
 }
 
+/** bench/proxy/pipe.js: one backend per client, 'data' events, backpressure, nothing else */
+async function startPipe(work, pgPort) {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(__dirname, 'pipe.js'), String(port), String(pgPort)], { stdio: 'ignore' });
+  // the pipe does no authentication of its own: clients log in to PostgreSQL through it
+  const t = { name: 'node pipe', port, user: 'postgres', password: 'postgres', database: APP.database, pid: child.pid, stop: async () => { child.kill('SIGTERM'); await once(child); } };
+  await waitReady(t, 'node pipe', path.join(work, 'none'));
+  return t;
+}
+
 async function startPgbouncer(work, pgPort) {
   const dir = path.join(work, 'pgbouncer');
   fs.mkdirSync(dir, { mode: 0o755 });
@@ -241,14 +252,16 @@ function printReport(rows, idle) {
   lines.push('TPS = median of runs (each run on stderr); p99 = from a 10% sample of all transactions; CPU = proxy process CPU time per transaction (all runs)');
   lines.push('');
   lines.push([pad('mode', 8), pad('clients', 7), pad('direct TPS', 11), pad('p99 ms', 7), pad('pgflip TPS', 11), pad('p99 ms', 7), pad('CPU µs/tx', 9),
-    pad('pgbouncer TPS', 13), pad('p99 ms', 7), pad('CPU µs/tx', 9), pad('pgflip/pgbouncer', 16), pad('pgflip/direct', 13)].join(' '));
+    pad('pgbouncer TPS', 13), pad('p99 ms', 7), pad('CPU µs/tx', 9), pad('pipe TPS', 9), pad('CPU µs/tx', 9),
+    pad('pgflip/pgbouncer', 16), pad('pgflip/direct', 13), pad('pipe/pgbouncer', 14), pad('pgflip/pipe', 11)].join(' '));
   for (const r of rows) {
-    const [d, f, b] = ['direct', 'pgflip', 'pgbouncer'].map((n) => r.targets[n]);
+    const [d, f, b, n] = ['direct', 'pgflip', 'pgbouncer', 'node pipe'].map((k) => r.targets[k]);
     lines.push([pad(r.mode, 8), pad(r.clients, 7),
       pad(fmt(d.tps), 11), pad(fmt(d.p99 / 1000, 2), 7),
       pad(fmt(f.tps), 11), pad(fmt(f.p99 / 1000, 2), 7), pad(fmt(f.cpuPerTx, 1), 9),
       pad(fmt(b.tps), 13), pad(fmt(b.p99 / 1000, 2), 7), pad(fmt(b.cpuPerTx, 1), 9),
-      pad(`${fmt(f.tps / b.tps, 2)}x`, 16), pad(`${fmt(f.tps / d.tps, 2)}x`, 13)].join(' '));
+      pad(fmt(n.tps), 9), pad(fmt(n.cpuPerTx, 1), 9),
+      pad(`${fmt(f.tps / b.tps, 2)}x`, 16), pad(`${fmt(f.tps / d.tps, 2)}x`, 13), pad(`${fmt(n.tps / b.tps, 2)}x`, 14), pad(`${fmt(f.tps / n.tps, 2)}x`, 11)].join(' '));
   }
   lines.push('');
   for (const [name, m] of Object.entries(idle)) {
@@ -257,6 +270,9 @@ function printReport(rows, idle) {
   }
   const worst = Math.min(...rows.map((r) => r.targets.pgflip.tps / r.targets.pgbouncer.tps));
   lines.push('');
+  const pipeWorst = Math.min(...rows.map((r) => r.targets['node pipe'].tps / r.targets.pgbouncer.tps));
+  const overPipe = Math.min(...rows.map((r) => r.targets.pgflip.tps / r.targets['node pipe'].tps));
+  lines.push(`the bare Node.js pipe reaches ${fmt(pipeWorst, 2)}x PgBouncer at worst; pgflip reaches ${fmt(overPipe, 2)}x the pipe at worst`);
   lines.push(`targets: pgflip >= 1.00x PgBouncer TPS in every row: ${worst >= 1 ? 'met' : 'NOT met'} (worst ${fmt(worst, 3)}x); ` +
     `<= 64 KiB RSS per idle client: ${idle.pgflip && idle.pgflip.perClient <= 64 * 1024 ? 'met' : 'NOT met'}`);
   process.stdout.write(`${lines.join('\n')}\n`);
@@ -289,7 +305,9 @@ async function main() {
     stops.unshift(() => pgflip.stop());
     const bouncer = await startPgbouncer(work, cluster.port);
     stops.unshift(() => bouncer.stop());
-    const targets = [direct, pgflip, bouncer];
+    const pipe = await startPipe(work, cluster.port);
+    stops.unshift(() => pipe.stop());
+    const targets = [direct, pgflip, bouncer, pipe];
 
     log('warming up …');
     for (const t of targets) pgbench(t, 'prepared', 8, 2);
@@ -342,4 +360,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { APP, libpqEnv, log, median, once, pgbench, sleep, startPgbouncer, startPgflip, tail, waitReady };
+module.exports = { APP, libpqEnv, log, median, once, pgbench, sleep, startPgbouncer, startPgflip, startPipe, tail, waitReady };
