@@ -520,27 +520,33 @@ export class Orchestrator {
       } else await this.skipStep(rec, 'switch delay', 'no --switch-delay');
       const rev = sync.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? { tables: [], newTables: [], droppedTables: [] } });
       this.running?.syncs.push(rev);
+      // The reverse slot is created before the pause, not in it (slot creation waits for a
+      // consistent point). Until the flip only the forward apply writes to the new side, and its
+      // transactions carry pgflip's replication origin, which the reverse stream skips.
+      await rev.prepareTarget();
       const outcome = await this.step(rec, 'flip', async (s) => {
+        // what the pause is made of, for the step's detail
+        const held = new PhaseTimer();
         const o = await this.d.flipper!.flip({
           target,
           deadlineMs: Math.min(this.d.cfg.controller.holdLimitSeconds * 1000, 10_000),
           onAbort: async () => { await this.d.fence?.unfence(source); await rev.stop().catch(() => undefined); },
           beforeCommit: async () => {
-            await fwd.catchUp({ maxLagMs: 0, timeoutMs: this.d.cfg.controller.holdLimitSeconds * 1000 });
+            await held.time('final catch-up', () => fwd.catchUp({ maxLagMs: 0, timeoutMs: this.d.cfg.controller.holdLimitSeconds * 1000 }));
             // verified while writes are held: the sides are equal at this position, or the flip aborts
-            await this.step(rec, 'verify', async (v) => {
+            await held.time('verify', () => this.step(rec, 'verify', async (v) => {
               const r = await fwd.verify();
               if (!r.ok) throw new Error(`verification failed: ${r.problems.join('; ')}`);
               v.detail = 'row counts and checksums match (writes held)';
-            });
+            }));
             await fwd.stop();
-            await this.d.fence?.fence(source);
-            await rev.prepareTarget();
-            await rev.startStreaming();
+            await held.time('fence', async () => { await this.d.fence?.fence(source); });
+            await held.time('reverse sync', () => rev.startStreaming());
           },
         });
         if (!o.committed) throw new Error(`flip aborted: ${o.reason ?? 'unknown'}; traffic stayed on ${source}`);
-        s.detail = `all proxies on ${target} (epoch ${o.epoch}${o.pauseMs !== undefined ? `, pause ${Math.round(o.pauseMs)} ms` : ''}); ${source} fenced, reverse sync running`;
+        const pause = o.pauseMs !== undefined ? `, pause ${Math.round(o.pauseMs)} ms: ${held.summary()}` : '';
+        s.detail = `all proxies on ${target} (epoch ${o.epoch}${pause}); ${source} fenced, reverse sync running`;
         return o;
       });
       flipped = true;
@@ -705,6 +711,20 @@ function describeMode(m: ReturnType<typeof runMode>): string {
 export function publicRecord(rec: StoredMigration): MigrationRecord {
   const { sql: _sql, ...pub } = rec;
   return pub;
+}
+
+/** Durations of the named phases of a piece of work, in the order they ran. */
+class PhaseTimer {
+  private readonly phases: [string, number][] = [];
+
+  async time<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const t0 = performance.now();
+    try { return await fn(); } finally { this.phases.push([name, performance.now() - t0]); }
+  }
+
+  summary(): string {
+    return this.phases.map(([n, ms]) => `${n} ${Math.round(ms)} ms`).join(', ');
+  }
 }
 
 function abortableSleep(ms: number, signal?: AbortSignal): Promise<void> {

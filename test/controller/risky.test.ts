@@ -284,7 +284,7 @@ test('writers through a real proxy across the whole migration and its flip: 0 cl
     expect(await env.blue.query(`SELECT character_maximum_length AS n FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'name'`)).toEqual([{ n: 300 }]);
     expect(proxy.activeSide).toBe('blue');
     const [rec] = (await api(env, 'GET', '/migrations?limit=1')).body;
-    expect(rec.steps.find((s: { name: string }) => s.name === 'flip').detail).toMatch(/all proxies on blue \(epoch \d+, pause \d+ ms\); green fenced, reverse sync running/);
+    expect(rec.steps.find((s: { name: string }) => s.name === 'flip').detail).toMatch(/all proxies on blue \(epoch \d+, pause \d+ ms: final catch-up \d+ ms, verify \d+ ms, fence \d+ ms, reverse sync \d+ ms\); green fenced, reverse sync running/);
   } finally {
     stop = true;
     await Promise.all(writers).catch(() => undefined);

@@ -171,3 +171,19 @@ it('refuses superuser and unknown roles, naming them', async () => {
   await expect(fence(pg.url(), { roles: ['app_rw', 'no_such_role'], database: 'app' })).rejects.toThrow(/role\(s\) not found on this side: no_such_role/);
   expect(await isFenced(pg.url(), 'app')).toBe(false);
 });
+
+it('ends every bypassing session, all of them gone when fence() returns, including one stuck in a query', async () => {
+  const sessions = await Promise.all(Array.from({ length: 6 }, () => connectAs('app_rw', 'worker')));
+  const pids = await Promise.all(sessions.map(async (s) => (await s.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number));
+  // one of them busy in a long query: it ends at its next interrupt check
+  const busy = sessions[0].query('SELECT pg_sleep(30)').catch((err: Error) => err);
+  try {
+    const report = await fence(pg.url(), { roles: ['app_rw'], database: 'app' });
+    expect(report.terminated.map((t) => t.pid).sort()).toEqual([...pids].sort());
+    expect(await pg.query('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids])).toEqual([]);
+    expect(String(await busy)).toMatch(/terminating connection due to administrator command/);
+  } finally {
+    await unfence(pg.url(), { database: 'app' });
+    await Promise.all(sessions.map((s) => s.end().catch(() => undefined)));
+  }
+});

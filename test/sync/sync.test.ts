@@ -55,6 +55,19 @@ test('forward sync through the migration, then reverse sync, leaves both sides e
   const metrics = await registry.getSingleMetricAsString('pgflip_sync_lag_seconds');
   expect(metrics).toContain('direction="forward"');
 
+  // The reverse slot on green is created while the forward apply still writes there (as the
+  // controller does, before the flip's pause): those transactions carry pgflip's origin and the
+  // reverse stream must skip them, or they would come back to blue twice.
+  const oldCatalog = await (async () => { const c = new Client({ connectionString: blue.url() }); await c.connect(); try { return await readCatalog(c); } finally { await c.end(); } })();
+  const inverse = invertMapping(MAPPING, oldCatalog);
+  expect(inverse.invertible).toBe(false);
+  expect(inverse.problems.join('\n')).toMatch(/public\.notes\.body: type change text → varchar\(20\) USING left\(body, 20\) can lose data/);
+
+  const reverse = new SyncSession({
+    source: green.url(), target: blue.url(), mapping: inverse.mapping, slotName: 'pgflip_rev', direction: 'reverse', registry,
+  });
+  await reverse.checkPrerequisites();
+  await reverse.createSlot();
   const written = await writer.stop();
   expect(written).toBeGreaterThan(duringCopy);
   const final = await forward.catchUp();
@@ -82,16 +95,6 @@ test('forward sync through the migration, then reverse sync, leaves both sides e
   await forward.stop();
 
   // ---- reverse: green (new schema) → blue (old schema) ----
-  const oldCatalog = await (async () => { const c = new Client({ connectionString: blue.url() }); await c.connect(); try { return await readCatalog(c); } finally { await c.end(); } })();
-  const inverse = invertMapping(MAPPING, oldCatalog);
-  expect(inverse.invertible).toBe(false);
-  expect(inverse.problems.join('\n')).toMatch(/public\.notes\.body: type change text → varchar\(20\) USING left\(body, 20\) can lose data/);
-
-  const reverse = new SyncSession({
-    source: green.url(), target: blue.url(), mapping: inverse.mapping, slotName: 'pgflip_rev', direction: 'reverse', registry,
-  });
-  await reverse.checkPrerequisites();
-  await reverse.createSlot();
   await reverse.startStreaming();
   const greenWriter = await startWriter(green.url(), newSchemaOp, 11);
   await sleep(1500);
