@@ -251,6 +251,16 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
         case 'extension': warnings.push(`line ${w.line}: requires extension ${c.detail} to be installable on both blue and green`); break;
       }
     }
+    if (c.type === 'ADD_COLUMN_NOT_NULL' && !isNew && c.table) {
+      // PostgreSQL checks the new column against every existing row: with rows, the statement fails
+      const t = catalogTable(c.table);
+      const col = `${c.table.display}.${c.column ?? '?'}`;
+      if (t && t.rowEstimate > 0) {
+        errors.push(`${at(w)}: ${col} is added NOT NULL without a default to a table with rows (~${Math.round(t.rowEstimate).toLocaleString('en-US')}, planner estimate): PostgreSQL rejects it with SQLSTATE 23502; give it a default, or add it nullable, backfill, then set NOT NULL`);
+      } else if (t && t.rowEstimate < 0) {
+        warnings.push(`line ${w.line}: ${col} is added NOT NULL without a default: it fails (SQLSTATE 23502) if ${c.table.display} has any row (its size is unknown: never analysed)`);
+      }
+    }
     if (c.type === 'DROP_COLUMN' && !isNew && c.table && c.column) {
       const col = catalogTable(c.table)?.columns.get(c.column);
       if (col?.notNull && !col.hasDefault) warnings.push(`line ${w.line}: ${c.table.display}.${c.column} is NOT NULL without default: reverse sync cannot fill it, so a rollback after the flip needs --no-rollback`);
