@@ -220,9 +220,8 @@ async function terminateBypassing(c: Client, opts: FenceOptions): Promise<Termin
   // fence() returns only once they are gone. pg_terminate_backend(pid, timeout) would wait for
   // them one by one, and sleeps 100 ms before its second look at each: 4 sessions, 400 ms of a
   // flip's pause. All are signalled at once above and awaited together here.
-  const pids = r.rows.map((x) => x.pid);
   const deadline = Date.now() + TERMINATE_WAIT_MS;
-  let alive = pids;
+  let alive = r.rows.map((x) => x.pid);
   for (let wait = 1; alive.length; wait = Math.min(wait * 2, 50)) {
     alive = (await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [alive])).rows.map((x) => x.pid);
     if (!alive.length) break;
