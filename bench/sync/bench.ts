@@ -22,7 +22,7 @@ import { pgTool, runTool } from '../../src/sync/schema';
 // synchronous_commit stays at its default (on): with it off, WAL reaches the walsender only at the
 // WAL writer's next flush (wal_writer_delay), which adds up to 200 ms of lag that is not sync's.
 const SETTINGS = { fsync: 'off', full_page_writes: 'off', shared_buffers: '256MB', max_wal_size: '4GB', checkpoint_timeout: '30min' };
-const RUNS = Number(process.env.BENCH_RUNS ?? 2);
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const LOAD_SECONDS = Number(process.env.BENCH_LOAD_SECONDS ?? 20);
 const PARTS = (process.env.BENCH_PARTS ?? 'copy,apply').split(',');
 const TIMELINE = process.env.BENCH_TIMELINE === '1';
