@@ -55,11 +55,14 @@ const now = (): string => new Date().toISOString();
 const errMsg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 export const checksumOf = (sql: string): string => createHash('sha256').update(sql, 'utf8').digest('hex');
 
+/** further comparisons, each after a catch-up, of tables that differed while writes ran */
+const VERIFY_RETRIES = 2;
+
 /** Flow steps with their share of the progress bar. */
 const FLOW_STEPS: Record<MigrationClass, string[]> = {
   safe: ['validate', 'rollback point', 'apply', 'ledger'],
   maintenance: ['validate', 'rollback point', 'hold traffic', 'apply', 'resume traffic'],
-  risky: ['validate', 'rollback point', 'prepare idle side', 'copy', 'migrate idle side', 'catch up', 'switch delay', 'flip', 'verify', 'watch', 'finalize'],
+  risky: ['validate', 'rollback point', 'prepare idle side', 'copy', 'migrate idle side', 'catch up', 'verify', 'switch delay', 'flip', 'final verify', 'watch', 'finalize'],
 };
 
 export class Orchestrator {
@@ -512,6 +515,21 @@ export class Orchestrator {
         rec.lag = { seconds: p.lagSeconds ?? 0, bytes: p.lagBytes ?? 0 };
         s.detail = `lag ${rec.lag.seconds.toFixed(2)} s, ${rec.lag.bytes} bytes`;
       });
+      // Verified while writes continue, so that the pause does not grow with the data: a table
+      // written meanwhile can differ for a moment and is compared again after a catch-up; what
+      // still differs is compared once more while writes are held, where it must match.
+      let pending: string[] = [];
+      await this.step(rec, 'verify', async (s) => {
+        let r = await fwd.verify();
+        for (let attempt = 0; r.unequal.length && attempt < VERIFY_RETRIES; attempt++) {
+          await fwd.catchUp({ maxLagMs: 0, timeoutMs: 10 * 60_000 });
+          r = { ...(await fwd.verify(r.unequal)), tables: r.tables };
+        }
+        pending = r.unequal;
+        s.detail = pending.length
+          ? `${r.tables - pending.length} of ${r.tables} table(s) match; ${pending.join(', ')} changed while compared: compared again while writes are held`
+          : `row counts and checksums of ${r.tables} table(s) match`;
+      });
       if (rec.switchDelaySeconds > 0) {
         await this.step(rec, 'switch delay', async (s) => {
           await abortableSleep(rec.switchDelaySeconds * 1000, this.running?.abort.signal);
@@ -533,11 +551,12 @@ export class Orchestrator {
           onAbort: async () => { await this.d.fence?.unfence(source); await rev.stop().catch(() => undefined); },
           beforeCommit: async () => {
             await held.time('final catch-up', () => fwd.catchUp({ maxLagMs: 0, timeoutMs: this.d.cfg.controller.holdLimitSeconds * 1000 }));
-            // verified while writes are held: the sides are equal at this position, or the flip aborts
-            await held.time('verify', () => this.step(rec, 'verify', async (v) => {
-              const r = await fwd.verify();
+            // the tables that differed while writes ran: now the sides must be equal, or the flip aborts
+            await held.time('verify', () => this.step(rec, 'final verify', async (v) => {
+              if (!pending.length) { v.detail = 'every table matched before the pause'; return; }
+              const r = await fwd.verify(pending);
               if (!r.ok) throw new Error(`verification failed: ${r.problems.join('; ')}`);
-              v.detail = 'row counts and checksums match (writes held)';
+              v.detail = `${pending.join(', ')}: row counts and checksums match (writes held)`;
             }));
             await fwd.stop();
             await held.time('fence', async () => { await this.d.fence?.fence(source); });

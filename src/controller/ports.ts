@@ -55,7 +55,8 @@ export interface SyncPort {
   startStreaming(): Promise<void>;
   /** until the lag is under maxLagMs (or zero when traffic is held) */
   catchUp(opts?: { maxLagMs?: number; timeoutMs?: number }): Promise<SyncProgress>;
-  verify(): Promise<{ ok: boolean; problems: string[] }>;
+  /** all tables, or those named (the source's `schema.table`); `unequal` names the ones that differ */
+  verify(tables?: string[]): Promise<{ ok: boolean; problems: string[]; tables: number; unequal: string[] }>;
   progress(): SyncProgress;
   stop(): Promise<void>;
   /** drops slots, publications and sync bookkeeping; idempotent */

@@ -36,11 +36,14 @@ function port(session: SyncSession, prepare: () => Promise<void>, onCopy: { fn?:
       const lag = session.lag();
       return { lagSeconds: lag.seconds, lagBytes: lag.bytes };
     },
-    async verify() {
-      const r = await session.verify();
+    async verify(tables) {
+      const r = await session.verify(tables);
+      const unequal = r.tables.filter((t) => !t.equal);
       return {
         ok: r.equal,
-        problems: r.tables.filter((t) => !t.equal).map((t) => `${t.table}: ${t.sourceRows} rows on the source, ${t.targetRows} on the target${t.firstDifference ? `, first difference at ${t.firstDifference.key}` : ''}`),
+        problems: unequal.map((t) => `${t.table}: ${t.sourceRows} rows on the source, ${t.targetRows} on the target${t.firstDifference ? `, first difference at ${t.firstDifference.key}` : ''}`),
+        tables: r.tables.length,
+        unequal: unequal.map((t) => t.table),
       };
     },
     progress() {

@@ -159,7 +159,7 @@ test('drop a table: copy under writes, flip, old side fenced and reverse-synced 
   for (const side of [env.blue, env.green]) expect(await side.query(`SELECT slot_name FROM pg_replication_slots`)).toEqual([]);
   expect(await env.green.query(`SELECT name, class, side FROM pgflip.migrations`)).toEqual([{ name: '002_drop_unused_table.sql', class: 'risky', side: 'green' }]);
   const rec = await waitFor(env, id);
-  expect(rec.steps.map((s: { name: string }) => s.name)).toEqual(['validate', 'rollback point', 'prepare idle side', 'copy', 'migrate idle side', 'catch up', 'switch delay', 'flip', 'verify', 'watch', 'finalize']);
+  expect(rec.steps.map((s: { name: string }) => s.name)).toEqual(['validate', 'rollback point', 'prepare idle side', 'copy', 'migrate idle side', 'catch up', 'verify', 'switch delay', 'flip', 'final verify', 'watch', 'finalize']);
 }, 120_000);
 
 test('the new side dies during the window: automatic rollback to the old side, no acknowledged write lost', async () => {
@@ -292,4 +292,35 @@ test('writers through a real proxy across the whole migration and its flip: 0 cl
     await proxy.close();
     await proxyStore.close();
   }
+}, 120_000);
+
+test('a table that differs after every comparison fails the flip while writes are held: traffic stays, the old side keeps taking writes', async () => {
+  const { active } = (await env.ctl.store.getActive())!;
+  const w = writer(active, 'diverge');
+  try {
+    // The idle copy is made to diverge by the migration itself: an ALWAYS trigger (it fires for
+    // the sync's replica-role apply too) alters every row streamed in after the migration.
+    const f = env.migration('040_diverging_copy.sql', [
+      'ALTER TABLE users RENAME COLUMN name TO full_name;',
+      'CREATE FUNCTION mangle_name() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.full_name := NEW.full_name || \' (mangled)\'; RETURN NEW; END $$;',
+      'CREATE TRIGGER mangle BEFORE INSERT ON users FOR EACH ROW EXECUTE FUNCTION mangle_name();',
+      'ALTER TABLE users ENABLE ALWAYS TRIGGER mangle;',
+      '',
+    ].join('\n'));
+    const r = await script('execute-migration.sh', ['--type', 'risky', '--yes', f], env.env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/040_diverging_copy\.sql: failed — .*verification failed: public\.users: \d+ rows on the source, \d+ on the target, first difference at \(\d+\)/);
+    const [rec] = (await api(env, 'GET', '/migrations?limit=1')).body;
+    const step = (name: string) => rec.steps.find((s: { name: string }) => s.name === name);
+    expect(step('verify')).toMatchObject({ state: 'done', detail: expect.stringMatching(/^\d+ of \d+ table\(s\) match; public\.users changed while compared: compared again while writes are held$/) });
+    expect(step('final verify')).toMatchObject({ state: 'failed' });
+    expect(await env.ctl.store.getActive()).toMatchObject({ active });
+    // the old side was not fenced: the application keeps writing there
+    const before = w.acked.length;
+    await new Promise((res) => setTimeout(res, 300));
+    expect(w.acked.length).toBeGreaterThan(before);
+  } finally {
+    await w.stop();
+  }
+  for (const side of [env.blue, env.green]) expect(await side.query(`SELECT slot_name FROM pg_replication_slots`)).toEqual([]);
 }, 120_000);
