@@ -17,7 +17,8 @@ import { Client } from 'pg';
 import { LocalCluster } from '../../src/pgcluster/local-cluster';
 import { SyncSession } from '../../src/sync';
 import { defaultCopyWorkers } from '../../src/sync/copy';
-import { pgTool, runTool } from '../../src/sync/schema';
+import { clientTool } from '../../src/pgcluster/binaries';
+import { runTool } from '../../src/sync/schema';
 
 // synchronous_commit stays at its default (on): with it off, WAL reaches the walsender only at the
 // WAL writer's next flush (wal_writer_delay), which adds up to 200 ms of lag that is not sync's.
@@ -47,10 +48,10 @@ async function recreate(cluster: LocalCluster, db: string): Promise<void> {
 async function baseline(source: LocalCluster, target: LocalCluster, table: string): Promise<number> {
   await recreate(target, 'baseline');
   const url = withDb(target.url('postgres'), 'baseline');
-  const pre = await runTool(pgTool('pg_dump'), ['--schema-only', '--section=pre-data', '-t', table], source.url('app'));
-  await runTool(pgTool('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-'], url, pre);
+  const pre = await runTool(clientTool('pg_dump'), ['--schema-only', '--section=pre-data', '-t', table], source.url('app'));
+  await runTool(clientTool('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-'], url, pre);
   const t0 = Date.now();
-  await runTool('/bin/sh', ['-c', `"${pgTool('pg_dump')}" --data-only -t ${table} -d "$SRC" | PGDATABASE=baseline "${pgTool('psql')}" -X -q -v ON_ERROR_STOP=1`], url, undefined, { SRC: source.url('app') });
+  await runTool('/bin/sh', ['-c', `"${clientTool('pg_dump')}" --data-only -t ${table} -d "$SRC" | PGDATABASE=baseline "${clientTool('psql')}" -X -q -v ON_ERROR_STOP=1`], url, undefined, { SRC: source.url('app') });
   return (Date.now() - t0) / 1000;
 }
 
@@ -154,7 +155,7 @@ const changeCount = async (url: string) =>
 async function applyWith(impl: Impl, source: LocalCluster, target: LocalCluster): Promise<ApplyFigures> {
   const src = source.url('app');
   await recreate(source, 'app');
-  await runTool(pgTool('pgbench'), ['-i', '-s', '10', '-q'], src);
+  await runTool(clientTool('pgbench'), ['-i', '-s', '10', '-q'], src);
   await sql(src, 'ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY');
   const lagSamples: number[] = [];
   const txnLag: number[] = [];
@@ -192,7 +193,7 @@ async function applyWith(impl: Impl, source: LocalCluster, target: LocalCluster)
   const batchesAt = s.stats?.batches ?? 0;
   const cpuAt = cpuOf(pids);
   const t0 = Date.now();
-  const out = await runTool(pgTool('pgbench'), ['-n', '-c', '4', '-j', '2', '-T', String(LOAD_SECONDS)], src);
+  const out = await runTool(clientTool('pgbench'), ['-n', '-c', '4', '-j', '2', '-T', String(LOAD_SECONDS)], src);
   const loadSeconds = (Date.now() - t0) / 1000;
   const appliedDuringLoad = applyChanges;
   const loadCpu = cpuSince(cpuAt, cpuOf(pids), appliedDuringLoad);
@@ -206,7 +207,7 @@ async function applyWith(impl: Impl, source: LocalCluster, target: LocalCluster)
 
   // apply capacity: drain a backlog built while the stream was stopped
   await s.stop();
-  await runTool(pgTool('pgbench'), ['-n', '-c', '4', '-j', '2', '-T', String(Math.round(LOAD_SECONDS / 2))], src);
+  await runTool(clientTool('pgbench'), ['-n', '-c', '4', '-j', '2', '-T', String(Math.round(LOAD_SECONDS / 2))], src);
   const before = applyChanges;
   const t1 = Date.now();
   const cpu0 = process.cpuUsage();

@@ -9,11 +9,11 @@
  * which the dump amends when they differed) and the dump is replayed.
  */
 import { execFile, spawn } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { findPgBinaries } from '../pgcluster/binaries';
+import { clientTool } from '../pgcluster/binaries';
 import type { Side } from '../config';
 
 const run = promisify(execFile);
@@ -32,15 +32,8 @@ export interface RollbackPoint {
 const HEADER = '-- pgflip rollback point ';
 const NAME_RE = /^rollback-(.+)-(\d{8}T\d{6}(?:\d{3})?Z)\.sql$/;
 
-/** pg_dump / psql: next to the server binaries pgflip found, else on PATH (/usr/bin). */
-export function clientBinary(name: 'pg_dump' | 'psql'): string {
-  try {
-    const p = path.join(findPgBinaries().dir, name);
-    if (existsSync(p)) return p;
-  } catch { /* no server binaries: try the client package */ }
-  for (const dir of ['/usr/bin', '/usr/local/bin']) if (existsSync(path.join(dir, name))) return path.join(dir, name);
-  throw new Error(`${name} not found: install the PostgreSQL client (postgresql-client) or set PGFLIP_PG_BIN; --no-rollback runs without a rollback point`);
-}
+/** pg_dump / psql for rollback points (see clientTool) */
+export const clientBinary = (name: 'pg_dump' | 'psql'): string => clientTool(name, '--no-rollback runs without a rollback point');
 
 /** The URL without its password (which goes through PGPASSWORD, never argv). */
 export function connectionArgs(url: string): { dbname: string; env: NodeJS.ProcessEnv; database: string } {

@@ -6,19 +6,9 @@
  * Credentials go to the tools through the environment, never the command line.
  */
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { findPgBinaries } from '../pgcluster/binaries';
+import { clientTool } from '../pgcluster/binaries';
 import { HELPER_SCHEMA } from './catalog';
-
-/** Path of a PostgreSQL client tool: the server binaries' directory, else /usr/bin. */
-export function pgTool(name: 'pg_dump' | 'psql' | 'pgbench'): string {
-  try {
-    const p = path.join(findPgBinaries().dir, name);
-    if (existsSync(p)) return p;
-  } catch { /* no server binaries: fall through */ }
-  return path.join('/usr/bin', name);
-}
 
 /** libpq environment for a postgres:// URL (host, port, user, password, database, sslmode). */
 export function libpqEnv(url: string): Record<string, string> {
@@ -71,11 +61,11 @@ export interface DumpOptions {
 export function dumpSchema(sourceUrl: string, section: 'pre-data' | 'post-data', opts: DumpOptions = {}): Promise<string> {
   const args = ['--schema-only', `--section=${section}`, `--exclude-schema=${HELPER_SCHEMA}`, '--no-publications', '--no-subscriptions'];
   if (opts.noOwner) args.push('--no-owner', '--no-privileges');
-  return runTool(pgTool('pg_dump'), args, sourceUrl);
+  return runTool(clientTool('pg_dump'), args, sourceUrl);
 }
 
 /** Replay SQL (e.g. a pg_dump script) with psql, stopping at the first error. */
 export async function runPsql(targetUrl: string, sql: string, settings: Record<string, string> = {}): Promise<void> {
   const pgOptions = Object.entries(settings).map(([k, v]) => `-c ${k}=${v}`).join(' ');
-  await runTool(pgTool('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-'], targetUrl, sql, pgOptions ? { PGOPTIONS: pgOptions } : {});
+  await runTool(clientTool('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', '-'], targetUrl, sql, pgOptions ? { PGOPTIONS: pgOptions } : {});
 }
