@@ -640,6 +640,10 @@ export class Orchestrator {
   // ---------- recovery after a restart ----------
 
   private async recover(): Promise<void> {
+    // a flip (of a migration or a manual switch) left pausing by a dead controller: release the proxies first
+    const flip = await this.d.store.currentFlip();
+    if (flip?.state === 'pausing') await this.d.store.abortFlip(flip.id, 'controller restarted');
+    await this.unfenceActive();
     const cur = await this.d.store.getJson<{ id: string | null }>(STORE_KEYS.current);
     const id = cur?.value?.id;
     if (!id) return;
@@ -647,9 +651,6 @@ export class Orchestrator {
     if (!rec || isTerminal(rec.state)) return;
     logger().warn({ id, state: rec.state, step: rec.steps.at(-1)?.name }, 'resuming an unfinished migration after a restart');
     await this.d.audit.write({ who: 'controller', via: 'controller', action: 'migration.recover', target: id, outcome: 'started', detail: { lastStep: rec.steps.at(-1)?.name } });
-    // a flip left pausing by the dead controller: release the proxies first
-    const flip = await this.d.store.currentFlip();
-    if (flip?.state === 'pausing') await this.d.store.abortFlip(flip.id, 'controller restarted');
     for (const s of rec.steps) if (s.state === 'running') { s.state = 'failed'; s.detail = 'interrupted: the controller stopped'; s.finishedAt = now(); }
     rec.warnings.push(`the controller restarted during ${rec.steps.at(-1)?.name ?? 'start-up'}`);
     if (rec.type === 'safe' || rec.dryRun) {
@@ -683,6 +684,24 @@ export class Orchestrator {
       return;
     }
     await this.finish(rec, 'rolled_back', `the controller restarted during ${rec.steps.at(-1)?.name}; the idle side's sync state was discarded, ${source} unchanged`);
+  }
+
+  /**
+   * The side serving traffic must take writes. A flip fences the side it leaves inside its
+   * pause, before the commit: a controller that died between the two left the active side
+   * fenced, with nobody to lift the fence.
+   */
+  private async unfenceActive(): Promise<void> {
+    if (!this.d.fence) return;
+    try {
+      const { active } = await this.activeSide();
+      if (!(await this.d.fence.isFenced(active))) return;
+      await this.d.fence.unfence(active);
+      logger().warn({ side: active }, 'the active side was fenced (a flip interrupted after fencing it): fence lifted');
+      await this.d.audit.write({ who: 'controller', via: 'controller', action: 'fence.lift', target: active, outcome: 'done', detail: { reason: 'the active side was found fenced at start-up' } });
+    } catch (err) {
+      logger().error({ err: errMsg(err) }, 'could not check or lift a fence on the active side');
+    }
   }
 
   /**

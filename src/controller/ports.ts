@@ -79,4 +79,5 @@ export interface FencePort {
   /** application roles can no longer write to the side */
   fence(side: Side): Promise<void>;
   unfence(side: Side): Promise<void>;
+  isFenced(side: Side): Promise<boolean>;
 }

@@ -10,7 +10,7 @@ import { classifySql } from '../classifier';
 import { openStateStore } from '../state';
 import type { StateStore } from '../state/store';
 import { FlipCoordinator, FlipOutcome as CoordinatorOutcome } from '../switch/coordinator';
-import { fence, unfence } from '../switch/fencing';
+import { fence, isFenced, unfence } from '../switch/fencing';
 import { syncFactory } from './sync-adapter';
 import { createApp } from './api';
 import { AuditLog } from './audit';
@@ -141,5 +141,6 @@ function defaultFence(cfg: PgflipConfig): FencePort | undefined {
   return {
     async fence(side) { await fence(adminUrl(cfg, side), { roles, database: database(side) }); },
     async unfence(side) { await unfence(adminUrl(cfg, side), { roles, database: database(side) }); },
+    isFenced: (side) => isFenced(adminUrl(cfg, side), database(side)),
   };
 }

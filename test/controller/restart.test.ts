@@ -4,10 +4,11 @@
  * rolls it back: never a half-applied file, never a leaked replication slot.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../src/pgcluster/local-cluster';
+import { fence, isFenced } from '../../src/switch/fencing';
 import { startPair, startRedis, TestCluster, TestRedis } from '../harness/clusters';
 import { cli, ROOT, TOKEN } from './helpers';
 
@@ -32,11 +33,11 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function startControllerProcess(): Promise<void> {
+async function startControllerProcess(extraEnv: NodeJS.ProcessEnv = {}): Promise<void> {
   child = spawn('node', [path.join(ROOT, 'dist/cli/main.js'), 'controller', '--config', path.join(dir, 'pgflip.yaml'), '--listen', `127.0.0.1:${port}`], {
     env: {
       PATH: process.env.PATH!, BLUE_DATABASE_URL: pair.blue.url(), GREEN_DATABASE_URL: pair.green.url(), REDIS_URL: redis.url,
-      PGFLIP_API_TOKEN: TOKEN, PGFLIP_BACKUP_DIR: path.join(dir, 'backups'), PGFLIP_AUDIT_LOG: path.join(dir, 'audit.log'),
+      PGFLIP_API_TOKEN: TOKEN, PGFLIP_BACKUP_DIR: path.join(dir, 'backups'), PGFLIP_AUDIT_LOG: path.join(dir, 'audit.log'), ...extraEnv,
     },
     stdio: 'ignore',
   });
@@ -156,3 +157,26 @@ test('killed after the flip: the restarted controller carries the new side\'s wr
     expect(await side.query(`SELECT pubname FROM pg_publication`)).toEqual([]);
   }
 }, 120_000);
+
+test('a controller that died in a flip\'s pause after fencing the side it was leaving: the next one lifts that fence', async () => {
+  child?.kill('SIGKILL');
+  // the application's role, whose writes fencing takes away
+  await pair.blue.query(`CREATE ROLE app_rw LOGIN PASSWORD 'pw'; GRANT INSERT, SELECT ON users TO app_rw`);
+  // what the dead controller did inside the pause, before its commit that never came
+  await fence(pair.blue.url(), { roles: ['app_rw'], database: 'app' });
+  expect(await isFenced(pair.blue.url(), 'app')).toBe(true);
+  await startControllerProcess({ DB_USER: 'app_rw' });
+  expect(await get('/status')).toMatchObject({ active: 'blue' });
+  await until('the fence lifted', async () => (!(await isFenced(pair.blue.url(), 'app')) ? true : undefined));
+  const app = new URL(pair.blue.url());
+  app.username = 'app_rw';
+  app.password = 'pw';
+  const { Client } = await import('pg');
+  const c = new Client({ connectionString: app.toString() });
+  await c.connect();
+  try {
+    await c.query(`INSERT INTO users (id) VALUES (910001)`);
+  } finally { await c.end(); }
+  const audit = readFileSync(path.join(dir, 'audit.log'), 'utf8');
+  expect(audit).toMatch(/"action":"fence\.lift","target":"blue"/);
+});
