@@ -538,11 +538,11 @@ export class Orchestrator {
       } else await this.skipStep(rec, 'switch delay', 'no --switch-delay');
       const rev = sync.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? { tables: [], newTables: [], droppedTables: [] } });
       this.running?.syncs.push(rev);
-      // The reverse slot is created before the pause, not in it (slot creation waits for a
-      // consistent point). Until the flip only the forward apply writes to the new side, and its
-      // transactions carry pgflip's replication origin, which the reverse stream skips.
-      await rev.prepareTarget();
       const outcome = await this.step(rec, 'flip', async (s) => {
+        // The reverse slot is created before the pause, not in it (slot creation waits for a
+        // consistent point). Until the flip only the forward apply writes to the new side, and its
+        // transactions carry pgflip's replication origin, which the reverse stream skips.
+        await rev.prepareTarget();
         // what the pause is made of, for the step's detail
         const held = new PhaseTimer();
         const o = await this.d.flipper!.flip({
