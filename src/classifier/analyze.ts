@@ -252,11 +252,13 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
       }
     }
     if (c.type === 'ADD_COLUMN_NOT_NULL' && !isNew && c.table) {
-      // PostgreSQL checks the new column against every existing row: with rows, the statement fails
+      // PostgreSQL checks the new column against every existing row: with rows, the statement
+      // fails. A warning, not an error: the estimate can be stale (a table emptied since its last
+      // ANALYZE), the file may empty the table first, and a domain type may bring a default.
       const t = catalogTable(c.table);
       const col = `${c.table.display}.${c.column ?? '?'}`;
       if (t && t.rowEstimate > 0) {
-        errors.push(`${at(w)}: ${col} is added NOT NULL without a default to a table with rows (~${Math.round(t.rowEstimate).toLocaleString('en-US')}, planner estimate): PostgreSQL rejects it with SQLSTATE 23502; give it a default, or add it nullable, backfill, then set NOT NULL`);
+        warnings.push(`line ${w.line}: ${col} is added NOT NULL without a default to a table with rows (~${Math.round(t.rowEstimate).toLocaleString('en-US')}, planner estimate): PostgreSQL rejects that with SQLSTATE 23502; give it a default, or add it nullable, backfill, then set NOT NULL`);
       } else if (t && t.rowEstimate < 0) {
         warnings.push(`line ${w.line}: ${col} is added NOT NULL without a default: it fails (SQLSTATE 23502) if ${c.table.display} has any row (its size is unknown: never analysed)`);
       }

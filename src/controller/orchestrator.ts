@@ -72,6 +72,8 @@ export class Orchestrator {
   private readonly holder: string;
   private readonly done = new Map<string, Promise<void>>();
   private stopped = false;
+  /** set while a restarted controller finishes what its predecessor left (no manual switch meanwhile) */
+  private recovering = false;
 
   constructor(private readonly d: OrchestratorDeps) {
     this.holder = d.holder ?? `controller-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -112,7 +114,8 @@ export class Orchestrator {
     }, ttl / 3);
     this.renewTimer.unref();
     await this.activeSide();
-    await this.recover();
+    this.recovering = true;
+    try { await this.recover(); } finally { this.recovering = false; }
   }
 
   async stop(): Promise<void> {
@@ -540,9 +543,12 @@ export class Orchestrator {
       this.running?.syncs.push(rev);
       const outcome = await this.step(rec, 'flip', async (s) => {
         // The reverse slot is created before the pause, not in it (slot creation waits for a
-        // consistent point). Until the flip only the forward apply writes to the new side, and its
-        // transactions carry pgflip's replication origin, which the reverse stream skips.
-        await rev.prepareTarget();
+        // consistent point), when that is safe: until the flip only the forward apply writes to
+        // the new side, and the reverse stream skips its transactions by their replication
+        // origin. Without the origin (no superuser on the new side) it is created inside the
+        // pause, once the forward stream has stopped.
+        const earlySlot = fwd.tagsOrigin();
+        if (earlySlot) await rev.prepareTarget();
         // what the pause is made of, for the step's detail
         const held = new PhaseTimer();
         const o = await this.d.flipper!.flip({
@@ -560,7 +566,7 @@ export class Orchestrator {
             }));
             await fwd.stop();
             await held.time('fence', async () => { await this.d.fence?.fence(source); });
-            await held.time('reverse sync', () => rev.startStreaming());
+            await held.time('reverse sync', async () => { if (!earlySlot) await rev.prepareTarget(); await rev.startStreaming(); });
           },
         });
         if (!o.committed) throw new Error(`flip aborted: ${o.reason ?? 'unknown'}; traffic stayed on ${source}`);
@@ -623,6 +629,7 @@ export class Orchestrator {
   async switchTo(target: Side): Promise<{ active: Side; epoch: number; pauseMs?: number; changed: boolean }> {
     if (!this.lease) throw new ConflictError('this controller is not the leader');
     if (this.running) throw new ConflictError(`migration ${this.running.rec.id} is running; abort it first`);
+    if (this.recovering) throw new ConflictError('the controller is finishing a migration left by its predecessor; try again shortly');
     if (!this.d.flipper) throw new Error('no flip coordinator configured');
     const { active, epoch } = await this.activeSide();
     if (active === target) return { active, epoch, changed: false };
@@ -670,10 +677,16 @@ export class Orchestrator {
     const { active } = await this.activeSide();
     const source = rec.startSide ?? active;
     if (active !== source && this.d.flipper && this.d.sync) {
+      // --no-rollback, or the watch had passed: the migration stands; finish it forward
+      if (rec.noRollback || rec.steps.some((x) => (x.name === 'watch' && x.state === 'done') || x.name === 'finalize')) {
+        await this.d.sync.leftovers(rec.id).catch((err) => rec.warnings.push(`could not drop the sync slots: ${errMsg(err)}`));
+        await this.finish(rec, 'completed', `switched to ${active}; the controller restarted during ${rec.steps.at(-1)?.name} and finished it`);
+        return;
+      }
       // After the flip the reverse slot on the new side holds every write made there since the
       // flip, including those made while no controller ran: carry them back before flipping back.
-      const back = await this.recoverReverse(rec, source, active);
-      if (back) return;
+      await this.recoverReverse(rec, source, active);
+      return;
     }
     await this.d.sync?.leftovers(rec.id).catch((err) => rec.warnings.push(`could not drop the sync slots: ${errMsg(err)}`));
     if (active !== source && this.d.flipper) {
@@ -705,32 +718,37 @@ export class Orchestrator {
   }
 
   /**
-   * Resume the reverse sync of a migration that had flipped when the controller stopped, and
-   * roll back through it. False (with a warning) when the reverse stream cannot be resumed:
-   * the caller then flips back without it.
+   * Resume the reverse sync of a migration that had flipped when the controller stopped, let it
+   * catch up while writes still run (the backlog of the outage, outside any pause), then roll
+   * back through it. Where the reverse stream cannot be resumed or catch up, traffic stays on
+   * the new side: flipping back would lose the writes made there.
    */
-  private async recoverReverse(rec: StoredMigration, source: Side, target: Side): Promise<boolean> {
+  private async recoverReverse(rec: StoredMigration, source: Side, target: Side): Promise<void> {
     let rev: SyncPort | undefined;
     try {
-      // the mapping, as the run computed it: the file classified against the old side's catalog
-      const { mapping } = await this.d.classifier.classify(rec.sql, { fileName: rec.name, databaseUrl: this.sideUrl(source) });
-      rev = this.d.sync!.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? { tables: [], newTables: [], droppedTables: [] } });
-      await rev.startStreaming();
+      await this.step(rec, 'reverse catch-up', async (s) => {
+        // the mapping, as the run computed it: the file classified against the old side's catalog
+        const { mapping } = await this.d.classifier.classify(rec.sql, { fileName: rec.name, databaseUrl: this.sideUrl(source) });
+        rev = this.d.sync!.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? { tables: [], newTables: [], droppedTables: [] } });
+        await rev.startStreaming();
+        const p = await rev.catchUp({ timeoutMs: 10 * 60_000 });
+        s.detail = `writes made on ${target} since the flip applied on ${source} (lag ${(p.lagSeconds ?? 0).toFixed(2)} s)`;
+      });
     } catch (err) {
       await rev?.stop().catch(() => undefined);
-      rec.warnings.push(`could not resume reverse sync from ${target} (${errMsg(err)}): writes made on ${target} since its last synced change are not carried back`);
-      return false;
+      await this.finish(rec, 'failed', `the controller restarted after the flip and could not resume reverse sync (${errMsg(err)}): traffic stays on ${target}, where the migration is applied; flipping back now would lose the writes made there`);
+      return;
     }
     const warnings = rec.warnings.length;
     try {
-      await this.rollBackFlip(rec, source, target, rev, 'the controller restarted after the flip');
+      await this.rollBackFlip(rec, source, target, rev!, 'the controller restarted after the flip');
     } catch (err) {
+      await rev!.stop().catch(() => undefined);
       const caughtUp = !rec.warnings.slice(warnings).some((w) => w.startsWith('final reverse catch-up failed'));
       await this.d.sync!.leftovers(rec.id).catch((e) => rec.warnings.push(`could not drop the sync slots: ${errMsg(e)}`));
       if (err instanceof FlowEnd) await this.finish(rec, err.state, caughtUp ? `${err.outcome}; the writes made on ${target} since the flip were synced back first` : err.outcome);
       else await this.finish(rec, 'failed', `the controller restarted after the flip and could not roll back: ${errMsg(err)}`);
     }
-    return true;
   }
 
   private async appliedBy(rec: StoredMigration, side: Side): Promise<boolean> {

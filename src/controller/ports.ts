@@ -58,6 +58,8 @@ export interface SyncPort {
   /** all tables, or those named (the source's `schema.table`); `unequal` names the ones that differ */
   verify(tables?: string[]): Promise<{ ok: boolean; problems: string[]; tables: number; unequal: string[] }>;
   progress(): SyncProgress;
+  /** whether the running stream's transactions carry pgflip's origin (a reverse stream skips them) */
+  tagsOrigin(): boolean;
   stop(): Promise<void>;
   /** drops slots, publications and sync bookkeeping; idempotent */
   cleanup(): Promise<void>;

@@ -50,6 +50,7 @@ function port(session: SyncSession, prepare: () => Promise<void>, onCopy: { fn?:
       const lag = session.lag();
       return { copyFraction: copied.fraction, rowsCopied: copied.rows, lagSeconds: lag.seconds, lagBytes: lag.bytes };
     },
+    tagsOrigin: () => session.tagsOrigin,
     stop: () => session.stop(),
     async cleanup() { await session.cleanup(); },
   };
@@ -95,6 +96,7 @@ export function syncFactory(cfg: PgflipConfig): SyncFactory {
         catchUp: lazy('catchUp'),
         verify: lazy('verify'),
         progress: () => (session ? { lagSeconds: session.lag().seconds, lagBytes: session.lag().bytes } : {}),
+        tagsOrigin: () => session?.tagsOrigin ?? false,
         stop: async () => { await session?.stop(); },
         cleanup: async () => {
           if (session) await session.cleanup();

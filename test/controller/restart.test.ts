@@ -146,6 +146,8 @@ test('killed after the flip: the restarted controller carries the new side\'s wr
   expect(done.state).toBe('rolled_back');
   expect(done.warnings.filter((w: string) => !w.startsWith('lock_timeout is not set'))).toEqual(['the controller restarted during watch']);
   expect(done.outcome).toBe('rolled back to blue: the controller restarted after the flip; the writes made on green since the flip were synced back first');
+  // the outage's backlog is applied while writes still run, before the rollback flip holds them
+  expect(done.steps.slice(-2).map((s: { name: string; state: string }) => [s.name, s.state])).toEqual([['reverse catch-up', 'done'], ['roll back', 'done']]);
   expect(await get('/status')).toMatchObject({ active: 'blue', migration: null });
   // the old side has the writes, under its own column name
   expect(await pair.blue.query(`SELECT id, name FROM users WHERE id IN (7, 8, 900001) ORDER BY id`)).toEqual([
@@ -160,7 +162,8 @@ test('killed after the flip: the restarted controller carries the new side\'s wr
 
 test('a controller that died in a flip\'s pause after fencing the side it was leaving: the next one lifts that fence', async () => {
   child?.kill('SIGKILL');
-  // the application's role, whose writes fencing takes away
+  // the application's role, whose writes fencing takes away (roles are per cluster: both sides have it)
+  await pair.green.query(`CREATE ROLE app_rw LOGIN PASSWORD 'pw'`);
   await pair.blue.query(`CREATE ROLE app_rw LOGIN PASSWORD 'pw'; GRANT INSERT, SELECT ON users TO app_rw`);
   // what the dead controller did inside the pause, before its commit that never came
   await fence(pair.blue.url(), { roles: ['app_rw'], database: 'app' });
@@ -180,3 +183,28 @@ test('a controller that died in a flip\'s pause after fencing the side it was le
   const audit = readFileSync(path.join(dir, 'audit.log'), 'utf8');
   expect(audit).toMatch(/"action":"fence\.lift","target":"blue"/);
 });
+
+test('killed after the flip of a --no-rollback migration: the restarted controller finishes it on the new side', async () => {
+  child?.kill('SIGKILL');
+  await startControllerProcess();
+  await until('leadership', async () => ((await get('/status')).leader ? true : undefined));
+  const file = path.join(dir, '043_rename_for_good.sql');
+  writeFileSync(file, 'ALTER TABLE users RENAME COLUMN name TO display_name;\n');
+  const run = cli(['migrate', '--type', 'risky', '--yes', '--no-rollback', file], env);
+  const rec = await until('watch after the flip', async () => {
+    const [r] = await get('/migrations?limit=1');
+    if (r?.name === '043_rename_for_good.sql' && ['failed', 'completed', 'rolled_back', 'aborted'].includes(r.state)) throw new Error(`ended early: ${r.outcome}`);
+    return r?.name === '043_rename_for_good.sql' && r.steps.some((s: { name: string; state: string }) => s.name === 'watch' && s.state === 'running') ? r : undefined;
+  });
+  child!.kill('SIGKILL');
+  await run;
+  await startControllerProcess();
+  const done = await until('recovered', async () => {
+    const r = await get(`/migrations/${rec.id}`);
+    return ['completed', 'failed', 'rolled_back', 'aborted'].includes(r.state) ? r : undefined;
+  }, 60_000);
+  expect(done).toMatchObject({ state: 'completed', outcome: 'switched to green; the controller restarted during watch and finished it' });
+  expect(await get('/status')).toMatchObject({ active: 'green', migration: null });
+  expect(await pair.green.query(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'display_name'`)).toEqual([{ n: 1 }]);
+  for (const side of [pair.blue, pair.green]) expect(await side.query(`SELECT slot_name FROM pg_replication_slots`)).toEqual([]);
+}, 120_000);

@@ -124,9 +124,12 @@ test('random bytes from 240 clients, before and after login: the proxy stays up,
     }
   })();
 
-  const r = rng(SEED);
+  // one generator per client: what each sends does not depend on how the others are scheduled
   for (let batch = 0; batch < 24; batch++) {
-    await Promise.all(Array.from({ length: 10 }, () => (r() < 0.5 ? beforeLogin(r) : afterLogin(r))));
+    await Promise.all(Array.from({ length: 10 }, (_, i) => {
+      const r = rng(SEED + batch * 10 + i);
+      return r() < 0.5 ? beforeLogin(r) : afterLogin(r);
+    }));
   }
   stop = true;
   await steady;
