@@ -60,6 +60,26 @@ async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 40_
   }
 }
 
+const ENDED = ['completed', 'failed', 'rolled_back', 'aborted'];
+
+/** the migration's record once it has ended */
+function ended(id: string, what: string, ms?: number) {
+  return until(what, async () => {
+    const r = await get(`/migrations/${id}`);
+    return ENDED.includes(r.state) ? r : undefined;
+  }, ms);
+}
+
+/** the newest migration's record once it is `name` with a step `step` (in `state`, if given); fails if it ends first */
+function atStep(name: string, step: string, state?: string) {
+  return until(`${name}: ${step}`, async () => {
+    const [r] = await get('/migrations?limit=1');
+    if (r?.name !== name) return undefined;
+    if (ENDED.includes(r.state)) throw new Error(`ended early: ${r.outcome}`);
+    return r.steps.some((s: { name: string; state: string }) => s.name === step && (!state || s.state === state)) ? r : undefined;
+  });
+}
+
 test('killed during a statement-by-statement file: the restarted controller resumes after the last committed statement', async () => {
   await startControllerProcess();
   const holder = await pair.blue.connect();
@@ -76,10 +96,7 @@ test('killed during a statement-by-statement file: the restarted controller resu
   expect((await run).code).toBe(1); // the client lost its controller
   await holder.query('COMMIT');
   await startControllerProcess();
-  const done = await until('resumed migration ended', async () => {
-    const r = await get(`/migrations/${rec.id}`);
-    return ['completed', 'failed', 'rolled_back', 'aborted'].includes(r.state) ? r : undefined;
-  });
+  const done = await ended(rec.id, 'resumed migration ended');
   expect(done.outcome).toBe('applied on blue (active)');
   expect(done).toMatchObject({ state: 'completed', statements: { total: 3, committed: 3, mode: 'statements' } });
   expect(done.warnings).toContain('the controller restarted during apply');
@@ -93,19 +110,12 @@ test('killed during a risky migration before its flip: the restarted controller 
   writeFileSync(file, 'ALTER TABLE users DROP COLUMN step_three;\n');
   const run = cli(['migrate', '--type', 'risky', '--yes', '--no-rollback', '--switch-delay', '60', file], env);
   // the idle side is copied, migrated and streaming when the controller dies
-  const rec = await until('switch delay', async () => {
-    const [r] = await get('/migrations?limit=1');
-    if (r?.name === '041_drop_column.sql' && ['failed', 'completed', 'rolled_back', 'aborted'].includes(r.state)) throw new Error(`ended early: ${r.outcome}`);
-    return r?.name === '041_drop_column.sql' && r.steps.some((s: { name: string }) => s.name === 'switch delay') ? r : undefined;
-  });
+  const rec = await atStep('041_drop_column.sql', 'switch delay');
   expect((await pair.blue.query(`SELECT count(*)::int AS n FROM pg_replication_slots`))).toEqual([{ n: 1 }]);
   child!.kill('SIGKILL');
   await run;
   await startControllerProcess();
-  const done = await until('recovered', async () => {
-    const r = await get(`/migrations/${rec.id}`);
-    return ['completed', 'failed', 'rolled_back', 'aborted'].includes(r.state) ? r : undefined;
-  });
+  const done = await ended(rec.id, 'recovered');
   expect(done.state).toBe('rolled_back');
   expect(done.outcome).toMatch(/the controller restarted during .*; the idle side's sync state was discarded, blue unchanged/);
   for (const side of [pair.blue, pair.green]) {
@@ -126,11 +136,7 @@ test('killed after the flip: the restarted controller carries the new side\'s wr
   const file = path.join(dir, '042_rename_column.sql');
   writeFileSync(file, 'ALTER TABLE users RENAME COLUMN name TO full_name;\n');
   const run = cli(['migrate', '--type', 'risky', '--yes', file], env);
-  const rec = await until('watch after the flip', async () => {
-    const [r] = await get('/migrations?limit=1');
-    if (r?.name === '042_rename_column.sql' && ['failed', 'completed', 'rolled_back', 'aborted'].includes(r.state)) throw new Error(`ended early: ${r.outcome}`);
-    return r?.name === '042_rename_column.sql' && r.steps.some((s: { name: string; state: string }) => s.name === 'watch' && s.state === 'running') ? r : undefined;
-  });
+  const rec = await atStep('042_rename_column.sql', 'watch', 'running');
   expect(await get('/status')).toMatchObject({ active: 'green' });
   child!.kill('SIGKILL');
   await run;
@@ -139,10 +145,7 @@ test('killed after the flip: the restarted controller carries the new side\'s wr
   await pair.green.query(`UPDATE users SET full_name = 'changed while the controller was down' WHERE id = 7`);
   await pair.green.query(`DELETE FROM users WHERE id = 8`);
   await startControllerProcess();
-  const done = await until('recovered', async () => {
-    const r = await get(`/migrations/${rec.id}`);
-    return ['completed', 'failed', 'rolled_back', 'aborted'].includes(r.state) ? r : undefined;
-  }, 60_000);
+  const done = await ended(rec.id, 'recovered', 60_000);
   expect(done.state).toBe('rolled_back');
   expect(done.warnings.filter((w: string) => !w.startsWith('lock_timeout is not set'))).toEqual(['the controller restarted during watch']);
   expect(done.outcome).toBe('rolled back to blue: the controller restarted after the flip; the writes made on green since the flip were synced back first');
@@ -191,18 +194,11 @@ test('killed after the flip of a --no-rollback migration: the restarted controll
   const file = path.join(dir, '043_rename_for_good.sql');
   writeFileSync(file, 'ALTER TABLE users RENAME COLUMN name TO display_name;\n');
   const run = cli(['migrate', '--type', 'risky', '--yes', '--no-rollback', file], env);
-  const rec = await until('watch after the flip', async () => {
-    const [r] = await get('/migrations?limit=1');
-    if (r?.name === '043_rename_for_good.sql' && ['failed', 'completed', 'rolled_back', 'aborted'].includes(r.state)) throw new Error(`ended early: ${r.outcome}`);
-    return r?.name === '043_rename_for_good.sql' && r.steps.some((s: { name: string; state: string }) => s.name === 'watch' && s.state === 'running') ? r : undefined;
-  });
+  const rec = await atStep('043_rename_for_good.sql', 'watch', 'running');
   child!.kill('SIGKILL');
   await run;
   await startControllerProcess();
-  const done = await until('recovered', async () => {
-    const r = await get(`/migrations/${rec.id}`);
-    return ['completed', 'failed', 'rolled_back', 'aborted'].includes(r.state) ? r : undefined;
-  }, 60_000);
+  const done = await ended(rec.id, 'recovered', 60_000);
   expect(done).toMatchObject({ state: 'completed', outcome: 'switched to green; the controller restarted during watch and finished it' });
   expect(await get('/status')).toMatchObject({ active: 'green', migration: null });
   expect(await pair.green.query(`SELECT count(*)::int AS n FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'display_name'`)).toEqual([{ n: 1 }]);
