@@ -77,12 +77,15 @@ test('the controller service\'s command runs as a plain process with the file\'s
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { out += d; });
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    // /health answers as soon as the HTTP server listens; the "listening" line follows once the
+    // controller holds the leader lock and has checked for unfinished work
+    const listening = new RegExp(`pgflip controller listening on http://127\\.0\\.0\\.1:${port} \\(state store: redis\\)`);
     let health: { status: string } | undefined;
-    for (let i = 0; i < 100 && !health; i++) {
+    for (let i = 0; i < 300 && !(health && listening.test(out)); i++) {
       await new Promise((r) => setTimeout(r, 100));
-      health = await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.json() as Promise<{ status: string }>, () => undefined);
+      health ??= await fetch(`http://127.0.0.1:${port}/health`).then((r) => r.json() as Promise<{ status: string }>, () => undefined);
     }
-    expect(out).toMatch(new RegExp(`pgflip controller listening on http://127\\.0\\.0\\.1:${port} \\(state store: redis\\)`));
+    expect(out).toMatch(listening);
     expect(health).toMatchObject({ status: 'ok' });
     child.kill('SIGTERM');
     expect(await exited).toBe(0);
