@@ -41,7 +41,7 @@ interface WireConnection {
  * The batch's protocol messages, written into one buffer: one socket write per
  * round trip instead of one buffer per message.
  */
-class WireWriter {
+export class WireWriter {
   // Batches are carved one after another out of a shared slab, so a round trip costs no
   // allocation of its own; a slab is dropped (and collected once written) when it is full.
   private static slab = Buffer.allocUnsafe(256 * 1024);
@@ -63,9 +63,14 @@ class WireWriter {
   private room(n: number): void {
     if (this.at + n <= this.buf.length) return;
     // Outgrew the slab: continue in a buffer of its own (same offsets, so message starts stay valid).
-    const next = Buffer.allocUnsafe(this.base + Math.max(64 * 1024, (this.at - this.base + n) * 2));
+    const next = this.alloc(this.base + Math.max(64 * 1024, (this.at - this.base + n) * 2));
     this.buf.copy(next, this.base, this.base, this.at);
     this.buf = next;
+  }
+
+  /** uninitialised memory: every byte of it is written before it is sent */
+  protected alloc(size: number): Buffer {
+    return Buffer.allocUnsafe(size);
   }
 
   private int16(v: number): void { this.room(2); this.buf.writeInt16BE(v, this.at); this.at += 2; }
@@ -101,6 +106,8 @@ class WireWriter {
   /** Bind to the unnamed portal, every parameter and result in text format. */
   bind(statement: string, values: (string | null)[]): void {
     const l = this.start(0x42 /* B */);
+    // start() reserved only the header: a byte written past the end of a typed array is dropped
+    this.room(1);
     this.buf[this.at++] = 0; // unnamed portal
     this.cstring(statement);
     this.int16(0); // parameter formats: all text
