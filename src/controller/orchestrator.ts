@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { adminUrl, otherSide, PgflipConfig, Side } from '../config';
 import type { StateStore, LeaderLease } from '../state/store';
+import type { SchemaMapping } from '../classifier/mapping';
 import { logger } from '../observability/logger';
 import { Applier, ApplyCancelled, ApplyError } from './apply';
 import type { AuditLog } from './audit';
@@ -54,6 +55,9 @@ export interface OrchestratorDeps {
 const now = (): string => new Date().toISOString();
 const errMsg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 export const checksumOf = (sql: string): string => createHash('sha256').update(sql, 'utf8').digest('hex');
+
+/** the mapping of a file that renames, retypes, adds and drops nothing */
+const noMapping = (): SchemaMapping => ({ tables: [], newTables: [], droppedTables: [] });
 
 /** further comparisons, each after a catch-up, of tables that differed while writes ran */
 const VERIFY_RETRIES = 2;
@@ -311,7 +315,7 @@ export class Orchestrator {
   }
 
   /** validate: parse, classify, compare with --type, consult the ledger. */
-  private async validate(rec: StoredMigration, side: Side, resume = false): Promise<{ statements: SqlStatement[]; mapping?: import('../classifier/mapping').SchemaMapping }> {
+  private async validate(rec: StoredMigration, side: Side, resume = false): Promise<{ statements: SqlStatement[]; mapping?: SchemaMapping }> {
     return this.step(rec, 'validate', async (s) => {
       let statements: SqlStatement[];
       try {
@@ -477,7 +481,7 @@ export class Orchestrator {
     const { statements, mapping } = await this.validate(rec, source);
     const sync = this.d.sync;
     if (!sync || !this.d.flipper) throw new Error('risky migrations need the sync engine and the flip coordinator, which this controller was started without');
-    const fwd = sync.forward({ migrationId: rec.id, source, target, sql: rec.sql, mapping: mapping ?? { tables: [], newTables: [], droppedTables: [] } });
+    const fwd = sync.forward({ migrationId: rec.id, source, target, sql: rec.sql, mapping: mapping ?? noMapping() });
     this.running?.syncs.push(fwd);
     const problems = await fwd.checkPrerequisites();
     if (problems.length) {
@@ -539,7 +543,7 @@ export class Orchestrator {
           s.detail = `${rec.switchDelaySeconds}s`;
         });
       } else await this.skipStep(rec, 'switch delay', 'no --switch-delay');
-      const rev = sync.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? { tables: [], newTables: [], droppedTables: [] } });
+      const rev = sync.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? noMapping() });
       this.running?.syncs.push(rev);
       const outcome = await this.step(rec, 'flip', async (s) => {
         // The reverse slot is created before the pause, not in it (slot creation waits for a
@@ -676,10 +680,10 @@ export class Orchestrator {
     // risky: before the flip nothing changed for the application → discard; after it, go back to the old side
     const { active } = await this.activeSide();
     const source = rec.startSide ?? active;
-    if (active !== source && this.d.flipper && this.d.sync) {
+    if (active !== source) {
       // --no-rollback, or the watch had passed: the migration stands; finish it forward
       if (rec.noRollback || rec.steps.some((x) => (x.name === 'watch' && x.state === 'done') || x.name === 'finalize')) {
-        await this.d.sync.leftovers(rec.id).catch((err) => rec.warnings.push(`could not drop the sync slots: ${errMsg(err)}`));
+        await this.dropSyncLeftovers(rec);
         await this.finish(rec, 'completed', `switched to ${active}; the controller restarted during ${rec.steps.at(-1)?.name} and finished it`);
         return;
       }
@@ -688,15 +692,13 @@ export class Orchestrator {
       await this.recoverReverse(rec, source, active);
       return;
     }
-    await this.d.sync?.leftovers(rec.id).catch((err) => rec.warnings.push(`could not drop the sync slots: ${errMsg(err)}`));
-    if (active !== source && this.d.flipper) {
-      const o = await this.d.flipper.flip({ target: source, deadlineMs: 10_000, beforeCommit: async () => { await this.d.fence?.unfence(source); } });
-      await this.finish(rec, o.committed ? 'rolled_back' : 'failed', o.committed
-        ? `the controller restarted after the flip; traffic returned to ${source} without the writes made on ${active} after the reverse sync's last applied change (it could not be resumed)`
-        : `the controller restarted after the flip and could not flip back: ${o.reason}`);
-      return;
-    }
+    await this.dropSyncLeftovers(rec);
     await this.finish(rec, 'rolled_back', `the controller restarted during ${rec.steps.at(-1)?.name}; the idle side's sync state was discarded, ${source} unchanged`);
+  }
+
+  /** Drop the slots and publications a migration left on both sides; a failure becomes a warning. */
+  private async dropSyncLeftovers(rec: StoredMigration): Promise<void> {
+    await this.d.sync?.leftovers(rec.id).catch((err) => rec.warnings.push(`could not drop the sync slots: ${errMsg(err)}`));
   }
 
   /**
@@ -729,7 +731,7 @@ export class Orchestrator {
       await this.step(rec, 'reverse catch-up', async (s) => {
         // the mapping, as the run computed it: the file classified against the old side's catalog
         const { mapping } = await this.d.classifier.classify(rec.sql, { fileName: rec.name, databaseUrl: this.sideUrl(source) });
-        rev = this.d.sync!.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? { tables: [], newTables: [], droppedTables: [] } });
+        rev = this.d.sync!.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? noMapping() });
         await rev.startStreaming();
         const p = await rev.catchUp({ timeoutMs: 10 * 60_000 });
         s.detail = `writes made on ${target} since the flip applied on ${source} (lag ${(p.lagSeconds ?? 0).toFixed(2)} s)`;
@@ -745,7 +747,7 @@ export class Orchestrator {
     } catch (err) {
       await rev!.stop().catch(() => undefined);
       const caughtUp = !rec.warnings.slice(warnings).some((w) => w.startsWith('final reverse catch-up failed'));
-      await this.d.sync!.leftovers(rec.id).catch((e) => rec.warnings.push(`could not drop the sync slots: ${errMsg(e)}`));
+      await this.dropSyncLeftovers(rec);
       if (err instanceof FlowEnd) await this.finish(rec, err.state, caughtUp ? `${err.outcome}; the writes made on ${target} since the flip were synced back first` : err.outcome);
       else await this.finish(rec, 'failed', `the controller restarted after the flip and could not roll back: ${errMsg(err)}`);
     }

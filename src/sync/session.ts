@@ -433,20 +433,16 @@ export class SyncSession {
    * origin (it needs a superuser on the target): then a stream in the other direction, even
    * one whose slot exists while this one still applies, skips them.
    */
-  get tagsOrigin(): boolean {
-    return this.originSet;
-  }
-
-  private originSet = false;
+  tagsOrigin = false;
 
   private async setupOrigin(target: Client): Promise<void> {
     // Tags applied transactions so a stream in the other direction skips them (no ping-pong).
     const name = originName(this.slotName);
-    this.originSet = false;
+    this.tagsOrigin = false;
     try {
       await target.query(`SELECT pg_replication_origin_create($1) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_origin WHERE roname = $1)`, [name]);
       await target.query('SELECT pg_replication_origin_session_setup($1)', [name]);
-      this.originSet = true;
+      this.tagsOrigin = true;
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'sync: replication origin unavailable; do not run both directions at once');
     }
