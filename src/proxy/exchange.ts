@@ -4,7 +4,8 @@
  * expected number of ReadyForQuery, and report the first ErrorResponse.
  */
 import type net from 'node:net';
-import { parseErrorFields } from './messages';
+import { MessageCode } from './protocol/codes';
+import { parseErrorFields } from './protocol/parser';
 
 export interface ExchangeResult {
   /** first error as "SQLSTATE: message", if any */
@@ -30,9 +31,9 @@ export function exchange(s: net.Socket, request: Buffer, expectedReady: number, 
         const len = buf.readInt32BE(p + 1);
         if (buf.length - p < 1 + len) break;
         const type = buf[p];
-        if (type === 0x45 /* E */ && !error) { const f = parseErrorFields(buf, p + 5, p + 1 + len); error = `${f.C}: ${f.M}`; }
+        if (type === MessageCode.ErrorResponse && !error) { const f = parseErrorFields(buf, p + 5, p + 1 + len); error = `${f.C}: ${f.M}`; }
         p += 1 + len;
-        if (type === 0x5a /* Z */ && ++ready === expectedReady) return finish();
+        if (type === MessageCode.ReadyForQuery && ++ready === expectedReady) return finish();
       }
       buf = buf.subarray(p);
     };

@@ -23,6 +23,7 @@ import { otherSide, PgflipConfig, Side } from '../config';
 import type { ProxyMetrics } from '../observability/metrics';
 import type { FlipParticipant, PauseResult, SwitchResult } from '../switch/participant';
 import type { BackendConnection } from './backend-connect';
+import { TERMINATE } from './protocol/serializer';
 import { replayState } from './replay';
 import type { Session } from './session';
 
@@ -474,7 +475,7 @@ function closeWhenOpen(conn: Promise<BackendConnection> | undefined): void {
     const sock = c.socket;
     if (sock.writableEnded || sock.destroyed) return;
     sock.on('error', () => undefined);
-    sock.end(Buffer.from([0x58, 0, 0, 0, 4])); // Terminate: the server does not log an unexpected EOF
+    sock.end(TERMINATE);
     sock.resume();
   }, () => undefined);
 }

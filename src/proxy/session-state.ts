@@ -10,6 +10,7 @@
  * (SET, RESET, LISTEN, UNLISTEN) only once their transaction committed.
  */
 import { escapeIdentifier } from 'pg';
+import { TargetKind, TxStatusByte } from './protocol/codes';
 import { Action, analyzeQuery, analyzeStatement, expectedTag, mayChangeState, PinReason, TRANSACTIONAL } from './sql-inspect';
 
 export type TxStatus = 'I' | 'T' | 'E';
@@ -119,7 +120,7 @@ export class SessionState {
 
   /** Close ('C'); body = 'S'|'P' name NUL */
   onClose(buf: Buffer, start: number, end: number): void {
-    if (buf[start] === 0x53 /* S */ && end - start > 2) {
+    if (buf[start] === TargetKind.Statement && end - start > 2) {
       const name = buf.toString('utf8', start + 1, end - 1);
       this.pushAck({ op: 'closeStatement', name });
       if (this.wantBind) this.forget(name);
@@ -193,7 +194,7 @@ export class SessionState {
   /** ReadyForQuery ('Z'); status byte */
   onReadyForQuery(status: number): void {
     const batch = this.done++;
-    this.txStatus = status === 0x54 ? 'T' : status === 0x45 ? 'E' : 'I';
+    this.txStatus = status === TxStatusByte.InTransaction ? 'T' : status === TxStatusByte.Failed ? 'E' : 'I';
     // whatever the server skipped after an error is dropped with its batch
     while (this.ackBatch.length && this.ackBatch[0] <= batch) { this.ackBatch.shift(); this.ackOp.shift(); }
     while (this.expectations.length && this.expectations[0].batch <= batch) this.expectations.shift();

@@ -16,19 +16,16 @@ import type { Side } from '../config';
 import { BackendConnectError, BackendConnection, connectBackend } from './backend-connect';
 import { ProxyContext, sideIndex } from './context';
 import { FrameWalker, inspectTable, MessageSink, WALK_OK, WHOLE } from './framing';
+import { CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET, MessageCode as M, SSL_REQUEST_CODE } from './protocol/codes';
+import { isFatalSeverity, parseSASLInitialResponse, parseStartupParams, ProtocolViolation, sqlstateOf } from './protocol/parser';
 import {
   authenticationOk, authenticationSASL, authenticationSASLContinue, authenticationSASLFinal, backendKeyData,
-  CANCEL_REQUEST_CODE, errorResponse, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET, negotiateProtocolVersion,
-  parseSASLInitialResponse, parseStartupParams, ProtocolViolation, readyForQuery, sqlstateOf, SSL_REQUEST_CODE,
-} from './messages';
+  errorResponse, negotiateProtocolVersion, readyForQuery, TERMINATE,
+} from './protocol/serializer';
 import { SCRAM_MECHANISM, ScramError, ScramServerExchange } from './scram';
 import { MAX_INSPECTED_QUERY, SessionState } from './session-state';
 import { ConnectionClosed, StartupReader } from './startup-reader';
 import { discardReads, readInto, setReadBuffer } from './user-buffer-reads';
-
-const T = (c: string): number => c.charCodeAt(0);
-const Q = T('Q'), P = T('P'), C = T('C'), B = T('B'), S = T('S'), F = T('F'), X = T('X');
-const Z = T('Z'), E = T('E'), ONE = T('1'), THREE = T('3');
 
 /**
  * Client message types after which the stream is at a switch point: a Query
@@ -37,7 +34,7 @@ const Z = T('Z'), E = T('E'), ONE = T('1'), THREE = T('3');
  * client is inside a batch that its Sync has not closed yet.
  */
 const SYNC_POINT = new Uint8Array(256);
-for (const t of [0, Q, S, F]) SYNC_POINT[t] = 1;
+for (const t of [0, M.Query, M.Sync, M.FunctionCall]) SYNC_POINT[t] = 1;
 
 /** Longest SASL message accepted during authentication (PostgreSQL: PG_MAX_AUTH_TOKEN_LENGTH). */
 const MAX_AUTH_MESSAGE = 65535;
@@ -55,11 +52,13 @@ const READ_BUFFER_LARGE = 64 * 1024;
 
 // Client → server: Query, Parse, Close, Sync and FunctionCall always; Bind only while a tracked statement may run.
 // Terminate too: after it the backend's close is the expected answer, not a lost connection.
-const CLIENT_BASE = inspectTable({ Q: MAX_INSPECTED_QUERY, P: WHOLE, C: WHOLE, S: WHOLE, F: 1, X: 1 });
-const CLIENT_BIND = inspectTable({ Q: MAX_INSPECTED_QUERY, P: WHOLE, C: WHOLE, S: WHOLE, F: 1, X: 1, B: BIND_PREFIX });
+const CLIENT_ALWAYS: Array<[M, number]> = [[M.Query, MAX_INSPECTED_QUERY], [M.Parse, WHOLE], [M.Close, WHOLE], [M.Sync, WHOLE], [M.FunctionCall, 1], [M.Terminate, 1]];
+const CLIENT_BASE = inspectTable(CLIENT_ALWAYS);
+const CLIENT_BIND = inspectTable([...CLIENT_ALWAYS, [M.Bind, BIND_PREFIX]]);
 // Server → client: ReadyForQuery, ErrorResponse, ParseComplete, CloseComplete; CommandComplete only while needed.
-const SERVER_BASE = inspectTable({ Z: WHOLE, E: WHOLE, 1: WHOLE, 3: WHOLE });
-const SERVER_CC = inspectTable({ Z: WHOLE, E: WHOLE, 1: WHOLE, 3: WHOLE, C: WHOLE });
+const SERVER_ALWAYS: Array<[M, number]> = [[M.ReadyForQuery, WHOLE], [M.ErrorResponse, WHOLE], [M.ParseComplete, WHOLE], [M.CloseComplete, WHOLE]];
+const SERVER_BASE = inspectTable(SERVER_ALWAYS);
+const SERVER_CC = inspectTable([...SERVER_ALWAYS, [M.CommandComplete, WHOLE]]);
 
 let nextId = 0;
 
@@ -69,13 +68,13 @@ class ClientSink implements MessageSink {
     const s = this.s;
     const st = s.state!;
     switch (type) {
-      case S: if (st.sent === st.done) s.requestStart = performance.now(); st.onSync(); s.ctx.stats.queries[s.sideIdx]++; return;
-      case Q: if (st.sent === st.done) s.requestStart = performance.now(); st.onQuery(buf, start, end); s.ctx.stats.queries[s.sideIdx]++; break;
-      case B: if (st.wantBind) st.onBind(buf, start, end); break;
-      case P: st.onParse(buf, start, end); break;
-      case C: st.onClose(buf, start, end); break;
-      case F: if (st.sent === st.done) s.requestStart = performance.now(); st.onSync(); s.ctx.stats.queries[s.sideIdx]++; return;
-      case X: s.clientTerminated = true; return;
+      case M.Sync: if (st.sent === st.done) s.requestStart = performance.now(); st.onSync(); s.ctx.stats.queries[s.sideIdx]++; return;
+      case M.Query: if (st.sent === st.done) s.requestStart = performance.now(); st.onQuery(buf, start, end); s.ctx.stats.queries[s.sideIdx]++; break;
+      case M.Bind: if (st.wantBind) st.onBind(buf, start, end); break;
+      case M.Parse: st.onParse(buf, start, end); break;
+      case M.Close: st.onClose(buf, start, end); break;
+      case M.FunctionCall: if (st.sent === st.done) s.requestStart = performance.now(); st.onSync(); s.ctx.stats.queries[s.sideIdx]++; return;
+      case M.Terminate: s.clientTerminated = true; return;
     }
     s.retable();
   }
@@ -86,7 +85,7 @@ class ServerSink implements MessageSink {
   onMessage(type: number, buf: Buffer, start: number, end: number): void {
     const st = this.s.state!;
     switch (type) {
-      case Z:
+      case M.ReadyForQuery:
         st.onReadyForQuery(buf[start]);
         if (st.done === st.sent) {
           this.s.ctx.durations[this.s.sideIdx].observe((performance.now() - this.s.requestStart) / 1000);
@@ -94,10 +93,10 @@ class ServerSink implements MessageSink {
           if (this.s.onSwitchPoint !== null && st.txStatus === 'I') this.s.checkSwitchPoint();
         }
         break;
-      case ONE: st.onParseComplete(); return;
-      case THREE: st.onCloseComplete(); return;
-      case C: if (st.wantCompletions) st.onCommandComplete(buf, start, end); break;
-      case E: this.s.onServerError(buf, start, end); st.onError(); break;
+      case M.ParseComplete: st.onParseComplete(); return;
+      case M.CloseComplete: st.onCloseComplete(); return;
+      case M.CommandComplete: if (st.wantCompletions) st.onCommandComplete(buf, start, end); break;
+      case M.ErrorResponse: this.s.onServerError(buf, start, end); st.onError(); break;
     }
     this.s.retable();
   }
@@ -321,7 +320,7 @@ export class Session {
     await reader.need(5);
     const type = reader.peekByte(0);
     const len = reader.peekInt32(1);
-    if (type !== T('p')) throw new ProtocolViolation(`expected SASL response, got message type ${type}`);
+    if (type !== M.Password) throw new ProtocolViolation(`expected SASL response, got message type ${type}`);
     if (len < 4 || len > MAX_AUTH_MESSAGE) throw new ProtocolViolation('invalid SASL response length');
     await reader.need(1 + len);
     return Buffer.from(reader.take(1 + len).subarray(5));
@@ -453,7 +452,7 @@ export class Session {
     old.off('error', this.onBackendError);
     old.off('close', this.onBackendClose);
     old.on('error', () => undefined);
-    old.end(Buffer.from([0x58, 0, 0, 0, 4]));
+    old.end(TERMINATE);
     this.backendConn = conn;
     this.backend = conn.socket;
     this.side = conn.target.side;
@@ -549,7 +548,7 @@ export class Session {
       const len = buf.readInt32BE(p + 1);
       if (buf.length - p < 1 + len) break;
       const type = buf[p];
-      if (type === E) {
+      if (type === M.ErrorResponse) {
         this.backendGone = true;
         this.log.debug({ sqlstate: sqlstateOf(buf, p + 5, p + 1 + len) }, 'held session lost its backend; it gets a new one before release');
       } else {
@@ -573,8 +572,7 @@ export class Session {
   onServerError(buf: Buffer, start: number, end: number): void {
     const code = sqlstateOf(buf, start, end);
     this.ctx.metrics.queryErrors.labels(this.side, code.slice(0, 2) || 'XX').inc();
-    // severity is the first field; FATAL/PANIC mean the server ends the connection itself
-    if (buf[start] === S && (buf[start + 1] === F || buf[start + 1] === P)) this.serverSentFatal = true;
+    if (isFatalSeverity(buf, start)) this.serverSentFatal = true;
   }
 
   private clientProtocolError(): void {
@@ -592,7 +590,7 @@ export class Session {
     if (this.closed) return;
     const b = this.backend;
     // a clean Terminate when the stream allows it, so the server does not log an unexpected EOF
-    if (b && !b.destroyed && this.clientAtBoundary) b.end(Buffer.from([0x58, 0, 0, 0, 4]));
+    if (b && !b.destroyed && this.clientAtBoundary) b.end(TERMINATE);
     else b?.destroy();
     this.close();
   };

@@ -13,6 +13,7 @@
  * behind pauses the source socket until it drains: memory stays bounded.
  */
 import type { Client, Connection } from 'pg';
+import { MessageCode } from '../proxy/protocol/codes';
 
 interface SocketLike {
   readonly writableLength: number;
@@ -31,16 +32,13 @@ interface WireConnection {
   sendCopyFail(msg: string): void;
 }
 
-const COPY_DATA = 0x64; // d
-const COPY_DONE = 0x63; // c
-const ERROR = 0x45; // E
 // framing states
 const TYPE = 0;
 const LENGTH = 1;
 const BODY = 2;
 /** bytes queued for the target socket before the source socket is paused */
 const RELAY_BUFFER_BYTES = 1024 * 1024;
-const COPY_DONE_MESSAGE = Buffer.from([COPY_DONE, 0, 0, 0, 4]);
+const COPY_DONE_MESSAGE = Buffer.from([MessageCode.CopyDone, 0, 0, 0, 4]);
 
 function rowsOf(tag: string): number {
   const m = /^COPY (\d+)/.exec(tag);
@@ -149,16 +147,16 @@ export class CopyOutRelay {
       const state = this.state;
       if (state === TYPE) {
         const code = chunk[pos];
-        if (code === COPY_DONE || code === ERROR) {
+        if (code === MessageCode.CopyDone || code === MessageCode.ErrorResponse) {
           if (runStart >= 0) this.forward(chunk.subarray(runStart, pos));
           this.bytes = bytes;
-          if (code === COPY_DONE) this.sink.end();
+          if (code === MessageCode.CopyDone) this.sink.end();
           else this.sink.abort('source COPY failed');
           this.detach(chunk.subarray(pos));
           return;
         }
         // CopyOutResponse, notices and parameter changes are not part of the data.
-        const relaying = code === COPY_DATA;
+        const relaying = code === MessageCode.CopyData;
         if (relaying && runStart < 0) runStart = pos;
         else if (!relaying && runStart >= 0) {
           this.forward(chunk.subarray(runStart, pos));

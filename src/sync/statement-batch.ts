@@ -11,6 +11,7 @@
  * aborted until ROLLBACK, so no later statement can take effect unnoticed.
  */
 import type { Connection } from 'pg';
+import { MessageCode } from '../proxy/protocol/codes';
 
 /** A statement prepared by name on one connection (`name` '' = unnamed, parsed every time). */
 export interface PreparedStatement {
@@ -96,7 +97,7 @@ export class WireWriter {
   }
 
   parse(name: string, text: string): void {
-    const l = this.start(0x50 /* P */);
+    const l = this.start(MessageCode.Parse);
     this.cstring(name);
     this.cstring(text);
     this.int16(0); // parameter types: inferred by the server
@@ -105,7 +106,7 @@ export class WireWriter {
 
   /** Bind to the unnamed portal, every parameter and result in text format. */
   bind(statement: string, values: (string | null)[]): void {
-    const l = this.start(0x42 /* B */);
+    const l = this.start(MessageCode.Bind);
     // start() reserved only the header: a byte written past the end of a typed array is dropped
     this.room(1);
     this.buf[this.at++] = 0; // unnamed portal
@@ -127,7 +128,7 @@ export class WireWriter {
   /** Execute the unnamed portal to completion. */
   execute(): void {
     this.room(10);
-    this.buf[this.at] = 0x45; /* E */
+    this.buf[this.at] = MessageCode.Execute;
     this.buf.writeInt32BE(9, this.at + 1);
     this.buf[this.at + 5] = 0;
     this.buf.writeInt32BE(0, this.at + 6);
@@ -136,7 +137,7 @@ export class WireWriter {
 
   sync(): void {
     this.room(5);
-    this.buf[this.at] = 0x53; /* S */
+    this.buf[this.at] = MessageCode.Sync;
     this.buf.writeInt32BE(4, this.at + 1);
     this.at += 5;
   }
