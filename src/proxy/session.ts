@@ -50,15 +50,19 @@ const AUTH_TIMEOUT_MS = 60_000;
 const READ_BUFFER_SMALL = 8 * 1024;
 const READ_BUFFER_LARGE = 64 * 1024;
 
-// Client → server: Query, Parse, Close, Sync and FunctionCall always; Bind only while a tracked statement may run.
-// Terminate too: after it the backend's close is the expected answer, not a lost connection.
-const CLIENT_ALWAYS: Array<[M, number]> = [[M.Query, MAX_INSPECTED_QUERY], [M.Parse, WHOLE], [M.Close, WHOLE], [M.Sync, WHOLE], [M.FunctionCall, 1], [M.Terminate, 1]];
-const CLIENT_BASE = inspectTable(CLIENT_ALWAYS);
-const CLIENT_BIND = inspectTable([...CLIENT_ALWAYS, [M.Bind, BIND_PREFIX]]);
-// Server → client: ReadyForQuery, ErrorResponse, ParseComplete, CloseComplete; CommandComplete only while needed.
-const SERVER_ALWAYS: Array<[M, number]> = [[M.ReadyForQuery, WHOLE], [M.ErrorResponse, WHOLE], [M.ParseComplete, WHOLE], [M.CloseComplete, WHOLE]];
+// Client → server: Query, Parse, Close, Sync, FunctionCall, CopyDone/CopyFail always, Execute counted;
+// Bind (and Execute's portal) only while a tracked statement may run. Terminate too: after it the
+// backend's close is the expected answer, not a lost connection.
+const CLIENT_ALWAYS: Array<[M, number]> = [[M.Query, MAX_INSPECTED_QUERY], [M.Parse, WHOLE], [M.Close, WHOLE], [M.Sync, WHOLE],
+  [M.FunctionCall, 1], [M.Terminate, 1], [M.CopyDone, 1], [M.CopyFail, 1]];
+const CLIENT_BASE = inspectTable([...CLIENT_ALWAYS, [M.Execute, 1]]);
+const CLIENT_BIND = inspectTable([...CLIENT_ALWAYS, [M.Bind, BIND_PREFIX], [M.Execute, 256]]);
+// Server → client: ReadyForQuery, ErrorResponse, ParseComplete, CloseComplete, CopyInResponse, and the
+// completions of statements (counted always, their tags read while needed); DataRow only while needed.
+const SERVER_ALWAYS: Array<[M, number]> = [[M.ReadyForQuery, WHOLE], [M.ErrorResponse, WHOLE], [M.ParseComplete, WHOLE], [M.CloseComplete, WHOLE],
+  [M.CopyInResponse, 1], [M.CommandComplete, WHOLE], [M.EmptyQueryResponse, 1], [M.PortalSuspended, 1]];
 const SERVER_BASE = inspectTable(SERVER_ALWAYS);
-const SERVER_CC = inspectTable([...SERVER_ALWAYS, [M.CommandComplete, WHOLE]]);
+const SERVER_ROWS = inspectTable([...SERVER_ALWAYS, [M.DataRow, 4096]]);
 
 let nextId = 0;
 
@@ -73,7 +77,9 @@ class ClientSink implements MessageSink {
       case M.Bind: if (st.wantBind) st.onBind(buf, start, end); break;
       case M.Parse: st.onParse(buf, start, end); break;
       case M.Close: st.onClose(buf, start, end); break;
-      case M.FunctionCall: if (st.sent === st.done) s.requestStart = performance.now(); st.onSync(); s.ctx.stats.queries[s.sideIdx]++; return;
+      case M.Execute: st.onExecute(buf, start, end); if (!st.wantCompletions) return; break;
+      case M.FunctionCall: if (st.sent === st.done) s.requestStart = performance.now(); st.onFunctionCall(); s.ctx.stats.queries[s.sideIdx]++; return;
+      case M.CopyDone: case M.CopyFail: st.onCopyEnd(); return;
       case M.Terminate: s.clientTerminated = true; return;
     }
     s.retable();
@@ -95,11 +101,24 @@ class ServerSink implements MessageSink {
         break;
       case M.ParseComplete: st.onParseComplete(); return;
       case M.CloseComplete: st.onCloseComplete(); return;
-      case M.CommandComplete: if (st.wantCompletions) st.onCommandComplete(buf, start, end); break;
+      case M.CommandComplete: { const w = st.wantCompletions; st.onCompletion(buf, start, end); if (!w) return; break; }
+      case M.EmptyQueryResponse: { const w = st.wantCompletions; st.onCompletion(undefined, start, end); if (!w) return; break; }
+      case M.PortalSuspended: { const w = st.wantCompletions; st.onCompletion(undefined, start, end, true); if (!w) return; break; }
+      case M.DataRow: if (st.wantRows) st.onDataRow(buf, start, end); return;
+      case M.CopyInResponse: st.onCopyIn(); return;
       case M.ErrorResponse: this.s.onServerError(buf, start, end); st.onError(); break;
     }
     this.s.retable();
   }
+}
+
+/** a ParameterStatus value the server reported at connection start */
+export function reportedParameter(conn: BackendConnection, name: string): string | undefined {
+  for (const m of conn.parameterStatus) {
+    const z = m.indexOf(0, 5);
+    if (z > 0 && m.toString('utf8', 5, z) === name) return m.toString('utf8', z + 1, m.length - 1);
+  }
+  return undefined;
 }
 
 export interface SessionInfo {
@@ -357,7 +376,7 @@ export class Session {
   retable(): void {
     const st = this.state!;
     this.cw!.inspect = st.wantBind ? CLIENT_BIND : CLIENT_BASE;
-    this.sw!.inspect = st.wantCompletions ? SERVER_CC : SERVER_BASE;
+    this.sw!.inspect = st.wantRows ? SERVER_ROWS : SERVER_BASE;
   }
 
   /** true when the client stream ends at a message boundary (a hold may start here) */
@@ -385,9 +404,26 @@ export class Session {
     w?.();
   }
 
-  /** An authenticated backend on `side` for this session (same startup parameters and database). */
+  /**
+   * An authenticated backend on `side` for this session: same startup
+   * parameters and database, and the default_transaction_read_only its
+   * current backend started with (as a startup parameter, so RESET returns
+   * to it): a side the controller has fenced so far starts its sessions
+   * read-only, which this session did not.
+   */
   openBackend(side: Side): Promise<BackendConnection> {
-    return connectBackend(this.ctx.targets[side], this.state!.startupParams, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
+    const params = new Map(this.state!.startupParams);
+    const readOnly = this.backendConn && reportedParameter(this.backendConn, 'default_transaction_read_only');
+    if (readOnly && !params.has('default_transaction_read_only')) params.set('default_transaction_read_only', readOnly);
+    return connectBackend(this.ctx.targets[side], params, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
+  }
+
+  /** since when the session has been running a statement or inside a transaction (performance.now()), 0 when idle */
+  get busySince(): number {
+    const st = this.state;
+    if (!st) return 0;
+    if (st.sent !== st.done) return this.requestStart;
+    return st.txStatus === 'I' ? 0 : st.txSince;
   }
 
   /**
@@ -440,7 +476,7 @@ export class Session {
    * Terminate; the cancel key now points at the new one. The caller has
    * replayed the session state (state.replaySql / replayParseMessages) on `conn`.
    */
-  async swapBackend(conn: BackendConnection): Promise<void> {
+  swapBackend(conn: BackendConnection): void {
     if (!this.state?.idle || !this.sw?.atBoundary) throw new Error(`session ${this.id} is not idle`);
     if (this.closed) { conn.socket.destroy(); throw new Error(`session ${this.id} has ended`); }
     const old = this.backend!;
