@@ -224,7 +224,13 @@ export class Session {
     for (;;) {
       await reader.need(4);
       const len = reader.peekInt32(0);
-      if (len < 8 || len > MAX_STARTUP_PACKET) throw new ProtocolViolation('invalid length of startup packet');
+      if (len < 8 || len > MAX_STARTUP_PACKET) {
+        // PostgreSQL logs this and closes without a word (COMMERROR): node-postgres's end() before its
+        // StartupMessage sends a Terminate here, and an ErrorResponse would reach an application without a handler
+        this.log.info({ length: len }, 'invalid length of startup packet; connection closed');
+        this.close();
+        throw new ConnectionClosed();
+      }
       await reader.need(len);
       const pkt = reader.take(len);
       const code = pkt.readInt32BE(4);
