@@ -313,10 +313,11 @@ export class SessionState {
   }
 
   /** ErrorResponse: the statement at the current position failed; the rest of the batch is skipped */
-  onError(): void {
+  onError(sqlstate = ''): void {
     const e = this.headFor(this.serverOrdinal);
-    // a single call that failed took no lock; of several, those before the failing one did (and stay)
-    if (e?.action.k === 'advisory' && e.action.calls.length > 1) this.advisoryUncounted = true;
+    // a single call that failed took no lock; of several, those before the failing one did (and stay) —
+    // unless the statement never ran (25P02: the transaction had failed already)
+    if (e?.action.k === 'advisory' && e.action.calls.length > 1 && sqlstate !== '25P02') this.advisoryUncounted = true;
     while (this.entries.length && this.entries[0].batch <= this.done) this.entries.shift();
     if (this.block === 'explicit') this.failed = true;
     else if (this.levels.length) { this.levels = []; this.block = 'none'; }

@@ -106,7 +106,7 @@ class ServerSink implements MessageSink {
       case M.PortalSuspended: { const w = st.wantCompletions; st.onCompletion(undefined, start, end, true); if (!w) return; break; }
       case M.DataRow: if (st.wantRows) st.onDataRow(buf, start, end); return;
       case M.CopyInResponse: st.onCopyIn(); return;
-      case M.ErrorResponse: this.s.onServerError(buf, start, end); st.onError(); break;
+      case M.ErrorResponse: st.onError(this.s.onServerError(buf, start, end)); break;
     }
     this.s.retable();
   }
@@ -485,6 +485,7 @@ export class Session {
   swapBackend(conn: BackendConnection): void {
     if (!this.state?.idle || !this.sw?.atBoundary) throw new Error(`session ${this.id} is not idle`);
     if (this.closed) { conn.socket.destroy(); throw new Error(`session ${this.id} has ended`); }
+
     const old = this.backend!;
     this.backendGone = false;
     this.heldBackendBytes = null;
@@ -611,10 +612,12 @@ export class Session {
     if (this.backendPaused) { this.backendPaused = false; this.backend?.resume(); }
   };
 
-  onServerError(buf: Buffer, start: number, end: number): void {
+  /** counts the error and notes a FATAL; returns its SQLSTATE */
+  onServerError(buf: Buffer, start: number, end: number): string {
     const code = sqlstateOf(buf, start, end);
     this.ctx.metrics.queryErrors.labels(this.side, code.slice(0, 2) || 'XX').inc();
     if (isFatalSeverity(buf, start)) this.serverSentFatal = true;
+    return code;
   }
 
   private clientProtocolError(): void {

@@ -81,13 +81,17 @@ class NodePg implements Executor {
 }
 
 class PostgresJs implements Executor {
-  private end?: string;
+  end?: string;
   private constructor(private readonly sql: postgres.Sql) {}
 
   static async open(t: Target, app: string): Promise<PostgresJs> {
-    const sql = postgres({ ...t, max: 1, prepare: true, onnotice: () => undefined, connection: { application_name: app }, idle_timeout: 0 });
+    // postgres.js opens a new connection after one closed: the session's end must be seen here, not hidden by that
+    const holder: { self?: PostgresJs } = {};
+    const sql = postgres({ ...t, max: 1, prepare: true, onnotice: () => undefined, connection: { application_name: app }, idle_timeout: 0,
+      onclose: () => { if (holder.self) holder.self.end ??= 'CONNECTION_CLOSED (the connection closed)'; } });
     await sql`SELECT 1`;
-    return new PostgresJs(sql);
+    holder.self = new PostgresJs(sql);
+    return holder.self;
   }
 
   ended(): string | undefined { return this.end; }
@@ -141,7 +145,12 @@ class Raw implements Executor {
     const ms: RawMessage[] = [];
     try {
       // a COPY that does not start ends with ReadyForQuery instead of CopyInResponse
-      for (;;) { const m = await this.c.next(20_000); ms.push(m); if (m.type === until || m.type === 'Z') break; }
+      for (;;) {
+        const m = await this.c.next(20_000);
+        ms.push(m);
+        if (m.type === 'E') { const f = parseErrorFields(m.body, 0, m.body.length); if (f.S === 'FATAL') this.end ??= `${f.C} ${f.M}`; }
+        if (m.type === until || m.type === 'Z') break;
+      }
     } catch (e) {
       this.end ??= `connection: ${(e as Error).message}`;
       throw e;

@@ -130,9 +130,10 @@ export function makeProgram(r: () => number, client: ClientKind, length: number,
     else if (x < 0.62) steps.push(simpleOnly(privilege()));
     else if (x < 0.66) {
       const k = 1000 + Math.floor(r() * 50);
-      steps.push(simpleOnly(pick([`SELECT pg_advisory_lock(${k}), pg_advisory_unlock(${k})`, `SELECT pg_try_advisory_lock(${k})`, `SELECT pg_advisory_unlock(${k})`, 'SELECT pg_advisory_unlock_all()', `SELECT pg_advisory_xact_lock(${k})`])));
-      // an advisory lock taken is released before the session may move again
-      if (steps[steps.length - 1].k === 'simple' && /try_advisory_lock/.test((steps[steps.length - 1] as { sql: string }).sql)) steps.push(simpleOnly('SELECT pg_advisory_unlock_all()'));
+      const sql = pick([`SELECT pg_advisory_lock(${k}), pg_advisory_unlock(${k})`, `SELECT pg_try_advisory_lock(${k})`, `SELECT pg_advisory_unlock(${k})`, 'SELECT pg_advisory_unlock_all()', `SELECT pg_advisory_xact_lock(${k})`]);
+      // a lock taken by try_lock pins the session until it is released by the next step
+      if (sql.includes('try_advisory_lock')) steps.push({ k: 'simple', sql, pins: true }, { k: 'simple', sql: 'SELECT pg_advisory_unlock_all()', unpins: true });
+      else steps.push(simpleOnly(sql));
     } else if (x < 0.7) steps.push({ k: 'copyOut', rows: 1 + Math.floor(r() * 20) });
     else if (x < 0.72 && client !== 'postgres.js') steps.push(simpleOnly(pick(['DISCARD ALL', 'DEALLOCATE ALL', 'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE', 'RESET default_transaction_isolation'])));
     else if (x < 0.8 && client === 'raw') {
