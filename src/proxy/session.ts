@@ -66,6 +66,28 @@ const SERVER_ROWS = inspectTable([...SERVER_ALWAYS, [M.DataRow, 4096]]);
 
 let nextId = 0;
 
+/**
+ * Old backends a switch replaced, ended a few at a time after the switch
+ * returns: each Terminate wakes a server process that then exits, and on a
+ * busy host that costs the proxy its CPU for a while — inside a flip's pause
+ * it would make the pause grow with the number of sessions.
+ */
+const retiring: net.Socket[] = [];
+const RETIRE_PER_TICK = 8;
+let retireScheduled = false;
+
+function retire(sock: net.Socket): void {
+  sock.pause();
+  retiring.push(sock);
+  if (!retireScheduled) { retireScheduled = true; setImmediate(retireSome); }
+}
+
+function retireSome(): void {
+  for (const sock of retiring.splice(0, RETIRE_PER_TICK)) if (!sock.destroyed && !sock.writableEnded) { sock.end(TERMINATE); sock.resume(); }
+  retireScheduled = retiring.length > 0;
+  if (retireScheduled) setImmediate(retireSome);
+}
+
 class ClientSink implements MessageSink {
   constructor(private readonly s: Session) {}
   onMessage(type: number, buf: Buffer, start: number, end: number): void {
@@ -495,7 +517,7 @@ export class Session {
     old.off('error', this.onBackendError);
     old.off('close', this.onBackendClose);
     old.on('error', () => undefined);
-    old.end(TERMINATE);
+    retire(old);
     this.backendConn = conn;
     this.backend = conn.socket;
     this.side = conn.target.side;
