@@ -29,6 +29,7 @@ import type { BackendConnection } from './backend-connect';
 import { Carried, emptyCarried, replayPlan } from './carried';
 import { TERMINATE } from './protocol/serializer';
 import { runReplay } from './replay';
+import { OidCatalog, oidTranslation, OidTranslation, readCatalog } from './type-identity';
 import type { Session } from './session';
 
 /** What the participant needs from the proxy it belongs to. */
@@ -47,7 +48,12 @@ interface Prepared {
   carried: Carried;
   /** the session's state version `carried` was taken at */
   version: number;
+  /** OIDs to translate on that side (the session started on the other one, whose OIDs differ) */
+  translation: OidTranslation | null;
 }
+
+/** catalogs (user-defined OIDs) per side and database, read once per flip */
+type Catalogs = Map<string, Promise<OidCatalog | null>>;
 
 interface Entry {
   s: Session;
@@ -85,6 +91,7 @@ interface PauseRun {
   running: number;
   /** between attempts: the sessions that did not reach a switch point in the last one, until they do */
   waitingFor: Set<Session>;
+  catalogs: Catalogs;
 }
 
 export class ProxyFlipParticipant implements FlipParticipant {
@@ -155,7 +162,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
     const result = new Promise<PauseResult>((r) => { finish = r; });
     const run: PauseRun = {
       from, target: otherSide(from), deadline, startedAt: performance.now(), entries: new Map(), finish, result,
-      phase: 'preparing', holdStartedAt: 0, holdStartedAtEpochMs: 0, attempts: 0, lastHeldAt: 0, queue: [], running: 0, waitingFor: new Set(),
+      phase: 'preparing', holdStartedAt: 0, holdStartedAtEpochMs: 0, attempts: 0, lastHeldAt: 0, queue: [], running: 0, waitingFor: new Set(), catalogs: new Map(),
     };
     this.run = run;
     for (const s of this.host.sessions()) if (s.phase === 'attached' && !s.isClosed) this.addEntry(run, s);
@@ -198,7 +205,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
         continue;
       }
       try {
-        s.swapBackend(e.prepared.conn);
+        s.swapBackend(e.prepared.conn, e.prepared.translation);
         e.prepared = undefined;
         carried++;
       } catch (err) {
@@ -233,8 +240,9 @@ export class ProxyFlipParticipant implements FlipParticipant {
       this.log.info({ active, epoch }, 'adopting the fleet\'s active side');
       this.host.setActiveSide(active);
     }
+    const catalogs: Catalogs = new Map();
     for (const s of this.host.sessions()) {
-      if (s.phase === 'attached' && !s.isClosed && s.side !== active) this.moveAtNextSwitchPoint(s, active);
+      if (s.phase === 'attached' && !s.isClosed && s.side !== active) this.moveAtNextSwitchPoint(s, active, catalogs);
     }
     // the first adopt opens admission (the proxy accepted nothing before it joined the fleet)
     if (!this.run || this.run.phase === 'over') this.openGate();
@@ -259,7 +267,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
       // a pinned session is not prepared: it may not move at all (and its replay could need what pins it)
       if (e.s.state!.pinnedReasons().length && !e.held) continue;
       run.running++;
-      e.preparing = this.prepare(e.s, run.target).then((p) => {
+      e.preparing = this.prepare(e.s, run.target, run.catalogs).then((p) => {
         if (run.phase === 'over' || !run.entries.has(e.s)) { closePrepared(p); return; }
         e.prepared = p;
       }, (err: Error) => { e.error = err.message; }).finally(() => {
@@ -273,18 +281,47 @@ export class ProxyFlipParticipant implements FlipParticipant {
   }
 
   /** an authenticated connection on `side` with the session's state as it is now */
-  private async prepare(s: Session, side: Side): Promise<Prepared> {
+  private async prepare(s: Session, side: Side, catalogs: Catalogs = new Map()): Promise<Prepared> {
+    const translation = await this.translationFor(s, side, catalogs);
     const conn = await s.openBackend(side);
     try {
       const version = s.state!.version;
       const carried = s.state!.snapshotCarried();
       const r = await runReplay(conn, replayPlan(emptyCarried(), carried));
       if (r.skipped.length) this.log.warn({ session: s.id, side, skipped: r.skipped }, 'prepared statements the new side refused are not carried');
-      return { conn, carried, version };
+      return { conn, carried, version, translation };
     } catch (err) {
       conn.socket.destroy();
       throw err;
     }
+  }
+
+  /** the OID translation for a session on `side`: none on the side it started on, or where the OIDs agree */
+  private async translationFor(s: Session, side: Side, catalogs: Catalogs): Promise<OidTranslation | null> {
+    if (side === s.oidHome) return null;
+    const [home, there] = await Promise.all([this.catalog(s, s.oidHome, catalogs), this.catalog(s, side, catalogs)]);
+    return home && there ? oidTranslation(home, there) : null;
+  }
+
+  private catalog(s: Session, side: Side, catalogs: Catalogs): Promise<OidCatalog | null> {
+    const key = `${side}/${s.database}`;
+    let c = catalogs.get(key);
+    if (!c) {
+      c = (async () => {
+        const conn = await s.openBackend(side);
+        try {
+          return await readCatalog(conn.socket);
+        } finally {
+          conn.socket.on('error', () => undefined);
+          conn.socket.end(TERMINATE);
+        }
+      })().catch((err: Error) => {
+        this.log.warn({ side, database: s.database, err: err.message }, 'cannot read the OIDs of user-defined types; sessions moved there keep the server\'s');
+        return null;
+      });
+      catalogs.set(key, c);
+    }
+    return c;
   }
 
   // ---- holding -----------------------------------------------------------------
@@ -480,9 +517,9 @@ export class ProxyFlipParticipant implements FlipParticipant {
    * pinned session is not moved while it is pinned: it stays where it is and
    * moves at the first switch point where nothing pins it.
    */
-  private moveAtNextSwitchPoint(s: Session, side: Side): void {
+  private moveAtNextSwitchPoint(s: Session, side: Side, catalogs: Catalogs = new Map()): void {
     if (this.moving.get(s)?.side === side) return;
-    const prepared = this.prepare(s, side);
+    const prepared = this.prepare(s, side, catalogs);
     const m = { side, prepared };
     this.moving.set(s, m);
     let warned = false;
@@ -502,7 +539,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
           try {
             const st = s.state!;
             if (p.version !== st.version) await runReplay(p.conn, replayPlan(p.carried, st.snapshotCarried()));
-            s.swapBackend(p.conn);
+            s.swapBackend(p.conn, p.translation);
           } catch (err) {
             p.conn.socket.destroy();
             s.fatal('08006', `pgflip: the session could not be moved to the ${side} side: ${(err as Error).message}`);
@@ -530,7 +567,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
     }
     try {
       const p = await this.prepare(s, side);
-      s.swapBackend(p.conn);
+      s.swapBackend(p.conn, p.translation);
     } catch (err) {
       s.fatal('08006', `pgflip: the connection to the ${side} backend was lost and could not be reopened: ${(err as Error).message}`);
     }

@@ -25,6 +25,7 @@ import {
 import { SCRAM_MECHANISM, ScramError, ScramServerExchange } from './scram';
 import { MAX_INSPECTED_QUERY, SessionState } from './session-state';
 import { ConnectionClosed, StartupReader } from './startup-reader';
+import { OidTranslation, OidTranslator } from './type-identity';
 import { discardReads, readInto, setReadBuffer } from './user-buffer-reads';
 
 /**
@@ -170,6 +171,12 @@ export class Session {
   backendConn: BackendConnection | undefined;
   side: Side = 'blue';
   sideIdx: 0 | 1 = 0;
+  /** the side the session started on: the OIDs its client knows are that side's */
+  oidHome: Side = 'blue';
+  /** set while the session runs on a side whose user-defined OIDs differ from its home's */
+  translation: OidTranslation | null = null;
+  private toServer: OidTranslator | null = null;
+  private toClient: OidTranslator | null = null;
   state: SessionState | undefined;
   user = '';
   database = '';
@@ -328,6 +335,7 @@ export class Session {
     this.phase = 'attaching';
     this.side = this.ctx.activeSide();
     this.sideIdx = sideIndex(this.side);
+    this.oidHome = this.side;
     const target = this.ctx.targets[this.side];
     const conn = await connectBackend(target, params, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
     if (this.closed || this.client.destroyed) { conn.socket.destroy(); this.close(); return; }
@@ -504,7 +512,7 @@ export class Session {
    * Terminate; the cancel key now points at the new one. The caller has
    * replayed the session state (state.replaySql / replayParseMessages) on `conn`.
    */
-  swapBackend(conn: BackendConnection): void {
+  swapBackend(conn: BackendConnection, translation: OidTranslation | null = null): void {
     if (!this.state?.idle || !this.sw?.atBoundary) throw new Error(`session ${this.id} is not idle`);
     if (this.closed) { conn.socket.destroy(); throw new Error(`session ${this.id} has ended`); }
 
@@ -523,12 +531,18 @@ export class Session {
     this.side = conn.target.side;
     this.sideIdx = sideIndex(this.side);
     this.backendPaused = false;
+    this.translation = translation;
+    // a translator holds back only a message cut at the end of a read; the client's goes on through the new one
+    const clientTail = this.toServer?.takeTail();
+    this.toServer = translation ? new OidTranslator(translation.toServer, false) : null;
+    this.toClient = translation ? new OidTranslator(translation.toClient, true) : null;
     this.sw = new FrameWalker(SERVER_BASE, new ServerSink(this), 0x7fffffff);
     this.retable();
     if (this.cancelPid) {
       const t = conn.target;
       this.ctx.cancel.repoint(this.cancelPid, this.cancelSecret, { host: t.host, port: t.port, pid: conn.pid, secret: conn.secret });
     }
+    if (clientTail?.length) this.onClientData(clientTail);
     const b = conn.socket;
     const held = this.readBackend(b);
     b.on('drain', this.onBackendDrain);
@@ -586,12 +600,14 @@ export class Session {
   };
 
   private readonly onClientData = (chunk: Buffer): void => {
+    if (this.toServer !== null) { chunk = this.toServer.feed(chunk); if (chunk.length === 0) return; }
     this.ctx.stats.bytesIn += chunk.length;
     if (this.cw!.walk(chunk) !== WALK_OK) { this.clientProtocolError(); return; }
     if (!this.backend!.write(chunk)) { this.client.pause(); this.clientPaused = true; }
   };
 
   private readonly onBackendData = (chunk: Buffer): void => {
+    if (this.toClient !== null) { chunk = this.toClient.feed(chunk); if (chunk.length === 0) return; }
     if (this.held && (this.heldBackendBytes !== null || this.sw!.atBoundary)) { this.onBackendDataHeld(chunk); return; }
     this.ctx.stats.bytesOut += chunk.length;
     this.sw!.walk(chunk);
