@@ -92,6 +92,8 @@ export class SessionState {
   /** statements (by name, '' = unnamed) whose execution changes tracked state / controls the transaction */
   private readonly stmtActions = new Map<string, Action>();
   private readonly txStmts = new Map<string, Action>();
+  /** statements whose Close is not confirmed yet */
+  private readonly closing = new Set<string>();
   /** portal → what executing it does */
   private readonly portals = new Map<string, Action | null>();
   /** transaction levels; empty outside a transaction with effects */
@@ -174,8 +176,8 @@ export class SessionState {
     const q = z + 1;
     const qz = buf.indexOf(0, q);
     const name = z > start ? buf.toString('utf8', start, z) : '';
-    // a named statement that exists already makes the Parse fail: it keeps its meaning
-    if (name === '' || !this.carried.prepared.has(name)) {
+    // a named statement that exists already (and is not being closed) makes the Parse fail: it keeps its meaning
+    if (name === '' || !this.carried.prepared.has(name) || this.closing.has(name)) {
       this.stmtActions.delete(name);
       this.txStmts.delete(name);
       // an unnamed transaction control statement matters only while effects are being followed (it runs in this batch)
@@ -194,6 +196,7 @@ export class SessionState {
     if (buf[start] === TargetKind.Statement && end - start >= 2) {
       const name = buf.toString('utf8', start + 1, end - 1);
       this.pushAck({ op: 'closeStatement', name });
+      this.closing.add(name);
       this.stmtActions.delete(name);
       this.txStmts.delete(name);
       this.updateWantBind();
@@ -255,7 +258,7 @@ export class SessionState {
     if (a.op === 'parse') {
       if (a.name === '') { if (!a.superseded) this.carried.unnamed = a.message!; } else this.carried.prepared.set(a.name, { via: 'parse', message: a.message! });
     } else if (a.name === '') this.carried.unnamed = null;
-    else this.carried.prepared.delete(a.name);
+    else { this.carried.prepared.delete(a.name); this.closing.delete(a.name); }
     this.version++;
   }
 
@@ -332,7 +335,7 @@ export class SessionState {
     if (this.txStatus === 'I' && status !== TxStatusByte.Idle) this.txSince = performance.now();
     this.txStatus = status === TxStatusByte.InTransaction ? 'T' : status === TxStatusByte.Failed ? 'E' : 'I';
     // whatever the server skipped after an error is dropped with its batch
-    while (this.ackBatch.length && this.ackBatch[0] <= batch) { this.ackBatch.shift(); this.ackOp.shift(); }
+    while (this.ackBatch.length && this.ackBatch[0] <= batch) { const a = this.ackOp.shift(); this.ackBatch.shift(); if (a?.op === 'closeStatement') this.closing.delete(a.name); }
     while (this.entries.length && this.entries[0].batch <= batch) this.entries.shift();
     if (this.txStatus === 'I') {
       if (this.levels.length && !this.failed) this.commitLevels();

@@ -355,6 +355,22 @@ describe('SessionState follows PostgreSQL exactly', () => {
     expect(st.pinnedReasons()).toEqual([]);
   });
 
+  test('a statement name closed and parsed again in one batch takes the new statement', () => {
+    const st = fresh();
+    client.parse(st, 'q', 'SELECT 1');
+    client.sync(st); st.onParseComplete(); server.ready(st, 'I');
+    client.closeStatement(st, 'q');
+    client.parse(st, 'q', 'SET x.y = 1');
+    client.bind(st, 'q');
+    client.execute(st);
+    client.sync(st);
+    st.onCloseComplete(); st.onParseComplete();
+    server.complete(st, 'SET');
+    server.ready(st, 'I');
+    expect(st.settings.get('x.y')).toBe('SET x.y = 1');
+    expect(st.replayParseMessages()).toEqual([serialize.parse({ name: 'q', text: 'SET x.y = 1' })]);
+  });
+
   test('temporary tables and WITH HOLD cursors pin only when their transaction committed', () => {
     const st = fresh();
     simple(st, 'BEGIN; CREATE TEMP TABLE t (a int); ROLLBACK', ['BEGIN', 'CREATE TABLE', 'ROLLBACK']);
