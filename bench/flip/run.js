@@ -144,9 +144,10 @@ async function sweep(counts) {
     let side = 'blue';
     for (const total of counts) {
       const idle = await idleSessions(px.port, total - SWEEP_WRITERS);
-      const seconds = Math.ceil(3 + SWEEP_FLIPS * (DEADLINE / 1000 + 3));
+      // pgbench runs until it is stopped after this row's flips
       const env = { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(px.port), PGUSER: APP.user, PGPASSWORD: APP.password, PGDATABASE: 'app', PGSSLMODE: 'disable' };
-      const bench = spawn('pgbench', ['-n', '-M', 'prepared', '-c', String(SWEEP_WRITERS), '-j', '2', '-T', String(seconds)], { env });
+      const bench = spawn('pgbench', ['-n', '-M', 'prepared', '-c', String(SWEEP_WRITERS), '-j', '2', '-T', '3600'], { env });
+      const benchExit = new Promise((r) => bench.once('exit', r));
       let bout = '';
       bench.stdout.on('data', (d) => { bout += d; });
       bench.stderr.on('data', (d) => { bout += d; });
@@ -164,7 +165,7 @@ async function sweep(counts) {
         await sleep(1500);
       }
       bench.kill('SIGINT');
-      await new Promise((r) => bench.once('exit', r));
+      await benchExit;
       await Promise.all(idle.map((c) => c.end().catch(() => undefined)));
       const outcome = (fs) => {
         const ok = fs.filter((f) => f.ok);
