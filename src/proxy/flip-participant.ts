@@ -126,12 +126,16 @@ export class ProxyFlipParticipant implements FlipParticipant {
     return this.gate?.promise;
   }
 
-  /** a session got its backend: a pause in progress includes it */
+  /**
+   * a session got its backend: a pause in progress includes it (one that
+   * passed admission just before the gate closed is held too, once paused, and
+   * moved after the switch at its next switch point)
+   */
   sessionAttached(s: Session): void {
     const run = this.run;
-    if (!run || run.phase === 'paused' || run.phase === 'switched' || run.phase === 'over') return;
+    if (!run || run.phase === 'switched' || run.phase === 'over') return;
     const e = run.entries.get(s) ?? this.addEntry(run, s);
-    if (run.phase === 'holding') this.arm(run, e);
+    if (run.phase === 'holding' || run.phase === 'paused') this.arm(run, e);
   }
 
   sessionEnded(s: Session): void {
@@ -347,7 +351,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
   private arm(run: PauseRun, e: Entry): void {
     if (e.held || e.s.phase !== 'attached') return;
     e.s.armSwitchPoint(() => {
-      if (run.phase !== 'holding' || e.held) return;
+      if ((run.phase !== 'holding' && run.phase !== 'paused') || e.held) return;
       e.s.onSwitchPoint = null;
       e.s.hold();
       e.held = true;
