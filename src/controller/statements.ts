@@ -70,7 +70,7 @@ function skipTrivia(text: string, from: number): number {
   }
 }
 
-export async function splitStatements(sql: string, file = '<sql>'): Promise<SqlStatement[]> {
+export async function parseStatements(sql: string, file = '<sql>'): Promise<SqlStatement[]> {
   await parserReady();
   let tree: { stmts?: Array<{ stmt: Node; stmt_location?: number; stmt_len?: number }> };
   try {

@@ -14,7 +14,7 @@ import { fence, isFenced, unfence } from '../switch/fencing';
 import { syncFactory } from './sync-adapter';
 import { createApp } from './api';
 import { AuditLog } from './audit';
-import { Orchestrator } from './orchestrator';
+import { Orchestrator, OrchestratorDeps } from './orchestrator';
 import type { ClassifyPort, FencePort, FlipOutcome, FlipPort, SyncFactory } from './ports';
 import { RollbackPoints } from './rollback-points';
 
@@ -83,6 +83,8 @@ export interface StartOptions {
   classifier?: ClassifyPort;
   /** how long to wait for a stale leader lock */
   leaderWaitMs?: number;
+  /** tests only: faults injected at named steps (steps.ts) */
+  faults?: OrchestratorDeps['faults'];
 }
 
 export async function startController(cfg: PgflipConfig, opts: StartOptions = {}): Promise<ControllerHandle> {
@@ -92,7 +94,7 @@ export async function startController(cfg: PgflipConfig, opts: StartOptions = {}
   const classifier = opts.classifier ?? classifierPort();
   let orchestrator: Orchestrator | undefined;
   const flipper = flipPort(store, () => orchestrator?.leaseToken, cfg.controller.holdLimitSeconds * 1000);
-  orchestrator = new Orchestrator({ cfg, store, classifier, audit, rollbackPoints, flipper, sync: opts.sync ?? defaultSync(cfg), fence: opts.fence ?? defaultFence(cfg) });
+  orchestrator = new Orchestrator({ cfg, store, classifier, audit, rollbackPoints, flipper, sync: opts.sync ?? defaultSync(cfg), fence: opts.fence ?? defaultFence(cfg), faults: opts.faults });
   const app = createApp({ orchestrator, classifier, rollbackPoints, audit, apiToken: cfg.controller.apiToken });
   const server = http.createServer(app);
   await new Promise<void>((resolve, reject) => {

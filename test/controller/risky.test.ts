@@ -12,7 +12,7 @@ import { api, Env, ROOT, schemaDump, script, startEnv, waitFor } from './helpers
 import prom from 'prom-client';
 import { startProxy } from '../../src/proxy';
 import { RedisStateStore } from '../../src/state';
-import { STORE_KEYS } from '../../src/controller/orchestrator';
+import { STORE_KEYS } from '../../src/controller/records';
 import type { Baseline } from '../../src/controller/watch';
 import { proxyConfigFor, PROXY_PASSWORD, PROXY_USER, startProxyFor } from '../harness/proxy';
 
