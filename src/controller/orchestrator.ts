@@ -15,6 +15,7 @@ import type { AuditLog } from './audit';
 import { flowOf, StepName } from './flows';
 import type { FlowContext } from './flows/flow';
 import { Leadership } from './leadership';
+import { switchSides, SwitchResult } from './manual-switch';
 import { controllerMetrics } from './metrics';
 import type { ClassifyPort, FencePort, FlipPort, SyncFactory } from './ports';
 import { checksumOf, ConflictError, MigrationRecords, NotFoundError, publicRecord } from './records';
@@ -124,23 +125,13 @@ export class Orchestrator {
     return publicRecord(r.rec);
   }
 
-  /** A manual flip, with the flip's guarantees: the side left is fenced, an aborted flip changes nothing. */
-  async switchTo(target: Side): Promise<{ active: Side; epoch: number; pauseMs?: number; changed: boolean }> {
+  /** A manual flip (manual-switch.ts); refused while a migration runs or a predecessor's is being finished. */
+  async switchTo(target: Side): Promise<SwitchResult> {
     if (!this.isLeader) throw new ConflictError('this controller is not the leader');
     if (this.running) throw new ConflictError(`migration ${this.running.rec.id} is running; abort it first`);
     if (this.recovering) throw new ConflictError('the controller is finishing a migration left by its predecessor; try again shortly');
     if (!this.d.flipper) throw new Error('no flip coordinator configured');
-    const { active, epoch } = await this.activeSide();
-    if (active === target) return { active, epoch, changed: false };
-    const o = await this.d.flipper.flip({
-      target, deadlineMs: 10_000,
-      beforeCommit: async () => { await this.d.fence?.unfence(target); await this.d.fence?.fence(active); },
-      onAbort: async () => { await this.d.fence?.unfence(active); },
-    });
-    if (!o.committed) {
-      throw new Error(`switch to ${target} aborted: ${o.reason ?? 'unknown'}; traffic stays on ${active}`);
-    }
-    return { active: target, epoch: o.epoch, pauseMs: o.pauseMs, changed: true };
+    return switchSides({ flipper: this.d.flipper, fence: this.d.fence }, await this.activeSide(), target);
   }
 
   /** The flow's view of one migration: its step runner, its abort signal, saving. */

@@ -11,7 +11,7 @@
 import { otherSide, Side } from '../../config';
 import { advanceSequencesToData, connectSide } from '../db';
 import { copyLedger, recordLedger } from '../ledger';
-import type { SyncPort } from '../ports';
+import type { ReverseSync, SyncPort } from '../ports';
 import { errMsg, FlowEnd } from '../steps';
 import { watchWindow, WatchVerdict } from '../watch';
 import { sleep } from '../../util/sleep';
@@ -74,7 +74,7 @@ async function run(ctx: Ctx): Promise<void> {
     await steps.run('prepare idle side', async (s) => {
       // slots an earlier migration left (a rollback with a dead side) would block rebuilding the idle side
       await sync.leftovers().catch((err) => rec.warnings.push(errMsg(err)));
-      await fwd.prepareTarget();
+      await fwd.rebuildTarget();
       s.detail = `${target} has the schema of ${source}`;
     });
     await steps.run('copy', async (s) => {
@@ -127,7 +127,7 @@ async function run(ctx: Ctx): Promise<void> {
       // origin. Without the origin (no superuser on the new side) it is created inside the
       // pause, once the forward stream has stopped.
       const earlySlot = fwd.tagsOrigin();
-      if (earlySlot) await rev.prepareTarget();
+      if (earlySlot) await rev.createSlot();
       // what the pause is made of, for the step's detail
       const held = new PhaseTimer();
       const o = await flipper.flip({
@@ -145,7 +145,7 @@ async function run(ctx: Ctx): Promise<void> {
           }));
           await fwd.stop();
           await held.time('fence', async () => { await d.fence?.fence(source); });
-          await held.time('reverse sync', async () => { if (!earlySlot) await rev.prepareTarget(); await rev.startStreaming(); });
+          await held.time('reverse sync', async () => { if (!earlySlot) await rev.createSlot(); await rev.startStreaming(); });
         },
       });
       if (!o.committed) throw new Error(`flip aborted: ${o.reason ?? 'unknown'}; traffic stayed on ${source}`);
@@ -180,7 +180,7 @@ async function run(ctx: Ctx): Promise<void> {
 }
 
 /** Flips back to the old side through the reverse stream; ends the flow rolled back, or throws why it could not. */
-async function rollBackFlip(ctx: Ctx, source: Side, target: Side, rev: SyncPort, reason: string): Promise<never> {
+async function rollBackFlip(ctx: Ctx, source: Side, target: Side, rev: ReverseSync, reason: string): Promise<never> {
   const { rec, d } = ctx;
   await ctx.steps.run('roll back', async (s) => {
     const o = await d.flipper!.flip({
@@ -236,7 +236,7 @@ async function dropSyncLeftovers(ctx: Ctx): Promise<void> {
  */
 async function recoverReverse(ctx: Ctx, source: Side, target: Side): Promise<Recovery> {
   const { rec, d } = ctx;
-  let rev: SyncPort | undefined;
+  let rev: ReverseSync | undefined;
   try {
     await ctx.steps.run('reverse catch-up', async (s) => {
       // the mapping, as the run computed it: the file classified against the old side's catalog
