@@ -7,10 +7,8 @@
  */
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
+import { SIDES, Side } from './side';
 
-export type Side = 'blue' | 'green';
-export const SIDES: readonly Side[] = ['blue', 'green'];
-export const otherSide = (s: Side): Side => (s === 'blue' ? 'green' : 'blue');
 
 export interface HostPort { host: string; port: number }
 

@@ -6,11 +6,11 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import express, { NextFunction, Request, Response } from 'express';
-import { SIDES, Side } from '../config';
+import { Side, SIDES } from '../side';
 import { logger, redactUrl } from '../observability/logger';
 import { AuditLog } from './audit';
 import { requireToken } from './auth';
-import { probeSide, proxyAdminUrls } from './health';
+import { probeSide, proxyAdminUrls, scrapeTraffic, windowStats } from './health';
 import { controllerMetrics } from './metrics';
 import type { Orchestrator } from './orchestrator';
 import { checksumOf, ConflictError, NotFoundError, STORE_KEYS } from './records';
@@ -19,6 +19,7 @@ import { RollbackPoints } from './rollback-points';
 import { MigrationClass, MigrationRequest } from './types';
 import { BodySchema, RequestError, SCHEMAS, validateBody } from './validation';
 import type { Baseline } from './watch';
+import { sleep } from '../util/sleep';
 
 export interface ApiDeps {
   orchestrator: Orchestrator;
@@ -214,12 +215,11 @@ const ROUTES: RouteDef[] = [
 ];
 
 export async function measureBaseline(o: Orchestrator, ms: number): Promise<Baseline> {
-  const { scrapeTraffic, windowStats } = await import('./health');
   const urls = await proxyAdminUrls(o.cfg.controller.proxyAdminUrls, o.store);
   if (!urls.length) throw new ConflictError('no proxy admin URL known (controller.proxyAdminUrls or proxy registrations): nothing to measure');
   const { active } = await o.activeSide();
   const before = (await scrapeTraffic(urls)).traffic[active];
-  await new Promise((r) => setTimeout(r, ms));
+  await sleep(ms);
   const after = (await scrapeTraffic(urls)).traffic[active];
   const s = windowStats(before, after);
   if (!s.queries || s.p95Ms === undefined) throw new ConflictError(`no queries on ${active} through the proxies in ${ms / 1000}s: nothing to measure`);

@@ -5,7 +5,7 @@
  * p95 latency per side.
  */
 import { Client } from 'pg';
-import type { Side } from '../config';
+import type { Side } from '../side';
 import type { StateStore } from '../state/store';
 import { METRIC } from '../observability/metrics';
 

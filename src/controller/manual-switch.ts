@@ -3,12 +3,12 @@
  * inside the pause the target is unfenced and the side left is fenced; an
  * aborted flip lifts that fence again and traffic stays where it was.
  */
-import type { Side } from '../config';
+import type { Side } from '../side';
 import type { FencePort, FlipPort } from './ports';
 
-export interface SwitchResult { active: Side; epoch: number; pauseMs?: number; changed: boolean }
+export interface ManualSwitchResult { active: Side; epoch: number; pauseMs?: number; changed: boolean }
 
-export async function switchSides(o: { flipper: FlipPort; fence?: FencePort }, from: { active: Side; epoch: number }, target: Side): Promise<SwitchResult> {
+export async function switchSides(o: { flipper: FlipPort; fence?: FencePort }, from: { active: Side; epoch: number }, target: Side): Promise<ManualSwitchResult> {
   const { active, epoch } = from;
   if (active === target) return { active, epoch, changed: false };
   const r = await o.flipper.flip({

@@ -7,7 +7,8 @@
  * it back (Flow.recover).
  */
 import { randomBytes } from 'node:crypto';
-import { adminUrl, PgflipConfig, Side } from '../config';
+import { adminUrl, PgflipConfig } from '../config';
+import type { Side } from '../side';
 import type { StateStore } from '../state/store';
 import { logger } from '../observability/logger';
 import { Applier, ApplyCancelled } from './apply';
@@ -15,7 +16,7 @@ import type { AuditLog } from './audit';
 import { flowOf, StepName } from './flows';
 import type { FlowContext } from './flows/flow';
 import { Leadership } from './leadership';
-import { switchSides, SwitchResult } from './manual-switch';
+import { switchSides, ManualSwitchResult } from './manual-switch';
 import { controllerMetrics } from './metrics';
 import type { ClassifyPort, FencePort, FlipPort, SyncFactory } from './ports';
 import { checksumOf, ConflictError, MigrationRecords, NotFoundError, publicRecord } from './records';
@@ -126,7 +127,7 @@ export class Orchestrator {
   }
 
   /** A manual flip (manual-switch.ts); refused while a migration runs or a predecessor's is being finished. */
-  async switchTo(target: Side): Promise<SwitchResult> {
+  async switchTo(target: Side): Promise<ManualSwitchResult> {
     if (!this.isLeader) throw new ConflictError('this controller is not the leader');
     if (this.running) throw new ConflictError(`migration ${this.running.rec.id} is running; abort it first`);
     if (this.recovering) throw new ConflictError('the controller is finishing a migration left by its predecessor; try again shortly');

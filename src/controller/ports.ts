@@ -3,7 +3,7 @@
  * adapters in wiring.ts bind them to the classifier, the flip coordinator and
  * the sync engine; tests bind them the same way (real parts, real databases).
  */
-import type { Side } from '../config';
+import type { Side } from '../side';
 import type { ValidationReport } from '../classifier/types';
 import type { SchemaMapping } from '../classifier/mapping';
 

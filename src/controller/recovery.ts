@@ -4,7 +4,7 @@
  * left on the side serving traffic. Each flow then ends its own unfinished
  * migration (Flow.recover).
  */
-import type { Side } from '../config';
+import type { Side } from '../side';
 import { logger } from '../observability/logger';
 import type { StateStore } from '../state/store';
 import type { AuditLog } from './audit';

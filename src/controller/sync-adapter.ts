@@ -5,7 +5,8 @@
  * at the flip's position: no copy).
  */
 import { registry } from '../observability/metrics';
-import { withSide } from './db';
+import { withClient } from '../util/pg';
+import { CONTROLLER_APP } from './db';
 import { adminUrl, type PgflipConfig } from '../config';
 import { invertMapping, readCatalog, SyncPrerequisiteError, SyncSession } from '../sync';
 import type { ForwardSync, ReverseSync, SyncFactory, SyncStatus } from './ports';
@@ -78,7 +79,7 @@ export function syncFactory(cfg: PgflipConfig): SyncFactory {
       // made on first use: the inverse plan needs the old side's catalog (types and defaults to map back to)
       const made = async (): Promise<SyncSession> => {
         if (session) return session;
-        const inverse = await withSide(adminUrl(cfg, target), async (c) => invertMapping(mapping, await readCatalog(c)));
+        const inverse = await withClient(adminUrl(cfg, target), async (c) => invertMapping(mapping, await readCatalog(c)), CONTROLLER_APP);
         return (session ??= new SyncSession({ source: adminUrl(cfg, source), target: adminUrl(cfg, target), mapping: inverse.mapping, slotName, direction: 'reverse', registry }));
       };
       return {

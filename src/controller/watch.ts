@@ -4,7 +4,8 @@
  * latency above k× the pre-flip baseline, consecutive failed health checks, or
  * the new side unreachable.
  */
-import type { PgflipConfig, Side } from '../config';
+import type { PgflipConfig } from '../config';
+import type { Side } from '../side';
 import type { StateStore } from '../state/store';
 import { sleep } from '../util/sleep';
 import { probeSide, proxyAdminUrls, scrapeTraffic, Traffic, windowStats } from './health';

@@ -4,12 +4,13 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { adminUrl, otherSide, PgflipConfig } from '../config';
+import { adminUrl, PgflipConfig } from '../config';
+import { otherSide } from '../side';
 import { logger } from '../observability/logger';
 import { classifySql } from '../classifier';
 import { openStateStore } from '../state';
 import type { StateStore } from '../state/store';
-import { FlipCoordinator, FlipOutcome as CoordinatorOutcome } from '../switch/coordinator';
+import { FleetFlipOutcome, FlipCoordinator } from '../switch/coordinator';
 import { fence, isFenced, unfence } from '../switch/fencing';
 import { syncFactory } from './sync-adapter';
 import { createApp } from './api';
@@ -25,7 +26,7 @@ export function classifierPort(): ClassifyPort {
 
 const HOLD_RELEASE = 'pgflip:maintenance-hold-released';
 
-const toOutcome = (o: CoordinatorOutcome): FlipOutcome => {
+const toOutcome = (o: FleetFlipOutcome): FlipOutcome => {
   const pauses = Object.values(o.pauseMs);
   return { committed: o.ok, epoch: o.epoch, reason: o.reason, pauseMs: pauses.length ? Math.max(...pauses) : undefined };
 };

@@ -19,7 +19,8 @@
  * 57P01 saying why; `abort` reports them as blocking and the flip aborts.
  */
 import type { Logger } from 'pino';
-import { otherSide, PgflipConfig, Side } from '../config';
+import { PgflipConfig } from '../config';
+import { otherSide, Side } from '../side';
 import type { ProxyMetrics } from '../observability/metrics';
 import type { FlipParticipant, PauseResult, SwitchResult } from '../switch/participant';
 import type { BackendConnection } from './backend-connect';
@@ -445,11 +446,11 @@ export class ProxyFlipParticipant implements FlipParticipant {
    * read-only as well (then that is the role's real setting).
    */
   private async unfencedConnection(s: Session, conn: BackendConnection): Promise<BackendConnection> {
-    if (parameterStatus(conn, 'default_transaction_read_only') !== 'on') return conn;
-    if (s.backendConn && parameterStatus(s.backendConn, 'default_transaction_read_only') === 'on') return conn;
+    if (reportedParameter(conn, 'default_transaction_read_only') !== 'on') return conn;
+    if (s.backendConn && reportedParameter(s.backendConn, 'default_transaction_read_only') === 'on') return conn;
     const fresh = await s.openBackend(conn.target.side);
     conn.socket.destroy();
-    if (parameterStatus(fresh, 'default_transaction_read_only') === 'on') this.log.warn({ session: s.id, side: fresh.target.side }, 'the new side still starts sessions read-only (is it fenced?)');
+    if (reportedParameter(fresh, 'default_transaction_read_only') === 'on') this.log.warn({ session: s.id, side: fresh.target.side }, 'the new side still starts sessions read-only (is it fenced?)');
     try {
       await replayState(fresh, s.state!);
     } catch (err) {
@@ -461,7 +462,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
 }
 
 /** a ParameterStatus value the server reported at connection start */
-export function parameterStatus(conn: BackendConnection, name: string): string | undefined {
+export function reportedParameter(conn: BackendConnection, name: string): string | undefined {
   for (const m of conn.parameterStatus) {
     const z = m.indexOf(0, 5);
     if (z > 0 && m.toString('utf8', 5, z) === name) return m.toString('utf8', z + 1, m.length - 1);

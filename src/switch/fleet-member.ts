@@ -14,7 +14,9 @@
 import os from 'node:os';
 import { logger } from '../observability/logger';
 import { CHANNELS } from '../state/keys';
-import type { ActiveState, ProxyRegistration, Side, StateStore, Unsubscribe } from '../state/store';
+import type { Side } from '../side';
+import { sleep } from '../util/sleep';
+import type { ActiveState, ProxyRegistration, StateStore, Unsubscribe } from '../state/store';
 import { AbortCommand, FlipAck, FlipCommand, parseFlipCommand, PauseCommand, SwitchCommand } from './messages';
 import type { FlipParticipant, PauseResult } from './participant';
 
@@ -259,5 +261,3 @@ export class FleetMember {
     }
   }
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -3,7 +3,7 @@
  * (DESIGN §4 per-proxy switch, §8 fleet flip). The proxy never sees the store
  * or the messages; the FleetMember never sees sessions.
  */
-import type { Side } from '../config';
+import type { Side } from '../side';
 
 export interface PauseResult {
   /** every session holds at a transaction boundary (ReadyForQuery `I`) */

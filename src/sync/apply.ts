@@ -29,7 +29,7 @@ import { formatLsn, Lsn, maxLsn } from './lsn';
 import { PgoutputMessage, RelationColumn, Tuple } from './pgoutput';
 import { TablePlan } from './plan';
 import { qi, qtable, tableKey } from './sql';
-import { affectedRows, BatchError, Execution, PreparedStatement, StatementBatch } from './statement-batch';
+import { affectedRows, BatchError, Execution, TargetStatement, StatementBatch } from './statement-batch';
 
 /** A source relation (from a pgoutput Relation message) ready for apply. */
 export interface RelationPlan {
@@ -94,7 +94,7 @@ interface InFlight {
   confirmTo: Lsn;
 }
 
-export interface ApplierOptions {
+export interface ChangeApplierOptions {
   target: Client;
   slotName: string;
   log: Logger;
@@ -153,7 +153,7 @@ const NO_VALUES: (string | null)[] = [];
 
 interface UpdateShape {
   /** undefined: no column the target keeps is changed */
-  stmt?: PreparedStatement;
+  stmt?: TargetStatement;
   /** parameters: these columns of the new row, then these of the old key / old row */
   setNeed: number[];
   identNeed: number[];
@@ -172,7 +172,7 @@ class RelationStatements {
   readonly keyNeed: number[];
   /** per USING column, the source columns its expression reads */
   readonly usingReads = new Map<number, number[]>();
-  private readonly stmts = new Map<string, PreparedStatement>();
+  private readonly stmts = new Map<string, TargetStatement>();
 
   constructor(readonly rp: RelationPlan, readonly signature: string, private readonly names: () => string) {
     const cols = rp.plan.columns;
@@ -200,11 +200,11 @@ class RelationStatements {
     return e;
   }
 
-  get(key: string): PreparedStatement | undefined {
+  get(key: string): TargetStatement | undefined {
     return this.stmts.get(key);
   }
 
-  add(key: string, text: string): PreparedStatement {
+  add(key: string, text: string): TargetStatement {
     const unnamed = this.stmts.size >= MAX_STATEMENTS_PER_TABLE;
     const s = { name: unnamed ? '' : this.names(), text, parsed: false };
     if (!unnamed) this.stmts.set(key, s);
@@ -220,7 +220,7 @@ class RelationStatements {
     const setNeed = this.needFor(setCols);
     const present = this.rp.full ? this.presentIdent(ident) : this.rp.keyIdx;
     const identNeed = this.rp.full ? this.needFor(present) : this.keyNeed;
-    let stmt: PreparedStatement | undefined;
+    let stmt: TargetStatement | undefined;
     if (setCols.length) {
       const sets = setCols.map((i) => `${qi(cols[i].target!)} = ${this.value(i, setNeed, 0)}`);
       const where = this.rp.full ? this.fullMatch(present, setNeed.length) : this.keyMatch(identNeed, setNeed.length);
@@ -291,7 +291,7 @@ function relationSignature(m: Extract<PgoutputMessage, { tag: 'relation' }>): st
   return `${m.schema}.${m.name}|${m.replicaIdentity}|${m.columns.map((c: RelationColumn) => `${c.name}:${c.typeOid}:${c.typmod}:${c.isKey ? 1 : 0}`).join(',')}`;
 }
 
-export class Applier {
+export class ChangeApplier {
   readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, roundTrips: 0, statementsPrepared: 0, missingRows: 0, skippedTransactions: 0 };
   /** everything up to here is applied (or had nothing to apply) */
   confirmedLsn: Lsn;
@@ -340,11 +340,11 @@ export class Applier {
   private lastAck = 0;
   private ackTimer?: NodeJS.Timeout;
 
-  private readonly begin: PreparedStatement = { name: 'pgflip_begin', text: 'BEGIN', parsed: false };
-  private readonly commit: PreparedStatement = { name: 'pgflip_commit', text: 'COMMIT', parsed: false };
-  private readonly state: PreparedStatement = { name: 'pgflip_state', text: STATE_UPSERT, parsed: false };
+  private readonly begin: TargetStatement = { name: 'pgflip_begin', text: 'BEGIN', parsed: false };
+  private readonly commit: TargetStatement = { name: 'pgflip_commit', text: 'COMMIT', parsed: false };
+  private readonly state: TargetStatement = { name: 'pgflip_state', text: STATE_UPSERT, parsed: false };
 
-  constructor(private readonly o: ApplierOptions) {
+  constructor(private readonly o: ChangeApplierOptions) {
     this.confirmedLsn = o.resumeLsn;
     this.appliedLsn = o.resumeLsn;
     this.storedLsn = o.resumeLsn;
@@ -764,7 +764,7 @@ export class Applier {
     }
   }
 
-  private insertStatement(rs: RelationStatements, size: number): PreparedStatement {
+  private insertStatement(rs: RelationStatements, size: number): TargetStatement {
     return rs.get(`I${size}`) ?? rs.add(`I${size}`, (() => {
       const cols = rs.written.map((i) => qi(rs.rp.plan.columns[i].target!)).join(', ');
       const need = rs.insertNeed;
@@ -773,7 +773,7 @@ export class Applier {
     })());
   }
 
-  private deleteStatement(rs: RelationStatements, size: number): PreparedStatement {
+  private deleteStatement(rs: RelationStatements, size: number): TargetStatement {
     return rs.get(`D${size}`) ?? rs.add(`D${size}`, (() => {
       const keys = rs.rp.keyIdx;
       const need = rs.keyNeed;

@@ -4,7 +4,7 @@ export type { SyncSessionOptions, SyncProgress, SyncPhase, CopySummary, CatchUpR
 export { invertMapping, isWidening } from './invert';
 export type { InverseMapping } from './invert';
 export { readCatalog } from './catalog';
-export type { Catalog, TableInfo, ColumnInfo } from './catalog';
+export type { TableCatalog, TableInfo, ColumnInfo } from './catalog';
 export { SyncPrerequisiteError } from './prerequisites';
 export type { Problem } from './prerequisites';
 export { SyncPlanError } from './plan';

@@ -13,7 +13,7 @@
 import type { Connection } from 'pg';
 
 /** A statement prepared by name on one connection (`name` '' = unnamed, parsed every time). */
-export interface PreparedStatement {
+export interface TargetStatement {
   readonly name: string;
   readonly text: string;
   /** Parse has been sent on the connection this statement belongs to */
@@ -21,7 +21,7 @@ export interface PreparedStatement {
 }
 
 export interface Execution {
-  stmt: PreparedStatement;
+  stmt: TargetStatement;
   /** text parameters; null = SQL NULL */
   values: (string | null)[];
 }

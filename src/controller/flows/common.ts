@@ -2,11 +2,13 @@
  * The steps every flow begins with (validate, rollback point), the run of a
  * file's statements, and the end of a dry run.
  */
-import type { PgflipConfig, Side } from '../../config';
+import type { PgflipConfig } from '../../config';
+import type { Side } from '../../side';
 import type { SchemaMapping } from '../../classifier/mapping';
 import { logger } from '../../observability/logger';
 import { Applier, ApplyError } from '../apply';
-import { connectSide } from '../db';
+import { withClient } from '../../util/pg';
+import { CONTROLLER_APP } from '../db';
 import { ledgerStatus } from '../ledger';
 import { parseStatements, runMode, SqlStatement, SqlSyntaxError } from '../statements';
 import { FlowEnd } from '../steps';
@@ -38,8 +40,7 @@ export async function validate<N extends string>(ctx: FlowContext<N | SharedStep
     }
     if (statements.length === 0) throw new FlowEnd('failed', `${rec.name}: no SQL statements; nothing applied`);
     // the ledger first: an applied file no longer matches the live catalog (its column exists)
-    const c = await connectSide(ctx.sideUrl(side));
-    try {
+    await withClient(ctx.sideUrl(side), async (c) => {
       const l = await ledgerStatus(c, rec.name, rec.checksum);
       if (l.status === 'applied') {
         // our own earlier run, interrupted after its commit (recovery)
@@ -49,9 +50,7 @@ export async function validate<N extends string>(ctx: FlowContext<N | SharedStep
       if (l.status === 'changed') {
         throw new FlowEnd('failed', `refused: ${rec.name} was applied at ${l.row.finishedAt} with checksum ${l.row.checksum.slice(0, 12)}…, this file has ${rec.checksum.slice(0, 12)}… (a changed migration needs a new name); nothing applied`);
       }
-    } finally {
-      await c.end().catch(() => undefined);
-    }
+    }, CONTROLLER_APP);
     if (resume && rec.classification && rec.statements) {
       // classified before the restart; the live catalog now shows the statements that already ran
       s.detail = `${rec.classification}, classified before the restart; resuming after statement ${rec.statements.committed}`;

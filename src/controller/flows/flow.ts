@@ -4,7 +4,8 @@
  * of migration lives in its own module (safe.ts, maintenance.ts, risky.ts):
  * adding a step to a flow touches that file only.
  */
-import type { PgflipConfig, Side } from '../../config';
+import type { PgflipConfig } from '../../config';
+import type { Side } from '../../side';
 import type { StateStore } from '../../state/store';
 import type { Applier } from '../apply';
 import type { ClassifyPort, FencePort, FlipPort, SyncFactory } from '../ports';

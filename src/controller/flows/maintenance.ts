@@ -5,8 +5,9 @@
  * After a restart: completed if the ledger shows the file committed, else
  * rolled back (its transaction died with the connection; the proxies resumed).
  */
-import type { Side } from '../../config';
-import { connectSide } from '../db';
+import type { Side } from '../../side';
+import { withClient } from '../../util/pg';
+import { CONTROLLER_APP } from '../db';
 import { ledgerStatus } from '../ledger';
 import { runMode } from '../statements';
 import { FlowEnd, Step } from '../steps';
@@ -73,9 +74,8 @@ export const maintenanceFlow: Flow<MaintenanceStep> = {
 
 /** Whether this migration's own run committed on the side (its ledger row carries the migration id). */
 async function appliedBy(url: string, rec: StoredMigration): Promise<boolean> {
-  const c = await connectSide(url);
-  try {
+  return withClient(url, async (c) => {
     const l = await ledgerStatus(c, rec.name, rec.checksum);
     return l.status === 'applied' && l.row.migrationId === rec.id;
-  } finally { await c.end().catch(() => undefined); }
+  }, CONTROLLER_APP);
 }

@@ -8,8 +8,9 @@
  * catch up → verify → switch delay → flip (final verify inside it) → watch →
  * finalize; or roll back after the flip.
  */
-import { otherSide, Side } from '../../config';
-import { advanceSequencesToData, connectSide } from '../db';
+import { otherSide, Side } from '../../side';
+import { connectClient } from '../../util/pg';
+import { advanceSequencesToData, CONTROLLER_APP } from '../db';
 import { copyLedger, recordLedger } from '../ledger';
 import type { ReverseSync, SyncPort } from '../ports';
 import { errMsg, FlowEnd } from '../steps';
@@ -85,7 +86,7 @@ async function run(ctx: Ctx): Promise<void> {
     await steps.run('migrate idle side', async (s) => {
       await fwd.migrateTarget();
       await fwd.startStreaming();
-      const [a, b] = await Promise.all([connectSide(ctx.sideUrl(source)), connectSide(ctx.sideUrl(target))]);
+      const [a, b] = await Promise.all([connectClient(ctx.sideUrl(source), CONTROLLER_APP), connectClient(ctx.sideUrl(target), CONTROLLER_APP)]);
       try {
         await copyLedger(a, b);
         await recordLedger(b, { name: rec.name, checksum: rec.checksum, class: rec.classification ?? 'risky', side: target, migrationId: rec.id, startedAt: rec.startedAt! });
