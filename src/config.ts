@@ -166,7 +166,7 @@ export function readConfigFile(file: string): Json {
   }
 }
 
-/** The env variables of DESIGN §3.5, as a partial config. */
+/** The environment variables (a contract: docs/architecture.md), as a partial config. */
 export function envOverrides(env: NodeJS.ProcessEnv = process.env): Json {
   const o: Json = {};
   if (env.BLUE_DATABASE_URL) o.blue = { url: env.BLUE_DATABASE_URL };

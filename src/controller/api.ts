@@ -1,7 +1,7 @@
 /**
- * The controller's HTTP API (DESIGN §3.4). One route table drives both the
- * express router and /openapi.json, so the description lists exactly what the
- * server answers.
+ * The controller's HTTP API (a contract: docs/controller.md). One route table
+ * drives both the express router and /openapi.json, so the description lists
+ * exactly what the server answers.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -92,7 +92,7 @@ const ROUTES: RouteDef[] = [
     },
   },
   {
-    method: 'post', path: '/migrations/validate', summary: 'classify a migration: the report of DESIGN §3.2', auth: true, body: SCHEMAS.validate,
+    method: 'post', path: '/migrations/validate', summary: 'classify a migration: the validation report', auth: true, body: SCHEMAS.validate,
     audit: 'migration.validate', responses: { 200: 'validation report', 400: 'bad request' },
     handler: (d) => async (req, res) => {
       const body = validateBody<{ sql?: string; file?: string; name?: string; pgVersion?: number }>(SCHEMAS.validate, req.body);

@@ -1,5 +1,5 @@
 /**
- * Runs a migration's statements on one side (DESIGN §7 "How a file runs"):
+ * Runs a migration's statements on one side:
  * - one transaction with lock_timeout, retried from the start on a lock
  *   timeout (55P03); the ledger row commits with it, so "applied" is atomic;
  * - statement by statement when the file holds statements that cannot run in

@@ -23,7 +23,7 @@ export interface FlipOutcome {
 
 export interface FlipPort {
   /**
-   * Two-phase fleet flip (DESIGN §8). beforeCommit runs while every proxy holds
+   * Two-phase fleet flip (docs/fleet.md). beforeCommit runs while every proxy holds
    * its sessions; if it throws, the flip aborts and traffic resumes where it was
    * (onAbort then undoes what beforeCommit did, e.g. fencing).
    */

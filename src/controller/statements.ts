@@ -107,7 +107,7 @@ export async function parseStatements(sql: string, file = '<sql>'): Promise<SqlS
   return out;
 }
 
-/** How a file runs (DESIGN §7). */
+/** How a file runs (docs/controller.md). */
 export function runMode(statements: SqlStatement[]): RunMode {
   if (statements.some((s) => s.txControl === 'begin' || s.txControl === 'commit')) return 'own-transactions';
   if (statements.some((s) => s.noTransaction)) return 'statements';

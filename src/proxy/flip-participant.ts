@@ -1,5 +1,5 @@
 /**
- * The proxy's side of a flip (DESIGN §4, driven by a FleetMember, §8).
+ * The proxy's side of a flip (docs/proxy.md), driven by a FleetMember (docs/fleet.md).
  *
  * pause: new connections wait at admission; every session is held at its next
  * switch point (ReadyForQuery `I`, nothing in flight, not inside an

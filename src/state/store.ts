@@ -1,5 +1,5 @@
 /**
- * The state store: what a fleet of proxies and one controller share (DESIGN §8).
+ * The state store: what a fleet of proxies and one controller share (docs/fleet.md).
  *
  * Two implementations with the same semantics: MemoryStateStore for one process
  * and RedisStateStore for N processes on N machines. Every operation that must

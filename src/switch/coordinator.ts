@@ -1,5 +1,5 @@
 /**
- * The controller's side of the fleet flip (DESIGN §8), two phases:
+ * The controller's side of the fleet flip (docs/fleet.md), two phases:
  *
  *   1. record the flip (`pausing`) and publish pause; every live proxy answers
  *      `paused` once its sessions hold at transaction boundaries;

@@ -1,5 +1,5 @@
 /**
- * Fencing the side traffic has left (DESIGN §6.5, issue 4): the application's
+ * Fencing the side traffic has left (docs/fleet.md): the application's
  * roles can no longer write there, and sessions that bypass pgflip are ended,
  * so no write lands on the old side once the new one serves. Reversible
  * exactly: unfence() restores what fence() changed, as recorded in the table

@@ -1,5 +1,5 @@
 /**
- * The proxy's side of the fleet flip (DESIGN §8): registers the proxy with a
+ * The proxy's side of the fleet flip (docs/fleet.md): registers the proxy with a
  * heartbeat, listens for pause/switch/abort, drives the local FlipParticipant
  * and answers on the acknowledgement channel.
  *

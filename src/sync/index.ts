@@ -1,4 +1,4 @@
-/** The sync engine's public API (DESIGN §6). */
+/** The sync engine's public API (docs/sync.md). */
 export { SyncSession, SyncMigrationError, SyncStateError } from './session';
 export type { SyncSessionOptions, SyncProgress, SyncPhase, CopySummary, CatchUpResult } from './session';
 export { invertMapping, isWidening } from './invert';

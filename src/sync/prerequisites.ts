@@ -1,5 +1,5 @@
 /**
- * Up-front checks for a sync from `source` (DESIGN §6.1): every problem found
+ * Up-front checks for a sync from `source`: every problem found
  * is reported, each with one clear line saying what to change.
  */
 import { Client } from 'pg';

@@ -1,5 +1,5 @@
 /**
- * SyncSession: one direction of data sync between two databases (DESIGN §6).
+ * SyncSession: one direction of data sync between two databases (docs/sync.md).
  *
  *   checkPrerequisites → prepareTarget → initialCopy → migrateTarget →
  *   startStreaming → catchUp → verify → stop → cleanup
