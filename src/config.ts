@@ -7,10 +7,8 @@
  */
 import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
+import { SIDES, Side } from './side';
 
-export type Side = 'blue' | 'green';
-export const SIDES: readonly Side[] = ['blue', 'green'];
-export const otherSide = (s: Side): Side => (s === 'blue' ? 'green' : 'blue');
 
 export interface HostPort { host: string; port: number }
 
@@ -174,7 +172,7 @@ export function readConfigFile(file: string): Json {
   }
 }
 
-/** The env variables of DESIGN §3.5, as a partial config. */
+/** The environment variables (a contract: docs/architecture.md), as a partial config. */
 export function envOverrides(env: NodeJS.ProcessEnv = process.env): Json {
   const o: Json = {};
   if (env.BLUE_DATABASE_URL) o.blue = { url: env.BLUE_DATABASE_URL };

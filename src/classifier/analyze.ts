@@ -2,7 +2,7 @@
  * Classifies a parsed migration file statement by statement, with the file's context:
  * objects created earlier in the file, explicit and implicit transactions, lock_timeout,
  * enum values added in the same transaction, the target version and (optionally) the live
- * catalog. Produces the report of DESIGN §3.2.
+ * catalog. Produces the validation report (docs/classifier.md).
  */
 /* eslint-disable @typescript-eslint/no-explicit-any */
 import { listName, RelName, stringConstants, TypeInfo } from './ast';

@@ -1,5 +1,5 @@
 /**
- * Programmatic API of the classifier: the report of DESIGN §3.2 for a file or a SQL string.
+ * Programmatic API of the classifier: the validation report (docs/classifier.md) for a file or a SQL string.
  */
 import { readFile } from 'node:fs/promises';
 import { analyze } from './analyze';

@@ -1,5 +1,5 @@
 /**
- * Shapes of the validation report (DESIGN §3.2, a contract) and of the classifier's options.
+ * Shapes of the validation report (a contract: docs/architecture.md) and of the classifier's options.
  */
 import type { SchemaMapping } from './mapping';
 

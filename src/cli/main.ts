@@ -10,7 +10,7 @@ import { registerStatus } from './status';
 import { registerRollback } from './rollback';
 import { registerDemo } from './demo';
 
-/** Exit codes of the CLI contract (DESIGN §3.1). */
+/** Exit codes of the CLI: a contract (docs/architecture.md). */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
 
 export function buildProgram(): Command {

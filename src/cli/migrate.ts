@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { confirm, ControllerClient } from '../controller/client';
 import type { MigrationRecord } from '../controller/types';
 import { isTerminal } from '../controller/types';
+import { sleep } from '../util/sleep';
 
 export const seconds = (flag: string, min: number) => (v: string): number => {
   const n = Number(v);
@@ -90,7 +91,7 @@ export function registerMigrate(program: Command): void {
             rec = await client.get<MigrationRecord>(`/migrations/${id}`);
             view.show(rec);
             if (isTerminal(rec.state)) break;
-            await new Promise((r) => setTimeout(r, 300));
+            await sleep(300);
           }
         } finally {
           process.off('SIGINT', onSigint);

@@ -15,7 +15,7 @@ function pgVersion(value: string): number {
 interface ValidateFlags { json?: boolean; pgVersion?: number; databaseUrl?: string }
 
 /**
- * `pgflip validate [--json] [--pg-version N] [--database-url URL] FILE...` (DESIGN §3.1).
+ * `pgflip validate [--json] [--pg-version N] [--database-url URL] FILE...` (docs/classifier.md).
  * Exit 0 when every file is valid without errors, 1 otherwise (an unreadable file is an
  * invalid report), 2 for usage errors (commander).
  */

@@ -1,23 +1,25 @@
 /**
- * The controller's HTTP API (DESIGN §3.4). One route table drives both the
- * express router and /openapi.json, so the description lists exactly what the
- * server answers.
+ * The controller's HTTP API (a contract: docs/controller.md). One route table
+ * drives both the express router and /openapi.json, so the description lists
+ * exactly what the server answers.
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import express, { NextFunction, Request, Response } from 'express';
-import { SIDES, Side } from '../config';
+import { Side, SIDES } from '../side';
 import { logger, redactUrl } from '../observability/logger';
 import { AuditLog } from './audit';
 import { requireToken } from './auth';
-import { probeSide, proxyAdminUrls } from './health';
+import { probeSide, proxyAdminUrls, scrapeTraffic, windowStats } from './health';
 import { controllerMetrics } from './metrics';
-import { checksumOf, ConflictError, NotFoundError, Orchestrator, STORE_KEYS } from './orchestrator';
+import type { Orchestrator } from './orchestrator';
+import { checksumOf, ConflictError, NotFoundError, STORE_KEYS } from './records';
 import type { ClassifyPort } from './ports';
 import { RollbackPoints } from './rollback-points';
 import { MigrationClass, MigrationRequest } from './types';
 import { BodySchema, RequestError, SCHEMAS, validateBody } from './validation';
 import type { Baseline } from './watch';
+import { sleep } from '../util/sleep';
 
 export interface ApiDeps {
   orchestrator: Orchestrator;
@@ -90,7 +92,7 @@ const ROUTES: RouteDef[] = [
     },
   },
   {
-    method: 'post', path: '/migrations/validate', summary: 'classify a migration: the report of DESIGN §3.2', auth: true, body: SCHEMAS.validate,
+    method: 'post', path: '/migrations/validate', summary: 'classify a migration: the validation report', auth: true, body: SCHEMAS.validate,
     audit: 'migration.validate', responses: { 200: 'validation report', 400: 'bad request' },
     handler: (d) => async (req, res) => {
       const body = validateBody<{ sql?: string; file?: string; name?: string; pgVersion?: number }>(SCHEMAS.validate, req.body);
@@ -213,12 +215,11 @@ const ROUTES: RouteDef[] = [
 ];
 
 export async function measureBaseline(o: Orchestrator, ms: number): Promise<Baseline> {
-  const { scrapeTraffic, windowStats } = await import('./health');
   const urls = await proxyAdminUrls(o.cfg.controller.proxyAdminUrls, o.store);
   if (!urls.length) throw new ConflictError('no proxy admin URL known (controller.proxyAdminUrls or proxy registrations): nothing to measure');
   const { active } = await o.activeSide();
   const before = (await scrapeTraffic(urls)).traffic[active];
-  await new Promise((r) => setTimeout(r, ms));
+  await sleep(ms);
   const after = (await scrapeTraffic(urls)).traffic[active];
   const s = windowStats(before, after);
   if (!s.queries || s.p95Ms === undefined) throw new ConflictError(`no queries on ${active} through the proxies in ${ms / 1000}s: nothing to measure`);

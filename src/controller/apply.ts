@@ -1,5 +1,5 @@
 /**
- * Runs a migration's statements on one side (DESIGN §7 "How a file runs"):
+ * Runs a migration's statements on one side:
  * - one transaction with lock_timeout, retried from the start on a lock
  *   timeout (55P03); the ledger row commits with it, so "applied" is atomic;
  * - statement by statement when the file holds statements that cannot run in
@@ -9,10 +9,12 @@
  * A failure says which statement failed and which statements are committed.
  */
 import { Client, DatabaseError } from 'pg';
-import { connectSide, withSide } from './db';
+import { connectClient, withClient } from '../util/pg';
+import { CONTROLLER_APP } from './db';
 import { ensureLedger, LedgerEntry, recordLedger } from './ledger';
 import { describeStatement, RunMode, runMode, SqlStatement } from './statements';
 import type { StatementProgress } from './types';
+import { sleep } from '../util/sleep';
 
 export interface ApplyOptions {
   lockTimeoutMs: number;
@@ -42,7 +44,6 @@ export class ApplyError extends Error {
 export class ApplyCancelled extends Error {}
 
 const LOCK_TIMEOUT = '55P03';
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const pgMessage = (e: unknown): string => {
   const d = e as DatabaseError;
   return d.code ? `${d.message} [SQLSTATE ${d.code}]${d.detail ? ` (${d.detail})` : ''}` : (e as Error).message;
@@ -61,11 +62,11 @@ export class Applier {
   async cancel(): Promise<void> {
     this.cancelled = true;
     if (!this.pid) return;
-    await withSide(this.url, (c) => c.query('SELECT pg_cancel_backend($1)', [this.pid])).catch(() => undefined); // it may have finished
+    await withClient(this.url, (c) => c.query('SELECT pg_cancel_backend($1)', [this.pid]), CONTROLLER_APP).catch(() => undefined); // it may have finished
   }
 
   async run(): Promise<StatementProgress> {
-    const c = await connectSide(this.url);
+    const c = await connectClient(this.url, CONTROLLER_APP);
     this.client = c;
     this.pid = (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
     try {
@@ -92,7 +93,7 @@ export class Applier {
 
   private backoff(attempt: number): Promise<void> {
     const base = this.opts.retryDelayMs ?? 200;
-    return sleep(Math.min(5000, base * 2 ** attempt) * (0.75 + Math.random() / 2)).then(() => undefined);
+    return sleep(Math.min(5000, base * 2 ** attempt) * (0.75 + Math.random() / 2));
   }
 
   private async inOneTransaction(c: Client): Promise<StatementProgress> {

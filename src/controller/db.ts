@@ -1,21 +1,10 @@
 /**
- * The controller's connections to a side. A connection that breaks while idle
- * (a side killed, a restart) must not crash the process: its error surfaces
- * through the next query instead.
+ * The controller's connections to a side carry its application name: fencing
+ * spares sessions whose name starts with pgflip.
  */
-import { Client } from 'pg';
+import { withClient } from '../util/pg';
 
-export async function connectSide(url: string, applicationName = 'pgflip-controller'): Promise<Client> {
-  const c = new Client({ connectionString: url, application_name: applicationName });
-  c.on('error', () => undefined);
-  await c.connect();
-  return c;
-}
-
-export async function withSide<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = await connectSide(url);
-  try { return await fn(c); } finally { await c.end().catch(() => undefined); }
-}
+export const CONTROLLER_APP = 'pgflip-controller';
 
 /**
  * Moves every sequence that feeds a column (serial, identity) past the largest
@@ -24,7 +13,7 @@ export async function withSide<T>(url: string, fn: (c: Client) => Promise<T>): P
  * final catch-up could copy the sequences.
  */
 export async function advanceSequencesToData(url: string): Promise<number> {
-  return withSide(url, async (c) => {
+  return withClient(url, async (c) => {
     const { rows } = await c.query<{ seq: string; tbl: string; col: string }>(`
       SELECT d.objid::regclass::text AS seq, d.refobjid::regclass::text AS tbl, quote_ident(a.attname) AS col
       FROM pg_depend d
@@ -37,5 +26,5 @@ export async function advanceSequencesToData(url: string): Promise<number> {
       await c.query(`SELECT setval($1::regclass, GREATEST((SELECT max(${r.col}) FROM ${r.tbl}), (SELECT last_value FROM ${r.seq}), 1))`, [r.seq]);
     }
     return rows.length;
-  });
+  }, CONTROLLER_APP);
 }

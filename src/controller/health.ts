@@ -5,7 +5,7 @@
  * p95 latency per side.
  */
 import { Client } from 'pg';
-import type { Side } from '../config';
+import type { Side } from '../side';
 import type { StateStore } from '../state/store';
 import { METRIC } from '../observability/metrics';
 
@@ -27,7 +27,7 @@ export async function probeSide(url: string, timeoutMs = 2000): Promise<Probe> {
   }
 }
 
-/** Metric names the proxies export (DESIGN §3.6), read by the watch window. */
+/** Metric names the proxies export, read by the watch window. */
 export const TRAFFIC_METRICS = {
   queries: METRIC.queries,
   errors: METRIC.queryErrors,

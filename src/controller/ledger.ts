@@ -4,7 +4,7 @@
  * was applied with a different checksum is refused.
  */
 import type { ClientBase } from 'pg';
-import type { Side } from '../config';
+import type { Side } from '../side';
 import type { MigrationClass } from './types';
 
 export const LEDGER_TABLE = 'pgflip.migrations';

@@ -1,5 +1,5 @@
 /**
- * The controller's metrics: the contract names of DESIGN §3.6, defined once in
+ * The controller's metrics: contract names (docs/architecture.md), defined once in
  * src/observability/metrics.ts on the process-wide registry that /metrics serves.
  */
 import { migrationMetrics, MigrationMetrics, registry } from '../observability/metrics';

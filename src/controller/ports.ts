@@ -3,7 +3,7 @@
  * adapters in wiring.ts bind them to the classifier, the flip coordinator and
  * the sync engine; tests bind them the same way (real parts, real databases).
  */
-import type { Side } from '../config';
+import type { Side } from '../side';
 import type { ValidationReport } from '../classifier/types';
 import type { SchemaMapping } from '../classifier/mapping';
 
@@ -23,7 +23,7 @@ export interface FlipOutcome {
 
 export interface FlipPort {
   /**
-   * Two-phase fleet flip (DESIGN §8). beforeCommit runs while every proxy holds
+   * Two-phase fleet flip (docs/fleet.md). beforeCommit runs while every proxy holds
    * its sessions; if it throws, the flip aborts and traffic resumes where it was
    * (onAbort then undoes what beforeCommit did, e.g. fencing).
    */
@@ -36,7 +36,7 @@ export interface FlipPort {
   hold(o: { deadlineMs: number; during: () => Promise<void> }): Promise<FlipOutcome>;
 }
 
-export interface SyncProgress {
+export interface SyncStatus {
   /** initial copy 0..1 */
   copyFraction?: number;
   rowsCopied?: number;
@@ -46,30 +46,39 @@ export interface SyncProgress {
 
 /** One direction of sync between the sides, for one migration (src/sync SyncSession). */
 export interface SyncPort {
-  checkPrerequisites(): Promise<string[]>;
-  /** sizes and row estimates for the plan */
-  estimate?(): Promise<Record<string, unknown>>;
-  prepareTarget(): Promise<void>;
-  initialCopy(onProgress: (p: SyncProgress) => void): Promise<void>;
-  migrateTarget(): Promise<void>;
   startStreaming(): Promise<void>;
   /** until the lag is under maxLagMs (or zero when traffic is held) */
-  catchUp(opts?: { maxLagMs?: number; timeoutMs?: number }): Promise<SyncProgress>;
-  /** all tables, or those named (the source's `schema.table`); `unequal` names the ones that differ */
-  verify(tables?: string[]): Promise<{ ok: boolean; problems: string[]; tables: number; unequal: string[] }>;
-  progress(): SyncProgress;
-  /** whether the running stream's transactions carry pgflip's origin (a reverse stream skips them) */
-  tagsOrigin(): boolean;
+  catchUp(opts?: { maxLagMs?: number; timeoutMs?: number }): Promise<SyncStatus>;
   stop(): Promise<void>;
   /** drops slots, publications and sync bookkeeping; idempotent */
   cleanup(): Promise<void>;
 }
 
+/** Active → idle, with the migration applied on the idle side. */
+export interface ForwardSync extends SyncPort {
+  checkPrerequisites(): Promise<string[]>;
+  /** sizes and row estimates for the plan */
+  estimate?(): Promise<Record<string, unknown>>;
+  /** rebuilds the idle side's database from scratch with the active side's schema */
+  rebuildTarget(): Promise<void>;
+  initialCopy(onProgress: (p: SyncStatus) => void): Promise<void>;
+  migrateTarget(): Promise<void>;
+  /** all tables, or those named (the source's `schema.table`); `unequal` names the ones that differ */
+  verify(tables?: string[]): Promise<{ ok: boolean; problems: string[]; tables: number; unequal: string[] }>;
+  progress(): SyncStatus;
+  /** whether the running stream's transactions carry pgflip's origin (a reverse stream skips them) */
+  tagsOrigin(): boolean;
+}
+
+/** The new side → the old one after the flip, mapped with the inverse plan, from the flip's position: no copy. */
+export interface ReverseSync extends SyncPort {
+  /** the slot on the new side the stream will read from; where it starts is where the stream starts */
+  createSlot(): Promise<void>;
+}
+
 export interface SyncFactory {
-  /** forward: active → idle, with the migration applied on the idle side */
-  forward(o: { migrationId: string; source: Side; target: Side; sql: string; mapping: SchemaMapping }): SyncPort;
-  /** reverse: the new side → the old one, mapped with the inverse plan */
-  reverse(o: { migrationId: string; source: Side; target: Side; mapping: SchemaMapping }): SyncPort;
+  forward(o: { migrationId: string; source: Side; target: Side; sql: string; mapping: SchemaMapping }): ForwardSync;
+  reverse(o: { migrationId: string; source: Side; target: Side; mapping: SchemaMapping }): ReverseSync;
   /**
    * drops every slot, publication and origin of a migration on both sides
    * (after a restart); without an id, those of every earlier migration (one runs at a time)

@@ -14,7 +14,7 @@ import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { clientTool } from '../pgcluster/binaries';
-import type { Side } from '../config';
+import type { Side } from '../side';
 
 const run = promisify(execFile);
 

@@ -70,7 +70,7 @@ function skipTrivia(text: string, from: number): number {
   }
 }
 
-export async function splitStatements(sql: string, file = '<sql>'): Promise<SqlStatement[]> {
+export async function parseStatements(sql: string, file = '<sql>'): Promise<SqlStatement[]> {
   await parserReady();
   let tree: { stmts?: Array<{ stmt: Node; stmt_location?: number; stmt_len?: number }> };
   try {
@@ -107,7 +107,7 @@ export async function splitStatements(sql: string, file = '<sql>'): Promise<SqlS
   return out;
 }
 
-/** How a file runs (DESIGN §7). */
+/** How a file runs (docs/controller.md). */
 export function runMode(statements: SqlStatement[]): RunMode {
   if (statements.some((s) => s.txControl === 'begin' || s.txControl === 'commit')) return 'own-transactions';
   if (statements.some((s) => s.noTransaction)) return 'statements';

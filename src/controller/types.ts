@@ -2,7 +2,7 @@
  * The migration record the orchestrator persists in the state store before and
  * after every step. GET /migrations/:id returns it as is (minus the SQL text).
  */
-import type { Side } from '../config';
+import type { Side } from '../side';
 
 export type MigrationClass = 'safe' | 'risky' | 'maintenance';
 export const CLASS_ORDER: readonly MigrationClass[] = ['safe', 'risky', 'maintenance'];

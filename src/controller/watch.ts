@@ -1,14 +1,15 @@
 /**
  * The watch window after a risky flip: sample the new side until the window
- * ends or a rollback condition holds (DESIGN §7): error rate above the
- * threshold, p95 latency above k× the pre-flip baseline, consecutive failed
- * health checks, or the new side unreachable.
+ * ends or a rollback condition holds: error rate above the threshold, p95
+ * latency above k× the pre-flip baseline, consecutive failed health checks, or
+ * the new side unreachable.
  */
-import type { Side } from '../config';
-import type { Orchestrator } from './orchestrator';
-import { STORE_KEYS } from './orchestrator';
+import type { PgflipConfig } from '../config';
+import type { Side } from '../side';
+import type { StateStore } from '../state/store';
+import { sleep } from '../util/sleep';
 import { probeSide, proxyAdminUrls, scrapeTraffic, Traffic, windowStats } from './health';
-import type { StoredMigration } from './types';
+import { STORE_KEYS } from './records';
 
 export interface WatchVerdict { ok: boolean; reason: string }
 
@@ -17,22 +18,32 @@ export interface Baseline { p95Ms: number; errorRate: number; measuredAt: string
 /** Minimum queries in an interval before error rate and latency count (noise on idle systems). */
 const MIN_QUERIES = 20;
 
-export async function watchWindow(o: { orchestrator: Orchestrator; rec: StoredMigration; side: Side; signal?: AbortSignal }): Promise<WatchVerdict> {
-  const { orchestrator: orch, side } = o;
-  const c = orch.cfg.controller;
+export interface WatchOptions {
+  cfg: PgflipConfig['controller'];
+  /** the baseline, the proxies' health reports and their admin URLs */
+  store: StateStore;
+  /** the side watched, and how the controller reaches it */
+  side: Side;
+  url: string;
+  signal?: AbortSignal;
+}
+
+export async function watchWindow(o: WatchOptions): Promise<WatchVerdict> {
+  const { cfg: c, store, side } = o;
   if (c.watchWindowSeconds === 0) return { ok: true, reason: 'watch window disabled (0 s)' };
-  const baseline = (await orch.store.getJson<Baseline>(STORE_KEYS.baseline))?.value ?? undefined;
-  const urls = await proxyAdminUrls(c.proxyAdminUrls, orch.store);
+  const baseline = (await store.getJson<Baseline>(STORE_KEYS.baseline))?.value ?? undefined;
+  const urls = await proxyAdminUrls(c.proxyAdminUrls, store);
   const end = Date.now() + c.watchWindowSeconds * 1000;
   let failures = 0;
   let prev: Traffic | undefined = urls.length ? (await scrapeTraffic(urls)).traffic[side] : undefined;
   let samples = 0;
   while (Date.now() < end) {
-    await sleep(Math.min(c.watchIntervalMs, Math.max(0, end - Date.now())), o.signal);
+    // an abort ends the wait; the verdict below says so
+    await sleep(Math.min(c.watchIntervalMs, Math.max(0, end - Date.now())), o.signal).catch(() => undefined);
     if (o.signal?.aborted) return { ok: false, reason: 'aborted during the watch window' };
     samples++;
-    const probe = await probeSide(orch.sideUrl(side), Math.min(2000, c.watchIntervalMs * 2));
-    const reports = await orch.store.healthReports().catch(() => []);
+    const probe = await probeSide(o.url, Math.min(2000, c.watchIntervalMs * 2));
+    const reports = await store.healthReports().catch(() => []);
     const proxyDown = reports.filter((r) => r.sides[side] && r.sides[side]!.up === false);
     if (!probe.up || proxyDown.length) {
       failures++;
@@ -54,12 +65,4 @@ export async function watchWindow(o: { orchestrator: Orchestrator; rec: StoredMi
     }
   }
   return { ok: true, reason: `healthy for ${c.watchWindowSeconds}s (${samples} checks${urls.length ? `, traffic from ${urls.length} proxy(ies)` : ''})` };
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const onAbort = () => { clearTimeout(t); resolve(); };
-    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }

@@ -4,17 +4,18 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { adminUrl, otherSide, PgflipConfig } from '../config';
+import { adminUrl, PgflipConfig } from '../config';
+import { otherSide } from '../side';
 import { logger } from '../observability/logger';
 import { classifySql } from '../classifier';
 import { openStateStore } from '../state';
 import type { StateStore } from '../state/store';
-import { FlipCoordinator, FlipOutcome as CoordinatorOutcome } from '../switch/coordinator';
+import { FleetFlipOutcome, FlipCoordinator } from '../switch/coordinator';
 import { fence, isFenced, unfence } from '../switch/fencing';
 import { syncFactory } from './sync-adapter';
 import { createApp } from './api';
 import { AuditLog } from './audit';
-import { Orchestrator } from './orchestrator';
+import { Orchestrator, OrchestratorDeps } from './orchestrator';
 import type { ClassifyPort, FencePort, FlipOutcome, FlipPort, SyncFactory } from './ports';
 import { RollbackPoints } from './rollback-points';
 
@@ -25,7 +26,7 @@ export function classifierPort(): ClassifyPort {
 
 const HOLD_RELEASE = 'pgflip:maintenance-hold-released';
 
-const toOutcome = (o: CoordinatorOutcome): FlipOutcome => {
+const toOutcome = (o: FleetFlipOutcome): FlipOutcome => {
   const pauses = Object.values(o.pauseMs);
   return { committed: o.ok, epoch: o.epoch, reason: o.reason, pauseMs: pauses.length ? Math.max(...pauses) : undefined };
 };
@@ -83,6 +84,8 @@ export interface StartOptions {
   classifier?: ClassifyPort;
   /** how long to wait for a stale leader lock */
   leaderWaitMs?: number;
+  /** tests only: faults injected at named steps (steps.ts) */
+  faults?: OrchestratorDeps['faults'];
 }
 
 export async function startController(cfg: PgflipConfig, opts: StartOptions = {}): Promise<ControllerHandle> {
@@ -92,7 +95,7 @@ export async function startController(cfg: PgflipConfig, opts: StartOptions = {}
   const classifier = opts.classifier ?? classifierPort();
   let orchestrator: Orchestrator | undefined;
   const flipper = flipPort(store, () => orchestrator?.leaseToken, cfg.controller.holdLimitSeconds * 1000);
-  orchestrator = new Orchestrator({ cfg, store, classifier, audit, rollbackPoints, flipper, sync: opts.sync ?? defaultSync(cfg), fence: opts.fence ?? defaultFence(cfg) });
+  orchestrator = new Orchestrator({ cfg, store, classifier, audit, rollbackPoints, flipper, sync: opts.sync ?? defaultSync(cfg), fence: opts.fence ?? defaultFence(cfg), faults: opts.faults });
   const app = createApp({ orchestrator, classifier, rollbackPoints, audit, apiToken: cfg.controller.apiToken });
   const server = http.createServer(app);
   await new Promise<void>((resolve, reject) => {

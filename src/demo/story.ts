@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { ControllerClient } from '../controller/client';
+import { sleep } from '../util/sleep';
 import { isTerminal, MigrationRecord, MigrationClass } from '../controller/types';
 import { startUp, UpProcess } from './up-process';
 import { LostWrite, Workload } from './workload';
@@ -48,7 +49,6 @@ export interface DemoSummary {
 
 export class DemoUsageError extends Error {}
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function prepareDataDir(dir: string | undefined): { dir: string; temporary: boolean } {
   if (!dir) {

@@ -7,6 +7,7 @@
  * migration leaves alone, so the same SQL is valid before and after the flip.
  */
 import { Client } from 'pg';
+import { sleep } from '../util/sleep';
 
 export interface WorkloadOptions {
   url: string;
@@ -29,7 +30,6 @@ export interface LostWrite {
   found?: { name: string; email: string };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Workload {
   /** acknowledged state per row id: the last acknowledged insert or update wins (one writer owns each row) */

@@ -1,5 +1,6 @@
 /**
- * The Prometheus registry and the metric names of DESIGN §3.6. Each part gets
+ * The Prometheus registry and every metric name (the migration_* names are a
+ * contract: docs/architecture.md). Each part gets
  * its metrics from a function here, so one name has one definition; calling
  * it again on the same registry returns the already registered metrics.
  */

@@ -12,7 +12,7 @@ import tls from 'node:tls';
 import { serialize } from 'pg-protocol';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { BackendMessage } from 'pg-protocol/dist/messages';
-import type { Side } from '../config';
+import type { Side } from '../side';
 import { SSL_ACCEPTED } from './protocol/codes';
 import { parseErrorFields } from './protocol/parser';
 import { startupMessage } from './protocol/serializer';

@@ -2,7 +2,8 @@
 import type { Logger } from 'pino';
 import type { Histogram } from 'prom-client';
 import type tls from 'node:tls';
-import type { PgflipConfig, Side } from '../config';
+import type { PgflipConfig } from '../config';
+import type { Side } from '../side';
 import type { ProxyMetrics } from '../observability/metrics';
 import type { BackendTarget } from './backend-connect';
 import type { CancelTarget } from './cancel';

@@ -22,14 +22,15 @@
  * wait, never an error.
  */
 import type { Logger } from 'pino';
-import { otherSide, PgflipConfig, Side } from '../config';
+import { PgflipConfig } from '../config';
+import { otherSide, Side } from '../side';
 import type { ProxyMetrics } from '../observability/metrics';
 import type { FlipParticipant, PauseResult, SwitchResult } from '../switch/participant';
 import type { BackendConnection } from './backend-connect';
 import { Carried, emptyCarried, replayPlan } from './carried';
 import { TERMINATE } from './protocol/serializer';
 import { runReplay } from './replay';
-import { OidCatalog, oidTranslation, OidTranslation, readCatalog } from './type-identity';
+import { OidCatalog, oidTranslation, OidTranslation, readOidCatalog } from './type-identity';
 import type { Session } from './session';
 
 /** What the participant needs from the proxy it belongs to. */
@@ -314,7 +315,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
       c = (async () => {
         const conn = await s.openBackend(side);
         try {
-          return await readCatalog(conn.socket);
+          return await readOidCatalog(conn.socket);
         } finally {
           conn.socket.on('error', () => undefined);
           conn.socket.end(TERMINATE);

@@ -5,7 +5,7 @@
  */
 import { serialize } from 'pg-protocol';
 import type { Logger } from 'pino';
-import type { Side } from '../config';
+import type { Side } from '../side';
 import { BackendConnection, BackendTarget, connectBackend } from './backend-connect';
 import { exchange } from './exchange';
 

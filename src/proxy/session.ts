@@ -12,7 +12,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import type { Side } from '../config';
+import type { Side } from '../side';
 import { BackendConnectError, BackendConnection, connectBackend } from './backend-connect';
 import { ProxyContext, sideIndex } from './context';
 import { FrameWalker, inspectTable, MessageSink, WALK_OK, WHOLE } from './framing';

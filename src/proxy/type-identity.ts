@@ -48,7 +48,7 @@ export function oidTranslation(home: OidCatalog, server: OidCatalog): OidTransla
 }
 
 /** Read the catalog over a backend connection the proxy holds (simple query, text rows). */
-export function readCatalog(sock: net.Socket, timeoutMs = 5000): Promise<OidCatalog> {
+export function readOidCatalog(sock: net.Socket, timeoutMs = 5000): Promise<OidCatalog> {
   return new Promise((resolve, reject) => {
     const out: OidCatalog = new Map();
     let buf: Buffer = Buffer.alloc(0);

@@ -2,8 +2,6 @@
  * Names of every key and channel the state store uses, relative to the
  * configured prefix. One place, so docs/fleet.md and both stores agree.
  */
-import { CancelKey, cancelKeyId } from './store';
-
 export const KEYS = {
   /** hash {side, epoch} */
   active: 'active',
@@ -15,8 +13,8 @@ export const KEYS = {
   proxy: (id: string) => `proxy:${id}`,
   /** string JSON HealthReport, expires */
   health: (id: string) => `health:${id}`,
-  /** string: owning proxy id of a client-facing BackendKeyData */
-  cancel: (k: CancelKey) => `cancel:${cancelKeyId(k)}`,
+  /** string: owning proxy id of a client-facing BackendKeyData (its cancelKeyId) */
+  cancel: (keyId: string) => `cancel:${keyId}`,
   /** string "<token>|<holder>", expires with the lease */
   leader: 'leader',
   /** integer: last fencing token handed out */

@@ -4,10 +4,11 @@
  * messages are delivered asynchronously as copies, like messages off a wire.
  */
 import { EventEmitter } from 'node:events';
+import type { Side } from '../side';
 import { CHANNELS } from './keys';
 import {
   ActiveState, CancelKey, FlipRecord, HealthReport, LeaderLease, MessageHandler, ProxyRegistration,
-  SetOptions, SetResult, Side, StateStore, Unsubscribe, Versioned, cancelKeyId,
+  SetOptions, SetResult, StateStore, Unsubscribe, Versioned, cancelKeyId,
   onCancel, routeCancel,
 } from './store';
 

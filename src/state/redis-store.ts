@@ -12,11 +12,12 @@
 import { createHash } from 'node:crypto';
 import Redis from 'ioredis';
 import { logger, redactUrl } from '../observability/logger';
+import type { Side } from '../side';
 import { CHANNELS, DEFAULT_PREFIX, KEYS } from './keys';
 import {
   ActiveState, CancelKey, FlipRecord, FlipState, HealthReport, LeaderLease, MessageHandler, ProxyRegistration,
-  SetOptions, SetResult, Side, StateStore, StateStoreError, Unsubscribe, Versioned,
-  onCancel, routeCancel,
+  SetOptions, SetResult, StateStore, StateStoreError, Unsubscribe, Versioned,
+  cancelKeyId, onCancel, routeCancel,
 } from './store';
 
 /** Lua: true when a fencing token is given and the leader lock does not carry it. */
@@ -244,15 +245,15 @@ export class RedisStateStore implements StateStore {
   // ---- cancel keys ----
 
   async claimCancelKey(key: CancelKey, proxyId: string, ttlMs: number): Promise<boolean> {
-    return (await this.cmd.set(this.k(KEYS.cancel(key)), proxyId, 'PX', ttlMs, 'NX')) === 'OK';
+    return (await this.cmd.set(this.k(KEYS.cancel(cancelKeyId(key))), proxyId, 'PX', ttlMs, 'NX')) === 'OK';
   }
 
   async releaseCancelKey(key: CancelKey, proxyId: string): Promise<void> {
-    await this.run('compareDel', [KEYS.cancel(key)], [proxyId]);
+    await this.run('compareDel', [KEYS.cancel(cancelKeyId(key))], [proxyId]);
   }
 
   async cancelKeyOwner(key: CancelKey): Promise<string | null> {
-    return this.cmd.get(this.k(KEYS.cancel(key)));
+    return this.cmd.get(this.k(KEYS.cancel(cancelKeyId(key))));
   }
 
   routeCancel(key: CancelKey): Promise<'sent' | 'unknown' | 'unreachable'> {

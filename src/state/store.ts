@@ -1,15 +1,14 @@
 /**
- * The state store: what a fleet of proxies and one controller share (DESIGN §8).
+ * The state store: what a fleet of proxies and one controller share (docs/fleet.md).
  *
  * Two implementations with the same semantics: MemoryStateStore for one process
  * and RedisStateStore for N processes on N machines. Every operation that must
  * not race (epoch, flip record, leader lock, versioned values) is atomic in the
  * store itself; callers never read-modify-write.
  */
-import type { Side } from '../config';
+import type { Side } from '../side';
 import { CHANNELS } from './keys';
 
-export type { Side };
 
 /** The side serving traffic and the epoch that names this choice; epochs only grow. */
 export interface ActiveState {
@@ -27,7 +26,7 @@ export interface ProxyRegistration {
   meta?: Record<string, unknown>;
 }
 
-export interface SideHealth {
+export interface SideHealthReport {
   up: boolean;
   latencyMs?: number;
   error?: string;
@@ -38,7 +37,7 @@ export interface HealthReport {
   /** ms since 1970 on the reporter's clock */
   at: number;
   epoch?: number;
-  sides: Partial<Record<Side, SideHealth>>;
+  sides: Partial<Record<Side, SideHealthReport>>;
   clientConnections?: number;
 }
 

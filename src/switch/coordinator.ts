@@ -1,5 +1,5 @@
 /**
- * The controller's side of the fleet flip (DESIGN §8), two phases:
+ * The controller's side of the fleet flip (docs/fleet.md), two phases:
  *
  *   1. record the flip (`pausing`) and publish pause; every live proxy answers
  *      `paused` once its sessions hold at transaction boundaries;
@@ -14,7 +14,9 @@
 import { randomUUID } from 'node:crypto';
 import { logger } from '../observability/logger';
 import { CHANNELS } from '../state/keys';
-import type { FlipRecord, Side, StateStore, Unsubscribe } from '../state/store';
+import type { Side } from '../side';
+import { sleep } from '../util/sleep';
+import type { FlipRecord, StateStore, Unsubscribe } from '../state/store';
 import { FlipAck, parseFlipAck, PauseCommand } from './messages';
 
 export interface FlipOptions {
@@ -36,7 +38,7 @@ export interface BlockedProxy {
   sessions?: string[];
 }
 
-export interface FlipOutcome {
+export interface FleetFlipOutcome {
   ok: boolean;
   flipId: string;
   from: Side;
@@ -76,7 +78,7 @@ export interface CoordinatorOptions {
   staleFlipMs?: number;
 }
 
-type Base = Omit<FlipOutcome, 'ok' | 'proxies' | 'durationMs'>;
+type Base = Omit<FleetFlipOutcome, 'ok' | 'proxies' | 'durationMs'>;
 
 export class FlipCoordinator {
   private readonly commitWindowMs: number;
@@ -102,7 +104,7 @@ export class FlipCoordinator {
     this.unsubscribe = null;
   }
 
-  async flip(opts: FlipOptions): Promise<FlipOutcome> {
+  async flip(opts: FlipOptions): Promise<FleetFlipOutcome> {
     if (opts.target !== 'blue' && opts.target !== 'green') throw new Error(`flip target must be blue or green, not ${JSON.stringify(opts.target)}`);
     if (!(opts.deadlineMs > 0)) throw new Error(`flip deadlineMs must be a positive number of milliseconds, not ${opts.deadlineMs}`);
     if (this.running) throw new Error('a flip is already running in this controller');
@@ -114,7 +116,7 @@ export class FlipCoordinator {
     }
   }
 
-  private async run(opts: FlipOptions): Promise<FlipOutcome> {
+  private async run(opts: FlipOptions): Promise<FleetFlipOutcome> {
     const t0 = Date.now();
     this.unsubscribe ??= await this.store.subscribe(CHANNELS.flipAcks, (m) => {
       const a = parseFlipAck(m);
@@ -140,7 +142,7 @@ export class FlipCoordinator {
     this.ackListeners.add(listener);
     let beforeCommitRan = false;
     const proxies: string[] = [];
-    const fail = async (reason: string, blocked?: BlockedProxy[]): Promise<FlipOutcome> => {
+    const fail = async (reason: string, blocked?: BlockedProxy[]): Promise<FleetFlipOutcome> => {
       const rec = await this.store.abortFlip(flipId, reason);
       if (rec?.state === 'committed') {
         // the commit went through although its reply was lost
@@ -272,7 +274,7 @@ export class FlipCoordinator {
   }
 
   private async afterCommit(opts: FlipOptions, epoch: number, proxies: string[], acks: FlipAck[], t0: number,
-    base: Base): Promise<FlipOutcome> {
+    base: Base): Promise<FleetFlipOutcome> {
     const switched = () => new Map(acks.filter((a) => a.type === 'switched').map((a) => [a.proxyId, a]));
     await this.waitForAcks(proxies, 'switched', acks, this.switchAckTimeoutMs);
     const got = switched();
@@ -302,5 +304,3 @@ function describe(blocked: BlockedProxy[]): string {
     : b.why === 'lost' ? `proxy ${b.proxyId}: gone (registration expired) during the pause`
       : `proxy ${b.proxyId}: no answer before the deadline`)).join('; ');
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

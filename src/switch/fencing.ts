@@ -1,5 +1,5 @@
 /**
- * Fencing the side traffic has left (DESIGN §6.5, issue 4): the application's
+ * Fencing the side traffic has left (docs/fleet.md): the application's
  * roles can no longer write there, and sessions that bypass pgflip are ended,
  * so no write lands on the old side once the new one serves. Reversible
  * exactly: unfence() restores what fence() changed, as recorded in the table
@@ -24,6 +24,7 @@
  */
 import { Client, escapeIdentifier as ident, escapeLiteral as literal } from 'pg';
 import { logger, redactUrl } from '../observability/logger';
+import { sleep } from '../util/sleep';
 
 export interface FenceOptions {
   /** the application's roles (those clients log in as through pgflip) */
@@ -226,7 +227,7 @@ async function terminateBypassing(c: Client, opts: FenceOptions): Promise<Termin
     alive = (await c.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [alive])).rows.map((x) => x.pid);
     if (!alive.length) break;
     if (Date.now() > deadline) throw new Error(`fencing: sessions ${alive.join(', ')} did not end within ${TERMINATE_WAIT_MS / 1000} s of pg_terminate_backend`);
-    await new Promise((res) => setTimeout(res, wait));
+    await sleep(wait);
   }
   return r.rows.map((x) => ({ pid: x.pid, role: x.role, applicationName: x.application_name, clientAddr: x.client_addr }));
 }

@@ -1,5 +1,5 @@
 /**
- * The proxy's side of the fleet flip (DESIGN §8): registers the proxy with a
+ * The proxy's side of the fleet flip (docs/fleet.md): registers the proxy with a
  * heartbeat, listens for pause/switch/abort, drives the local FlipParticipant
  * and answers on the acknowledgement channel.
  *
@@ -14,7 +14,9 @@
 import os from 'node:os';
 import { logger } from '../observability/logger';
 import { CHANNELS } from '../state/keys';
-import type { ActiveState, ProxyRegistration, Side, StateStore, Unsubscribe } from '../state/store';
+import type { Side } from '../side';
+import { sleep } from '../util/sleep';
+import type { ActiveState, ProxyRegistration, StateStore, Unsubscribe } from '../state/store';
 import { AbortCommand, FlipAck, FlipCommand, parseFlipCommand, PauseCommand, SwitchCommand } from './messages';
 import type { FlipParticipant, PauseResult } from './participant';
 
@@ -259,5 +261,3 @@ export class FleetMember {
     }
   }
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -3,7 +3,7 @@
  * every proxy on CHANNELS.flip; acknowledgements come back on CHANNELS.flipAcks.
  * They travel as JSON; anything that does not parse as one of these is ignored.
  */
-import type { Side } from '../config';
+import type { Side } from '../side';
 
 export interface PauseCommand {
   type: 'pause';

@@ -1,9 +1,9 @@
 /**
  * What a proxy implements so that a FleetMember can drive it through a flip
- * (DESIGN §4 per-proxy switch, §8 fleet flip). The proxy never sees the store
+ * (the per-proxy switch of docs/proxy.md, the fleet flip of docs/fleet.md). The proxy never sees the store
  * or the messages; the FleetMember never sees sessions.
  */
-import type { Side } from '../config';
+import type { Side } from '../side';
 
 export interface PauseResult {
   /** every session holds at a transaction boundary (ReadyForQuery `I`) */

@@ -8,9 +8,9 @@
  * - The applied end LSN is upserted into pgflip.sync_state in that same
  *   transaction, and the source is acknowledged only after COMMIT returns.
  * - Changes become executions of statements prepared once per (table, kind,
- *   column set) on the apply connection, with the values as text parameters:
- *   no SQL text is built per change, and the target neither parses nor plans
- *   per row. Consecutive inserts into a table (deletes by key) go as multi-row
+ *   column set) on the apply connection, with the values as text parameters
+ *   (the statements' text: apply-sql.ts): no SQL text is built per change, and
+ *   the target neither parses nor plans per row. Consecutive inserts into a table (deletes by key) go as multi-row
  *   statements of 64, 32, … 1 rows.
  * - Pipelined: the executions of a batch go in one round trip (see
  *   statement-batch.ts) without waiting for the reply, so the next batch is
@@ -24,25 +24,11 @@
  */
 import { Client } from 'pg';
 import type { Logger } from 'pino';
-import { HELPER_SCHEMA } from './catalog';
+import { RelationPlan, RelationSql, STATE_UPSERT, truncateSql } from './apply-sql';
 import { formatLsn, Lsn, maxLsn } from './lsn';
 import { PgoutputMessage, RelationColumn, Tuple } from './pgoutput';
-import { TablePlan } from './plan';
-import { qi, qtable, tableKey } from './sql';
-import { affectedRows, BatchError, Execution, PreparedStatement, StatementBatch } from './statement-batch';
-
-/** A source relation (from a pgoutput Relation message) ready for apply. */
-export interface RelationPlan {
-  relid: number;
-  plan: TablePlan;
-  /** source column types (format_type), for USING expressions and casts */
-  sourceTypes: string[];
-  /** source column indices that identify a row; every column for REPLICA IDENTITY FULL */
-  keyIdx: number[];
-  full: boolean;
-  /** the target has GENERATED ALWAYS identity columns that sync writes */
-  overriding: boolean;
-}
+import { tableKey } from './sql';
+import { affectedRows, BatchError, Execution, TargetStatement, StatementBatch } from './statement-batch';
 
 export interface AppliedBatch {
   /** end LSN of the last source transaction in this target transaction */
@@ -94,7 +80,7 @@ interface InFlight {
   confirmTo: Lsn;
 }
 
-export interface ApplierOptions {
+export interface ChangeApplierOptions {
   target: Client;
   slotName: string;
   log: Logger;
@@ -122,28 +108,6 @@ export interface ApplierOptions {
   onError(err: Error): void;
 }
 
-export const STATE_TABLE = `${qi(HELPER_SCHEMA)}.sync_state`;
-
-export const STATE_TABLE_DDL = `
-CREATE SCHEMA IF NOT EXISTS ${qi(HELPER_SCHEMA)};
-CREATE TABLE IF NOT EXISTS ${STATE_TABLE} (
-  slot_name text PRIMARY KEY,
-  applied_lsn pg_lsn NOT NULL,
-  source_commit_time timestamptz,
-  applied_at timestamptz NOT NULL DEFAULT now()
-)`;
-
-/**
- * The applied position, stored in the transaction it describes. It moves only
- * from the position the previous target transaction stored ($4): if that one
- * failed (or another process applied meanwhile), this one fails too, so a
- * transaction pipelined behind a failed COMMIT can never commit and leave a gap.
- */
-const STATE_UPSERT = `INSERT INTO ${STATE_TABLE} AS s (slot_name, applied_lsn, source_commit_time, applied_at) VALUES ($1, $2::pg_lsn, to_timestamp($3::float8), now()) ` +
-  'ON CONFLICT (slot_name) DO UPDATE SET applied_lsn = CASE WHEN s.applied_lsn = $4::pg_lsn THEN EXCLUDED.applied_lsn ' +
-  "ELSE ('pgflip.sync_state of ' || s.slot_name || ' is at ' || s.applied_lsn::text || ', not at ' || $4::pg_lsn::text || ': an earlier transaction failed or another process applied changes')::pg_lsn END, " +
-  'source_commit_time = EXCLUDED.source_commit_time, applied_at = EXCLUDED.applied_at';
-
 /** Multi-row statement sizes: any run of rows goes as at most one statement per size below 64. */
 const ROW_CHUNKS = [64, 32, 16, 8, 4, 2, 1];
 const MAX_PARAMS = 65535;
@@ -153,123 +117,49 @@ const NO_VALUES: (string | null)[] = [];
 
 interface UpdateShape {
   /** undefined: no column the target keeps is changed */
-  stmt?: PreparedStatement;
-  /** parameters: these columns of the new row, then these of the old key / old row */
+  stmt?: TargetStatement;
   setNeed: number[];
   identNeed: number[];
 }
 
-/** Per relation: its plan and the statements prepared for it, built on first use. */
+/** Per relation: its plan, its SQL (apply-sql.ts) and the statements prepared for it, on first use. */
 class RelationStatements {
-  readonly table: string;
-  readonly qtable: string;
-  readonly all: number[];
-  /** source columns written on the target */
-  readonly written: number[];
-  /** parameters of an inserted row: the written columns, or every column when a USING expression reads the row */
-  readonly insertNeed: number[];
-  /** parameters identifying a row (not REPLICA IDENTITY FULL) */
-  readonly keyNeed: number[];
-  /** per USING column, the source columns its expression reads */
-  readonly usingReads = new Map<number, number[]>();
-  private readonly stmts = new Map<string, PreparedStatement>();
-
-  constructor(readonly rp: RelationPlan, readonly signature: string, private readonly names: () => string) {
-    const cols = rp.plan.columns;
-    this.table = tableKey(rp.plan.target);
-    this.qtable = qtable(rp.plan.target);
-    this.all = cols.map((_, i) => i);
-    this.written = this.all.filter((i) => cols[i].target !== undefined);
-    this.insertNeed = this.written.some((i) => cols[i].using) ? this.all : this.written;
-    this.keyNeed = rp.keyIdx.some((i) => cols[i].using) ? this.all : rp.keyIdx;
-    cols.forEach((c, i) => {
-      if (!c.using) return;
-      const reads = this.all.filter((j) => new RegExp(`\\b${cols[j].source.replace(/[^\w]/g, '\\$&')}\\b`).test(c.using!));
-      this.usingReads.set(i, reads);
-    });
-  }
-
+  readonly sql: RelationSql;
+  private readonly stmts = new Map<string, TargetStatement>();
+  /** UPDATE statements by column set (which values are present, whether the key can change) */
+  readonly updates = new Map<string, UpdateShape>();
   private updateExpectation?: Expectation;
   private readonly deleteExpectations = new Map<number, Expectation>();
 
+  constructor(readonly rp: RelationPlan, readonly signature: string, private readonly names: () => string) {
+    this.sql = new RelationSql(rp);
+  }
+
   /** What an update or delete of `rows` rows expects: one shared object per kind and size. */
   expectation(kind: 'update' | 'delete', rows: number): Expectation {
-    if (kind === 'update') return (this.updateExpectation ??= { kind, rows: 1, table: this.table });
+    if (kind === 'update') return (this.updateExpectation ??= { kind, rows: 1, table: this.sql.table });
     let e = this.deleteExpectations.get(rows);
-    if (!e) this.deleteExpectations.set(rows, (e = { kind, rows, table: this.table }));
+    if (!e) this.deleteExpectations.set(rows, (e = { kind, rows, table: this.sql.table }));
     return e;
   }
 
-  get(key: string): PreparedStatement | undefined {
-    return this.stmts.get(key);
+  /** The statement under `key`, prepared with `text()` on first use. */
+  statement(key: string, text: () => string): TargetStatement {
+    return this.stmts.get(key) ?? this.add(key, text());
   }
 
-  add(key: string, text: string): PreparedStatement {
+  private add(key: string, text: string): TargetStatement {
     const unnamed = this.stmts.size >= MAX_STATEMENTS_PER_TABLE;
     const s = { name: unnamed ? '' : this.names(), text, parsed: false };
     if (!unnamed) this.stmts.set(key, s);
     return s;
   }
 
-  /** UPDATE statements by column set (which values are present, whether the key can change). */
-  readonly updates = new Map<string, UpdateShape>();
-
   addUpdate(key: string, values: Tuple, ident: Tuple, keyUnchanged: boolean): UpdateShape {
-    const cols = this.rp.plan.columns;
-    const setCols = this.written.filter((i) => values[i] !== undefined && !(keyUnchanged && this.rp.keyIdx.includes(i)));
-    const setNeed = this.needFor(setCols);
-    const present = this.rp.full ? this.presentIdent(ident) : this.rp.keyIdx;
-    const identNeed = this.rp.full ? this.needFor(present) : this.keyNeed;
-    let stmt: PreparedStatement | undefined;
-    if (setCols.length) {
-      const sets = setCols.map((i) => `${qi(cols[i].target!)} = ${this.value(i, setNeed, 0)}`);
-      const where = this.rp.full ? this.fullMatch(present, setNeed.length) : this.keyMatch(identNeed, setNeed.length);
-      stmt = this.add(key, `UPDATE ${this.qtable} SET ${sets.join(', ')} WHERE ${where}`);
-    }
-    const shape = { stmt, setNeed, identNeed };
-    if (stmt?.name !== '') this.updates.set(key, shape);
+    const u = this.sql.update(values, ident, keyUnchanged);
+    const shape = { stmt: u.text === undefined ? undefined : this.add(key, u.text), setNeed: u.setNeed, identNeed: u.identNeed };
+    if (shape.stmt?.name !== '') this.updates.set(key, shape);
     return shape;
-  }
-
-  /** Identity columns of an old row that the target has and the change carries. */
-  presentIdent(ident: Tuple): number[] {
-    return this.rp.keyIdx.filter((i) => this.rp.plan.columns[i].target !== undefined && ident[i] !== undefined);
-  }
-
-  /**
-   * SQL for the target value of source column i, reading parameters from a
-   * block that starts after `base` and holds the columns `need` in order.
-   */
-  value(i: number, need: number[], base: number): string {
-    const rp = this.rp;
-    const c = rp.plan.columns[i];
-    const usesAll = need === this.all;
-    const param = (j: number) => {
-      const p = `$${base + (usesAll ? j : need.indexOf(j)) + 1}`;
-      // Within a block that feeds a USING expression every reference is cast, so one parameter never gets two types.
-      return usesAll ? `${p}::${rp.sourceTypes[j]}` : p;
-    };
-    if (c.using) {
-      const names = rp.plan.columns.map((x) => qi(x.source)).join(', ');
-      return `(SELECT (${c.using})::${c.newType} FROM (VALUES (${this.all.map(param).join(', ')})) AS ${qi(rp.plan.source.name)}(${names}))`;
-    }
-    if (c.newType) return `${usesAll ? param(i) : `${param(i)}::${rp.sourceTypes[i]}`}::${c.newType}`;
-    return param(i);
-  }
-
-  /** `k1 = $n AND …` for a key block. */
-  keyMatch(need: number[], base: number): string {
-    return this.rp.keyIdx.map((i) => `${qi(this.rp.plan.columns[i].target!)} = ${this.value(i, need, base)}`).join(' AND ');
-  }
-
-  /** REPLICA IDENTITY FULL: the first row equal to the old row in the columns present. */
-  fullMatch(present: number[], base: number): string {
-    const conds = present.map((i) => `${qi(this.rp.plan.columns[i].target!)} IS NOT DISTINCT FROM ${this.value(i, this.needFor(present), base)}`);
-    return `ctid = (SELECT ctid FROM ${this.qtable} WHERE ${conds.join(' AND ')} LIMIT 1)`;
-  }
-
-  needFor(cols: number[]): number[] {
-    return cols.some((i) => this.rp.plan.columns[i].using) ? this.all : cols;
   }
 }
 
@@ -291,7 +181,7 @@ function relationSignature(m: Extract<PgoutputMessage, { tag: 'relation' }>): st
   return `${m.schema}.${m.name}|${m.replicaIdentity}|${m.columns.map((c: RelationColumn) => `${c.name}:${c.typeOid}:${c.typmod}:${c.isKey ? 1 : 0}`).join(',')}`;
 }
 
-export class Applier {
+export class ChangeApplier {
   readonly stats: ApplyStats = { transactions: 0, changes: 0, batches: 0, roundTrips: 0, statementsPrepared: 0, missingRows: 0, skippedTransactions: 0 };
   /** everything up to here is applied (or had nothing to apply) */
   confirmedLsn: Lsn;
@@ -340,11 +230,11 @@ export class Applier {
   private lastAck = 0;
   private ackTimer?: NodeJS.Timeout;
 
-  private readonly begin: PreparedStatement = { name: 'pgflip_begin', text: 'BEGIN', parsed: false };
-  private readonly commit: PreparedStatement = { name: 'pgflip_commit', text: 'COMMIT', parsed: false };
-  private readonly state: PreparedStatement = { name: 'pgflip_state', text: STATE_UPSERT, parsed: false };
+  private readonly begin: TargetStatement = { name: 'pgflip_begin', text: 'BEGIN', parsed: false };
+  private readonly commit: TargetStatement = { name: 'pgflip_commit', text: 'COMMIT', parsed: false };
+  private readonly state: TargetStatement = { name: 'pgflip_state', text: STATE_UPSERT, parsed: false };
 
-  constructor(private readonly o: ApplierOptions) {
+  constructor(private readonly o: ChangeApplierOptions) {
     this.confirmedLsn = o.resumeLsn;
     this.appliedLsn = o.resumeLsn;
     this.storedLsn = o.resumeLsn;
@@ -540,11 +430,10 @@ export class Applier {
 
   private handleChange(m: Extract<PgoutputMessage, { tag: 'insert' | 'update' | 'delete' | 'truncate' }>, size: number): Promise<void> | undefined {
     if (m.tag === 'truncate') {
-      const targets = m.relids.map((r) => this.relation(r)).filter((rs) => !rs.rp.plan.dropped).map((rs) => rs.qtable);
+      const targets = m.relids.map((r) => this.relation(r)).filter((rs) => !rs.rp.plan.dropped).map((rs) => rs.sql.qtable);
       if (!targets.length) return undefined;
       this.openTargetTxn();
-      const text = `TRUNCATE ONLY ${targets.join(', ')}${m.restartIdentity ? ' RESTART IDENTITY' : ''}`;
-      this.addExec({ stmt: { name: '', text, parsed: false }, values: NO_VALUES });
+      this.addExec({ stmt: { name: '', text: truncateSql(targets, m.restartIdentity), parsed: false }, values: NO_VALUES });
     } else {
       const rs = this.relation(m.relid);
       if (rs.rp.plan.dropped) return undefined;
@@ -750,7 +639,7 @@ export class Applier {
     if (!r) return;
     this.rows = undefined;
     const { rs, kind, tuples } = r;
-    const need = kind === 'insert' ? rs.insertNeed : rs.keyNeed;
+    const need = kind === 'insert' ? rs.sql.insertNeed : rs.sql.keyNeed;
     let at = 0;
     for (const size of ROW_CHUNKS) {
       if (size > 1 && size * need.length > MAX_PARAMS) continue;
@@ -758,34 +647,10 @@ export class Applier {
         const values: (string | null)[] = [];
         for (let k = 0; k < size; k++) pushValues(values, tuples[at + k], need);
         at += size;
-        const stmt = kind === 'insert' ? this.insertStatement(rs, size) : this.deleteStatement(rs, size);
+        const stmt = kind === 'insert' ? rs.statement(`I${size}`, () => rs.sql.insert(size)) : rs.statement(`D${size}`, () => rs.sql.deleteByKey(size));
         this.execs.push(kind === 'insert' ? { stmt, values } : { stmt, values, exp: rs.expectation('delete', size) });
       }
     }
-  }
-
-  private insertStatement(rs: RelationStatements, size: number): PreparedStatement {
-    return rs.get(`I${size}`) ?? rs.add(`I${size}`, (() => {
-      const cols = rs.written.map((i) => qi(rs.rp.plan.columns[i].target!)).join(', ');
-      const need = rs.insertNeed;
-      const rowsSql = Array.from({ length: size }, (_, r) => `(${rs.written.map((i) => rs.value(i, need, r * need.length)).join(', ')})`);
-      return `INSERT INTO ${rs.qtable} (${cols})${rs.rp.overriding ? ' OVERRIDING SYSTEM VALUE' : ''} VALUES ${rowsSql.join(', ')}`;
-    })());
-  }
-
-  private deleteStatement(rs: RelationStatements, size: number): PreparedStatement {
-    return rs.get(`D${size}`) ?? rs.add(`D${size}`, (() => {
-      const keys = rs.rp.keyIdx;
-      const need = rs.keyNeed;
-      const single = keys.length === 1;
-      const cols = keys.map((i) => qi(rs.rp.plan.columns[i].target!));
-      const lhs = single ? cols[0] : `(${cols.join(', ')})`;
-      const items = Array.from({ length: size }, (_, r) => {
-        const vals = keys.map((i) => rs.value(i, need, r * need.length));
-        return single ? vals[0] : `(${vals.join(', ')})`;
-      });
-      return size === 1 && single ? `DELETE FROM ${rs.qtable} WHERE ${lhs} = ${items[0]}` : `DELETE FROM ${rs.qtable} WHERE ${lhs} IN (${items.join(', ')})`;
-    })());
   }
 
   private addUpdate(rs: RelationStatements, newTuple: Tuple, ident: Tuple | undefined, identIsOldRow: boolean): void {
@@ -798,7 +663,7 @@ export class Applier {
     const keyUnchanged = !ident && !rp.full;
     const mask = presentMask(values);
     if (mask) {
-      for (const [i, reads] of rs.usingReads) {
+      for (const [i, reads] of rs.sql.usingReads) {
         if (cols[i].target === undefined || values[i] === undefined) continue;
         const missing = reads.find((j) => values[j] === undefined);
         if (missing !== undefined) {
@@ -821,11 +686,9 @@ export class Applier {
   }
 
   private addFullDelete(rs: RelationStatements, ident: Tuple): void {
-    const key = `Df${presentMask(ident)}`;
-    const present = rs.presentIdent(ident);
-    const stmt = rs.get(key) ?? rs.add(key, `DELETE FROM ${rs.qtable} WHERE ${rs.fullMatch(present, 0)}`);
+    const stmt = rs.statement(`Df${presentMask(ident)}`, () => rs.sql.fullDelete(ident));
     const values: (string | null)[] = [];
-    pushValues(values, ident, rs.needFor(present));
+    pushValues(values, ident, rs.sql.fullDeleteNeed(ident));
     this.addExec({ stmt, values, exp: rs.expectation('delete', 1) });
   }
 }

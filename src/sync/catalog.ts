@@ -36,7 +36,7 @@ export interface TableInfo extends TableName {
   owner: string;
 }
 
-export type Catalog = Map<string, TableInfo>;
+export type TableCatalog = Map<string, TableInfo>;
 
 const TABLES_SQL = `
 SELECT c.oid::int AS oid, n.nspname AS schema, c.relname AS name, c.relkind AS kind,
@@ -67,7 +67,7 @@ SELECT a.attrelid::int AS oid, a.attname AS name, format_type(a.atttypid, a.attt
  WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND NOT a.attisdropped
  ORDER BY a.attrelid, a.attnum`;
 
-export async function readCatalog(client: Client): Promise<Catalog> {
+export async function readCatalog(client: Client): Promise<TableCatalog> {
   const tables = (await client.query(TABLES_SQL)).rows;
   const cols = tables.length ? (await client.query(COLUMNS_SQL, [tables.map((t) => t.oid)])).rows : [];
   const byOid = new Map<number, ColumnInfo[]>();
@@ -76,7 +76,7 @@ export async function readCatalog(client: Client): Promise<Catalog> {
     list.push({ name: c.name, type: c.type, notNull: c.not_null, hasDefault: c.has_default, generated: c.generated, identity: c.identity });
     byOid.set(c.oid, list);
   }
-  const catalog: Catalog = new Map();
+  const catalog: TableCatalog = new Map();
   for (const t of tables) {
     const info: TableInfo = {
       oid: t.oid, schema: t.schema, name: t.name, kind: t.kind, persistence: t.persistence,
@@ -86,15 +86,4 @@ export async function readCatalog(client: Client): Promise<Catalog> {
     catalog.set(tableKey(info), info);
   }
   return catalog;
-}
-
-export async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
-  const c = new Client({ connectionString: url });
-  c.on('error', () => undefined); // failures surface through the queries
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end().catch(() => undefined);
-  }
 }

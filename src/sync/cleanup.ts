@@ -6,6 +6,7 @@
 import { Client } from 'pg';
 import { HELPER_SCHEMA } from './catalog';
 import { qi } from './sql';
+import { sleep } from '../util/sleep';
 
 /** Replication origins pgflip's apply sessions use; the reverse stream skips their transactions. */
 export const ORIGIN_PREFIX = 'pgflip_origin_';
@@ -18,7 +19,6 @@ export interface CleanupReport {
   stateRows: string[];
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Drop a logical slot, ending the walsender that still holds it (e.g. of a killed process). */
 export async function dropSlot(c: Client, name: string): Promise<boolean> {

@@ -13,7 +13,6 @@
  * behind pauses the source socket until it drains: memory stays bounded.
  */
 import type { Client, Connection } from 'pg';
-import { MessageCode } from '../proxy/protocol/codes';
 
 interface SocketLike {
   readonly writableLength: number;
@@ -32,13 +31,16 @@ interface WireConnection {
   sendCopyFail(msg: string): void;
 }
 
+const COPY_DATA = 0x64; // d
+const COPY_DONE = 0x63; // c
+const ERROR = 0x45; // E
 // framing states
 const TYPE = 0;
 const LENGTH = 1;
 const BODY = 2;
 /** bytes queued for the target socket before the source socket is paused */
 const RELAY_BUFFER_BYTES = 1024 * 1024;
-const COPY_DONE_MESSAGE = Buffer.from([MessageCode.CopyDone, 0, 0, 0, 4]);
+const COPY_DONE_MESSAGE = Buffer.from([COPY_DONE, 0, 0, 0, 4]);
 
 function rowsOf(tag: string): number {
   const m = /^COPY (\d+)/.exec(tag);
@@ -147,16 +149,16 @@ export class CopyOutRelay {
       const state = this.state;
       if (state === TYPE) {
         const code = chunk[pos];
-        if (code === MessageCode.CopyDone || code === MessageCode.ErrorResponse) {
+        if (code === COPY_DONE || code === ERROR) {
           if (runStart >= 0) this.forward(chunk.subarray(runStart, pos));
           this.bytes = bytes;
-          if (code === MessageCode.CopyDone) this.sink.end();
+          if (code === COPY_DONE) this.sink.end();
           else this.sink.abort('source COPY failed');
           this.detach(chunk.subarray(pos));
           return;
         }
         // CopyOutResponse, notices and parameter changes are not part of the data.
-        const relaying = code === MessageCode.CopyData;
+        const relaying = code === COPY_DATA;
         if (relaying && runStart < 0) runStart = pos;
         else if (!relaying && runStart >= 0) {
           this.forward(chunk.subarray(runStart, pos));

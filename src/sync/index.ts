@@ -1,10 +1,10 @@
-/** The sync engine's public API (DESIGN §6). */
+/** The sync engine's public API (docs/sync.md). */
 export { SyncSession, SyncMigrationError, SyncStateError } from './session';
 export type { SyncSessionOptions, SyncProgress, SyncPhase, CopySummary, CatchUpResult } from './session';
 export { invertMapping, isWidening } from './invert';
 export type { InverseMapping } from './invert';
 export { readCatalog } from './catalog';
-export type { Catalog, TableInfo, ColumnInfo } from './catalog';
+export type { TableCatalog, TableInfo, ColumnInfo } from './catalog';
 export { SyncPrerequisiteError } from './prerequisites';
 export type { Problem } from './prerequisites';
 export { SyncPlanError } from './plan';

@@ -5,7 +5,7 @@
  * so validation can require --no-rollback.
  */
 import { AddedColumn, ColumnTypeChange, SchemaMapping, TableMapping } from '../classifier/mapping';
-import { Catalog } from './catalog';
+import { TableCatalog } from './catalog';
 import { normaliseTableKey, parseTableName, tableKey } from './sql';
 
 export interface InverseMapping {
@@ -88,7 +88,7 @@ function oldNameOf(t: TableMapping, newName: string): string {
  * Invert `mapping`. `oldCatalog` is the old side's catalog (readCatalog), for
  * the dropped columns' nullability/defaults and the original column types.
  */
-export function invertMapping(mapping: SchemaMapping, oldCatalog: Catalog): InverseMapping {
+export function invertMapping(mapping: SchemaMapping, oldCatalog: TableCatalog): InverseMapping {
   const problems: string[] = [];
   const warnings: string[] = [];
   const tables: TableMapping[] = [];

@@ -1,4 +1,4 @@
-/** Sync lag gauges (DESIGN §3.6): one pair per registry, labelled by direction. */
+/** Sync lag gauges (names in observability/metrics.ts): one pair per registry, labelled by direction. */
 import { Gauge, Registry, register as defaultRegistry } from 'prom-client';
 
 export interface LagGauges {

@@ -4,7 +4,7 @@
  * the change stream, verification and reverse sync.
  */
 import { SchemaMapping, TableMapping } from '../classifier/mapping';
-import { Catalog } from './catalog';
+import { TableCatalog } from './catalog';
 import { normaliseTableKey, parseTableName, qi, TableName, tableKey } from './sql';
 
 export interface ColumnPlan {
@@ -100,7 +100,7 @@ export function mappedColumns(plan: TablePlan): (ColumnPlan & { target: string }
  * the table and every mapped column exist, and every target column the sync
  * does not write can be filled by the target itself.
  */
-export function checkPlanAgainstTarget(plan: TablePlan, target: Catalog): string[] {
+export function checkPlanAgainstTarget(plan: TablePlan, target: TableCatalog): string[] {
   if (plan.dropped) return [];
   const t = target.get(tableKey(plan.target));
   const where = `${tableKey(plan.source)} → ${tableKey(plan.target)}`;

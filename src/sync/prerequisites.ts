@@ -1,9 +1,9 @@
 /**
- * Up-front checks for a sync from `source` (DESIGN §6.1): every problem found
+ * Up-front checks for a sync from `source`: every problem found
  * is reported, each with one clear line saying what to change.
  */
 import { Client } from 'pg';
-import { Catalog, TableInfo } from './catalog';
+import { TableCatalog, TableInfo } from './catalog';
 import { tableKey } from './sql';
 
 export interface Problem {
@@ -60,7 +60,7 @@ export async function checkSource(c: Client, synced: TableInfo[]): Promise<Probl
 }
 
 /** Tables the session syncs: every user table, or those named, minus the mapping's dropped ones. */
-export function selectTables(catalog: Catalog, names: string[] | undefined): { tables: TableInfo[]; problems: string[] } {
+export function selectTables(catalog: TableCatalog, names: string[] | undefined): { tables: TableInfo[]; problems: string[] } {
   if (!names) return { tables: [...catalog.values()], problems: [] };
   const tables: TableInfo[] = [];
   const problems: string[] = [];

@@ -1,5 +1,5 @@
 /**
- * SyncSession: one direction of data sync between two databases (DESIGN §6).
+ * SyncSession: one direction of data sync between two databases (docs/sync.md).
  *
  *   checkPrerequisites → prepareTarget → initialCopy → migrateTarget →
  *   startStreaming → catchUp → verify → stop → cleanup
@@ -15,8 +15,9 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { emptyMapping, SchemaMapping } from '../classifier/mapping';
 import { logger as rootLogger, redactUrl } from '../observability/logger';
-import { AppliedBatch, Applier, ApplyStats, RelationPlan, STATE_TABLE, STATE_TABLE_DDL } from './apply';
-import { Catalog, readCatalog, TableInfo, withClient } from './catalog';
+import { AppliedBatch, ChangeApplier, ApplyStats } from './apply';
+import { RelationPlan, STATE_TABLE, STATE_TABLE_DDL } from './apply-sql';
+import { TableCatalog, readCatalog, TableInfo } from './catalog';
 import { cleanupByPrefix, CleanupReport, ORIGIN_PREFIX, originName } from './cleanup';
 import { CopyWorkers, defaultCopyWorkers, splitIntoParts, TableCopyResult } from './copy';
 import { formatLsn, Lsn, parseLsn } from './lsn';
@@ -29,6 +30,8 @@ import { dumpSchema, runPsql, ToolError } from './schema';
 import { syncSequences, SequenceSyncResult } from './sequences';
 import { assertSlotName, qi, ql, qtable, tableKey } from './sql';
 import { verifyTable, VerifyResult } from './verify';
+import { withClient } from '../util/pg';
+import { sleep } from '../util/sleep';
 
 export type SyncPhase = 'prerequisites' | 'schema' | 'copy' | 'indexes' | 'migrate' | 'stream' | 'catchup' | 'verify' | 'cleanup';
 
@@ -107,7 +110,6 @@ export class SyncStateError extends Error {
   override name = 'SyncStateError';
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class SyncSession {
   readonly slotName: string;
@@ -115,10 +117,10 @@ export class SyncSession {
   private readonly log: Logger;
   private readonly index: MappingIndex;
   private readonly gauges: LagGauges;
-  private sourceCatalogCache?: Catalog;
-  private targetCatalogCache?: Catalog;
+  private sourceCatalogCache?: TableCatalog;
+  private targetCatalogCache?: TableCatalog;
   private rep?: ReplicationConnection;
-  private applier?: Applier;
+  private applier?: ChangeApplier;
   private applyClient?: Client;
   private monitor?: Client;
   private timer?: NodeJS.Timeout;
@@ -153,12 +155,12 @@ export class SyncSession {
     this.o.onProgress?.(p);
   }
 
-  private async sourceCatalog(refresh = false): Promise<Catalog> {
+  private async sourceCatalog(refresh = false): Promise<TableCatalog> {
     if (!this.sourceCatalogCache || refresh) this.sourceCatalogCache = await withClient(this.o.source, readCatalog);
     return this.sourceCatalogCache;
   }
 
-  private async targetCatalog(refresh = false): Promise<Catalog> {
+  private async targetCatalog(refresh = false): Promise<TableCatalog> {
     if (!this.targetCatalogCache || refresh) this.targetCatalogCache = await withClient(this.o.target, readCatalog);
     return this.targetCatalogCache;
   }
@@ -402,7 +404,7 @@ export class SyncSession {
 
     const rep = await ReplicationConnection.connect(this.o.source);
     this.rep = rep;
-    const applier = new Applier({
+    const applier = new ChangeApplier({
       target, slotName: this.slotName, log: this.log, resumeLsn,
       resolve: (m) => this.resolveRelation(m),
       ack: (lsn, reply) => rep.sendStatus(lsn, reply),

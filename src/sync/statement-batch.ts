@@ -11,10 +11,9 @@
  * aborted until ROLLBACK, so no later statement can take effect unnoticed.
  */
 import type { Connection } from 'pg';
-import { MessageCode } from '../proxy/protocol/codes';
 
 /** A statement prepared by name on one connection (`name` '' = unnamed, parsed every time). */
-export interface PreparedStatement {
+export interface TargetStatement {
   readonly name: string;
   readonly text: string;
   /** Parse has been sent on the connection this statement belongs to */
@@ -22,7 +21,7 @@ export interface PreparedStatement {
 }
 
 export interface Execution {
-  stmt: PreparedStatement;
+  stmt: TargetStatement;
   /** text parameters; null = SQL NULL */
   values: (string | null)[];
 }
@@ -97,7 +96,7 @@ export class WireWriter {
   }
 
   parse(name: string, text: string): void {
-    const l = this.start(MessageCode.Parse);
+    const l = this.start(0x50 /* P */);
     this.cstring(name);
     this.cstring(text);
     this.int16(0); // parameter types: inferred by the server
@@ -106,7 +105,7 @@ export class WireWriter {
 
   /** Bind to the unnamed portal, every parameter and result in text format. */
   bind(statement: string, values: (string | null)[]): void {
-    const l = this.start(MessageCode.Bind);
+    const l = this.start(0x42 /* B */);
     // start() reserved only the header: a byte written past the end of a typed array is dropped
     this.room(1);
     this.buf[this.at++] = 0; // unnamed portal
@@ -128,7 +127,7 @@ export class WireWriter {
   /** Execute the unnamed portal to completion. */
   execute(): void {
     this.room(10);
-    this.buf[this.at] = MessageCode.Execute;
+    this.buf[this.at] = 0x45; /* E */
     this.buf.writeInt32BE(9, this.at + 1);
     this.buf[this.at + 5] = 0;
     this.buf.writeInt32BE(0, this.at + 6);
@@ -137,7 +136,7 @@ export class WireWriter {
 
   sync(): void {
     this.room(5);
-    this.buf[this.at] = MessageCode.Sync;
+    this.buf[this.at] = 0x53; /* S */
     this.buf.writeInt32BE(4, this.at + 1);
     this.at += 5;
   }

@@ -1,5 +1,5 @@
 /**
- * Verification (DESIGN §6.7): per table, the row count and an order-independent
+ * Verification: per table, the row count and an order-independent
  * checksum of the mapped columns, computed on each side in SQL — the source
  * through the mapping's expressions, the target from its own columns. On a
  * mismatch the rows are bucketed by a hash of their key; the first bucket that

@@ -7,7 +7,7 @@
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { Side, SIDES } from '../config';
+import { Side, SIDES } from '../side';
 import { MemoryStateStore } from '../state';
 import type { ActiveState, FlipRecord } from '../state/store';
 

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, escapeIdentifier, escapeLiteral } from 'pg';
-import { Side, SIDES } from '../config';
+import { Side, SIDES } from '../side';
 import { LocalCluster } from '../pgcluster/local-cluster';
 
 export interface Secrets {

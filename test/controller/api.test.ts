@@ -71,7 +71,7 @@ test('/openapi.json describes every route the server answers, with auth on the m
   const described = Object.entries(doc.paths as Record<string, Record<string, { security?: unknown }>>)
     .flatMap(([p, methods]) => Object.keys(methods).map((m) => `${m.toUpperCase()} ${p.replace(/\{(\w+)\}/g, ':$1')}`));
   expect(described.sort()).toEqual([...ROUTE_LIST].sort());
-  // the contract routes of DESIGN §3.4 are all there
+  // the contract routes (docs/controller.md) are all there
   for (const route of ['GET /health', 'GET /status', 'POST /migrations/validate', 'POST /migrations', 'GET /migrations/:id', 'GET /migrations',
     'POST /migrations/:id/abort', 'POST /switch', 'GET /rollback-points', 'POST /rollback-points/:id/restore', 'GET /metrics', 'GET /openapi.json']) {
     expect(described).toContain(route);

@@ -12,7 +12,7 @@ import { api, Env, ROOT, schemaDump, script, startEnv, waitFor } from './helpers
 import prom from 'prom-client';
 import { startProxy } from '../../src/proxy';
 import { RedisStateStore } from '../../src/state';
-import { STORE_KEYS } from '../../src/controller/orchestrator';
+import { STORE_KEYS } from '../../src/controller/records';
 import type { Baseline } from '../../src/controller/watch';
 import { proxyConfigFor, PROXY_PASSWORD, PROXY_USER, startProxyFor } from '../harness/proxy';
 
@@ -323,4 +323,28 @@ test('a table that differs after every comparison fails the flip while writes ar
     await w.stop();
   }
   for (const side of [env.blue, env.green]) expect(await side.query(`SELECT slot_name FROM pg_replication_slots`)).toEqual([]);
+}, 120_000);
+
+test('a fault injected at the end of a step before the flip (test hook by step name): the migration fails there, the idle side\'s sync is discarded, traffic and writes stay on the old side', async () => {
+  const { active, epoch } = (await env.ctl.store.getActive())!;
+  await env.restart({ faults: { 'migrate idle side': (at) => { if (at === 'end') throw new Error('injected fault after migrate idle side'); } } });
+  try {
+    const f = env.migration('050_fault.sql', 'ALTER TABLE users ALTER COLUMN email TYPE varchar(400);\n');
+    const r = await script('execute-migration.sh', ['--type', 'risky', '--yes', f], env.env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/050_fault\.sql: failed — injected fault after migrate idle side/);
+    const [rec] = (await api(env, 'GET', '/migrations?limit=1')).body;
+    expect(rec.steps.map((s: { name: string; state: string }) => `${s.name}: ${s.state}`)).toEqual([
+      'validate: done', 'rollback point: done', 'prepare idle side: done', 'copy: done', 'migrate idle side: failed',
+    ]);
+    expect(rec).toMatchObject({ state: 'failed', outcome: 'injected fault after migrate idle side', errors: ['injected fault after migrate idle side'] });
+    expect(await env.ctl.store.getActive()).toEqual({ active, epoch });
+    for (const side of [env.blue, env.green]) expect(await side.query(`SELECT slot_name FROM pg_replication_slots`)).toEqual([]);
+    const w = writer(active, 'after-fault');
+    await new Promise((res) => setTimeout(res, 200));
+    await w.stop();
+    expect(w.acked.length).toBeGreaterThan(0);
+  } finally {
+    await env.restart();
+  }
 }, 120_000);

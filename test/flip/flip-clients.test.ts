@@ -1,5 +1,5 @@
 /**
- * The live switch with real clients (DESIGN §4, issue 4): node-postgres, postgres.js, psycopg 3
+ * The live switch with real clients: node-postgres, postgres.js, psycopg 3
  * and pgjdbc each hold an open session with a named prepared statement, a SET and a LISTEN
  * while pgbench (-M prepared) writes through the proxy; the fleet flips blue → green → blue.
  * Every statement keeps working on the new side, settings survive, notifications sent on the

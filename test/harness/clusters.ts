@@ -1,5 +1,5 @@
 /**
- * Real PostgreSQL clusters and a real Redis for integration tests (DESIGN §9).
+ * Real PostgreSQL clusters and a real Redis for integration tests.
  *
  * Every cluster lives in its own directory under REGISTRY_ROOT, named after the
  * test run, so the global teardown (and the next run) can stop and delete any

@@ -1,5 +1,5 @@
 /**
- * The two-phase fleet flip (DESIGN §8) between a FlipCoordinator and several
+ * The two-phase fleet flip (docs/fleet.md) between a FlipCoordinator and several
  * FleetMembers, over real Redis (each member on its own connections, as on its
  * own machine) and over the in-process memory store. The proxies are stood in
  * for by RecordingParticipant; what is asserted is the protocol's outcome.

@@ -3,7 +3,7 @@
  * epoch it serves and records every call, so tests can assert what the fleet
  * protocol made each proxy do. Behaviours model what a real proxy may answer.
  */
-import type { Side } from '../../src/config';
+import type { Side } from '../../src/side';
 import type { FlipParticipant, PauseResult, SwitchResult } from '../../src/switch/participant';
 
 export type PauseBehaviour =

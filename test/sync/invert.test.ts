@@ -1,8 +1,8 @@
 /** invertMapping: what reverse sync can carry back, and why not when it cannot. */
 import { invertMapping, isWidening } from '../../src/sync';
-import { Catalog, TableInfo } from '../../src/sync/catalog';
+import { TableCatalog, TableInfo } from '../../src/sync/catalog';
 
-function catalog(columns: [string, string, boolean?, boolean?][]): Catalog {
+function catalog(columns: [string, string, boolean?, boolean?][]): TableCatalog {
   const t: TableInfo = {
     oid: 1, schema: 'public', name: 't', kind: 'r', persistence: 'p', replicaIdentity: 'd', keyColumns: ['id'], hasPrimaryKey: true,
     bytes: 0, estimatedRows: 0, owner: 'postgres',

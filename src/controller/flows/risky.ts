@@ -1,0 +1,278 @@
+/**
+ * risky: the migration runs on the idle side, kept in sync with the active
+ * one, then all traffic flips to it; a reverse stream carries the writes made
+ * on the new side back to the old one, so that a rollback (a failed watch, a
+ * restart before the watch passed) loses none.
+ *
+ * validate → rollback point → prepare idle side → copy → migrate idle side →
+ * catch up → verify → switch delay → flip (final verify inside it) → watch →
+ * finalize; or roll back after the flip.
+ */
+import { otherSide, Side } from '../../side';
+import { connectClient } from '../../util/pg';
+import { advanceSequencesToData, CONTROLLER_APP } from '../db';
+import { copyLedger, recordLedger } from '../ledger';
+import type { ReverseSync, SyncPort } from '../ports';
+import { errMsg, FlowEnd } from '../steps';
+import { watchWindow, WatchVerdict } from '../watch';
+import { sleep } from '../../util/sleep';
+import { dryRunEnd, noMapping, rollbackPoint, rollbackPointPlan, validate } from './common';
+import type { Flow, FlowContext, Recovery } from './flow';
+
+export const RISKY_STEPS = ['validate', 'rollback point', 'prepare idle side', 'copy', 'migrate idle side', 'catch up', 'verify', 'switch delay', 'flip', 'final verify', 'watch', 'finalize'] as const;
+/** steps of going back to the old side, outside the progress bar */
+const ROLLBACK_STEPS = ['roll back', 'reverse catch-up'] as const;
+export type RiskyStep = typeof RISKY_STEPS[number] | typeof ROLLBACK_STEPS[number];
+
+type Ctx = FlowContext<RiskyStep>;
+
+/** further comparisons, each after a catch-up, of tables that differed while writes ran */
+const VERIFY_RETRIES = 2;
+
+export const riskyFlow: Flow<RiskyStep> = {
+  steps: RISKY_STEPS,
+  run: (ctx) => run(ctx),
+  recover: (ctx) => recover(ctx),
+
+  plan(cfg, rec, side, statements) {
+    const c = cfg.controller;
+    const idle = otherSide(side);
+    return [rollbackPointPlan(cfg, rec, side), `prepare ${idle} (schema of ${side})`, `copy ${side} → ${idle} under one snapshot, then stream changes`, `apply ${statements.length} statement(s) on ${idle}`, 'catch up and verify row counts and checksums',
+      rec.switchDelaySeconds ? `wait ${rec.switchDelaySeconds}s` : 'no switch delay', `flip all proxies to ${idle}; fence ${side}; start reverse sync ${idle} → ${side}`,
+      rec.noRollback ? 'no automatic rollback (--no-rollback)' : `watch ${c.watchWindowSeconds}s (error rate > ${c.errorRateThreshold * 100}%, p95 > ${c.latencyFactor}× baseline, ${c.healthFailureLimit} failed health checks, ${idle} unreachable → roll back)`,
+      'finalize: stop reverse sync, clean up'];
+  },
+};
+
+async function run(ctx: Ctx): Promise<void> {
+  const { rec, d, steps } = ctx;
+  const { active, epoch } = await ctx.activeSide();
+  rec.startSide ??= active;
+  rec.startEpoch ??= epoch;
+  const source = rec.startSide;
+  const target = otherSide(source);
+  rec.side = target;
+  const { statements, mapping } = await validate(ctx, source);
+  const sync = d.sync;
+  const flipper = d.flipper;
+  if (!sync || !flipper) throw new Error('risky migrations need the sync engine and the flip coordinator, which this controller was started without');
+  // every sync stream this run opened: before the flip, a failure discards them all
+  const syncs: SyncPort[] = [];
+  const fwd = sync.forward({ migrationId: rec.id, source, target, sql: rec.sql, mapping: mapping ?? noMapping() });
+  syncs.push(fwd);
+  const problems = await fwd.checkPrerequisites();
+  if (problems.length) {
+    rec.errors.push(...problems);
+    throw new FlowEnd('failed', `prerequisites not met: ${problems.join('; ')}; nothing changed`);
+  }
+  if (rec.dryRun) {
+    if (fwd.estimate) rec.estimates = { ...(rec.estimates ?? {}), ...(await fwd.estimate()) };
+    await dryRunEnd(ctx, riskyFlow, source, statements);
+  }
+  let flipped = false;
+  try {
+    await rollbackPoint(ctx, source);
+    await steps.run('prepare idle side', async (s) => {
+      // slots an earlier migration left (a rollback with a dead side) would block rebuilding the idle side
+      await sync.leftovers().catch((err) => rec.warnings.push(errMsg(err)));
+      await fwd.rebuildTarget();
+      s.detail = `${target} has the schema of ${source}`;
+    });
+    await steps.run('copy', async (s) => {
+      await fwd.initialCopy((p) => { rec.copy = { fraction: p.copyFraction ?? 0, rows: p.rowsCopied }; ctx.saveSoon(); });
+      rec.copy = { fraction: 1, rows: fwd.progress().rowsCopied };
+      s.detail = `${rec.copy.rows ?? '?'} rows copied ${source} → ${target}`;
+    });
+    await steps.run('migrate idle side', async (s) => {
+      await fwd.migrateTarget();
+      await fwd.startStreaming();
+      const [a, b] = await Promise.all([connectClient(ctx.sideUrl(source), CONTROLLER_APP), connectClient(ctx.sideUrl(target), CONTROLLER_APP)]);
+      try {
+        await copyLedger(a, b);
+        await recordLedger(b, { name: rec.name, checksum: rec.checksum, class: rec.classification ?? 'risky', side: target, migrationId: rec.id, startedAt: rec.startedAt! });
+      } finally { await Promise.all([a.end(), b.end()]).catch(() => undefined); }
+      s.detail = `${statements.length} statement(s) applied on ${target}; streaming changes`;
+    });
+    await steps.run('catch up', async (s) => {
+      const p = await fwd.catchUp({ maxLagMs: 1000, timeoutMs: 10 * 60_000 });
+      rec.lag = { seconds: p.lagSeconds ?? 0, bytes: p.lagBytes ?? 0 };
+      s.detail = `lag ${rec.lag.seconds.toFixed(2)} s, ${rec.lag.bytes} bytes`;
+    });
+    // Verified while writes continue, so that the pause does not grow with the data: a table
+    // written meanwhile can differ for a moment and is compared again after a catch-up; what
+    // still differs is compared once more while writes are held, where it must match.
+    let pending: string[] = [];
+    await steps.run('verify', async (s) => {
+      let r = await fwd.verify();
+      for (let attempt = 0; r.unequal.length && attempt < VERIFY_RETRIES; attempt++) {
+        await fwd.catchUp({ maxLagMs: 0, timeoutMs: 10 * 60_000 });
+        r = { ...(await fwd.verify(r.unequal)), tables: r.tables };
+      }
+      pending = r.unequal;
+      s.detail = pending.length
+        ? `${r.tables - pending.length} of ${r.tables} table(s) match; ${pending.join(', ')} changed while compared: compared again while writes are held`
+        : `row counts and checksums of ${r.tables} table(s) match`;
+    });
+    if (rec.switchDelaySeconds > 0) {
+      await steps.run('switch delay', async (s) => {
+        await sleep(rec.switchDelaySeconds * 1000, ctx.signal);
+        s.detail = `${rec.switchDelaySeconds}s`;
+      });
+    } else await steps.skip('switch delay', 'no --switch-delay');
+    const rev = sync.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? noMapping() });
+    syncs.push(rev);
+    await steps.run('flip', async (s) => {
+      // The reverse slot is created before the pause, not in it (slot creation waits for a
+      // consistent point), when that is safe: until the flip only the forward apply writes to
+      // the new side, and the reverse stream skips its transactions by their replication
+      // origin. Without the origin (no superuser on the new side) it is created inside the
+      // pause, once the forward stream has stopped.
+      const earlySlot = fwd.tagsOrigin();
+      if (earlySlot) await rev.createSlot();
+      // what the pause is made of, for the step's detail
+      const held = new PhaseTimer();
+      const o = await flipper.flip({
+        target,
+        deadlineMs: Math.min(d.cfg.controller.holdLimitSeconds * 1000, 10_000),
+        onAbort: async () => { await d.fence?.unfence(source); await rev.stop().catch(() => undefined); },
+        beforeCommit: async () => {
+          await held.time('final catch-up', () => fwd.catchUp({ maxLagMs: 0, timeoutMs: d.cfg.controller.holdLimitSeconds * 1000 }));
+          // the tables that differed while writes ran: now the sides must be equal, or the flip aborts
+          await held.time('verify', () => s.inner('final verify', async (v) => {
+            if (!pending.length) { v.detail = 'every table matched before the pause'; return; }
+            const r = await fwd.verify(pending);
+            if (!r.ok) throw new Error(`verification failed: ${r.problems.join('; ')}`);
+            v.detail = `${pending.join(', ')}: row counts and checksums match (writes held)`;
+          }));
+          await fwd.stop();
+          await held.time('fence', async () => { await d.fence?.fence(source); });
+          await held.time('reverse sync', async () => { if (!earlySlot) await rev.createSlot(); await rev.startStreaming(); });
+        },
+      });
+      if (!o.committed) throw new Error(`flip aborted: ${o.reason ?? 'unknown'}; traffic stayed on ${source}`);
+      const pause = o.pauseMs !== undefined ? `, pause ${Math.round(o.pauseMs)} ms: ${held.summary()}` : '';
+      s.detail = `all proxies on ${target} (epoch ${o.epoch}${pause}); ${source} fenced, reverse sync running`;
+    });
+    flipped = true;
+    let verdict: WatchVerdict = { ok: true, reason: 'no watch window' };
+    await steps.run('watch', async (s) => {
+      verdict = await watchWindow({ cfg: d.cfg.controller, store: d.store, url: ctx.sideUrl(target), side: target, signal: ctx.signal });
+      s.detail = verdict.reason;
+    });
+    const v = verdict as WatchVerdict;
+    if (!v.ok && !rec.noRollback) {
+      await rollBackFlip(ctx, source, target, rev, v.reason);
+    }
+    await steps.run('finalize', async (s) => {
+      await rev.stop();
+      await rev.cleanup();
+      await fwd.cleanup();
+      s.detail = v.ok ? 'reverse sync stopped, replication slots dropped' : `kept ${target} despite: ${v.reason} (--no-rollback)`;
+    });
+    rec.outcome = v.ok ? `switched to ${target}` : `switched to ${target}; watch failed (${v.reason}) but --no-rollback kept it`;
+  } catch (err) {
+    if (err instanceof FlowEnd && err.state === 'rolled_back') throw err;
+    // before the flip: nothing changed for the application; discard the idle side's sync state
+    if (!flipped) {
+      for (const sp of syncs) { await sp.stop().catch(() => undefined); await sp.cleanup().catch(() => undefined); }
+    }
+    throw err;
+  }
+}
+
+/** Flips back to the old side through the reverse stream; ends the flow rolled back, or throws why it could not. */
+async function rollBackFlip(ctx: Ctx, source: Side, target: Side, rev: ReverseSync, reason: string): Promise<never> {
+  const { rec, d } = ctx;
+  await ctx.steps.run('roll back', async (s) => {
+    const o = await d.flipper!.flip({
+      target: source,
+      deadlineMs: 10_000,
+      onAbort: async () => { await d.fence?.fence(source); },
+      beforeCommit: async () => {
+        // the new side may be dead: then what reverse sync applied so far is what the old side has
+        await rev.catchUp({ maxLagMs: 0, timeoutMs: d.cfg.controller.holdLimitSeconds * 1000 })
+          .catch((err) => rec.warnings.push(`final reverse catch-up failed (${errMsg(err)}): writes acknowledged on ${target} after its last synced change are not on ${source}`));
+        await rev.stop();
+        await advanceSequencesToData(ctx.sideUrl(source));
+        await d.fence?.unfence(source);
+      },
+    });
+    if (!o.committed) throw new Error(`rollback flip aborted: ${o.reason}; traffic is still on ${target}`);
+    await rev.cleanup().catch(() => undefined);
+    s.detail = `traffic back on ${source} (epoch ${o.epoch}); writes made on ${target} were synced back`;
+  });
+  throw new FlowEnd('rolled_back', `rolled back to ${source}: ${reason}`);
+}
+
+/** Before the flip nothing changed for the application: discard. After it, go back to the old side. */
+async function recover(ctx: Ctx): Promise<Recovery> {
+  const { rec } = ctx;
+  const { active } = await ctx.activeSide();
+  const source = rec.startSide ?? active;
+  const last = rec.steps.at(-1)?.name;
+  if (active !== source) {
+    // --no-rollback, or the watch had passed: the migration stands; finish it forward
+    if (rec.noRollback || ctx.steps.ran('watch', 'done') || ctx.steps.ran('finalize')) {
+      await dropSyncLeftovers(ctx);
+      return { state: 'completed', outcome: `switched to ${active}; the controller restarted during ${last} and finished it` };
+    }
+    // After the flip the reverse slot on the new side holds every write made there since the
+    // flip, including those made while no controller ran: carry them back before flipping back.
+    return recoverReverse(ctx, source, active);
+  }
+  await dropSyncLeftovers(ctx);
+  return { state: 'rolled_back', outcome: `the controller restarted during ${last}; the idle side's sync state was discarded, ${source} unchanged` };
+}
+
+/** Drop the slots and publications a migration left on both sides; a failure becomes a warning. */
+async function dropSyncLeftovers(ctx: Ctx): Promise<void> {
+  await ctx.d.sync?.leftovers(ctx.rec.id).catch((err) => ctx.rec.warnings.push(`could not drop the sync slots: ${errMsg(err)}`));
+}
+
+/**
+ * Resume the reverse sync of a migration that had flipped when the controller stopped, let it
+ * catch up while writes still run (the backlog of the outage, outside any pause), then roll
+ * back through it. Where the reverse stream cannot be resumed or catch up, traffic stays on
+ * the new side: flipping back would lose the writes made there.
+ */
+async function recoverReverse(ctx: Ctx, source: Side, target: Side): Promise<Recovery> {
+  const { rec, d } = ctx;
+  let rev: ReverseSync | undefined;
+  try {
+    await ctx.steps.run('reverse catch-up', async (s) => {
+      // the mapping, as the run computed it: the file classified against the old side's catalog
+      const { mapping } = await d.classifier.classify(rec.sql, { fileName: rec.name, databaseUrl: ctx.sideUrl(source) });
+      rev = d.sync!.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? noMapping() });
+      await rev.startStreaming();
+      const p = await rev.catchUp({ timeoutMs: 10 * 60_000 });
+      s.detail = `writes made on ${target} since the flip applied on ${source} (lag ${(p.lagSeconds ?? 0).toFixed(2)} s)`;
+    });
+  } catch (err) {
+    await rev?.stop().catch(() => undefined);
+    return { state: 'failed', outcome: `the controller restarted after the flip and could not resume reverse sync (${errMsg(err)}): traffic stays on ${target}, where the migration is applied; flipping back now would lose the writes made there` };
+  }
+  const warnings = rec.warnings.length;
+  try {
+    return await rollBackFlip(ctx, source, target, rev!, 'the controller restarted after the flip');
+  } catch (err) {
+    await rev!.stop().catch(() => undefined);
+    const caughtUp = !rec.warnings.slice(warnings).some((w) => w.startsWith('final reverse catch-up failed'));
+    await dropSyncLeftovers(ctx);
+    if (err instanceof FlowEnd) return { state: err.state, outcome: caughtUp ? `${err.outcome}; the writes made on ${target} since the flip were synced back first` : err.outcome };
+    return { state: 'failed', outcome: `the controller restarted after the flip and could not roll back: ${errMsg(err)}` };
+  }
+}
+
+/** Durations of the named phases of a piece of work, in the order they ran. */
+class PhaseTimer {
+  private readonly phases: [string, number][] = [];
+
+  async time<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const t0 = performance.now();
+    try { return await fn(); } finally { this.phases.push([name, performance.now() - t0]); }
+  }
+
+  summary(): string {
+    return this.phases.map(([n, ms]) => `${n} ${Math.round(ms)} ms`).join(', ');
+  }
+}
