@@ -597,7 +597,7 @@ function why(s: Session): string {
   if (s.phase !== 'attached') return 'still connecting';
   const st = s.state!;
   const since = s.busySince ? ` for ${((performance.now() - s.busySince) / 1000).toFixed(1)} s` : '';
-  if (st.sent !== st.done) return `a statement still running${since}`;
+  if (st.sent !== st.done || st.inCopy) return `a statement still running${since}`;
   if (st.txStatus === 'T') return `in a transaction${since}`;
   if (st.txStatus === 'E') return `in a failed transaction${since}`;
   return 'inside an extended-protocol batch (no Sync yet)';

@@ -112,7 +112,10 @@ export class SessionState {
   }
 
   /** nothing in flight and not in a transaction: a safe point to move the session */
-  get idle(): boolean { return this.txStatus === 'I' && this.sent === this.done; }
+  get idle(): boolean { return this.txStatus === 'I' && this.sent === this.done && !this.copyIn; }
+
+  /** COPY FROM STDIN in progress (its statement has no request counted while the server ignores Sync) */
+  get inCopy(): boolean { return this.copyIn; }
 
   // compatibility views of `carried`
   get settings(): Map<string, string> { return this.carried.settings; }

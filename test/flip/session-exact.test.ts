@@ -94,6 +94,20 @@ describe('after a flip the session finds what PostgreSQL left it', () => {
     expect(dataRows(await r.until('Z'))).toEqual(['2']);
   });
 
+  test('a flip does not move a session in the middle of COPY FROM STDIN', async () => {
+    const r = await raw();
+    r.send([serialize.parse({ text: 'COPY items FROM STDIN' }), serialize.bind({}), serialize.execute({}), serialize.sync()]);
+    expect(types(await r.until('G'))).toBe('12G');
+    const target = side === 'blue' ? 'green' : 'blue';
+    const flipping = coordinator.flip({ target, deadlineMs: 5000 });
+    await sleep(300);
+    r.send([serialize.copyData(Buffer.from('100\thundred\n')), serialize.copyDone(), serialize.sync()]);
+    const done = await r.until('Z');
+    expect({ types: types(done), tag: done[0].body.toString('latin1') }).toEqual({ types: 'CZ', tag: 'COPY 1\0' });
+    expect(await flipping).toMatchObject({ ok: true });
+    side = target;
+  });
+
   test("set_config('search_path', 'other, public', false) in a SELECT", async () => {
     const c = await connect('set-config');
     await c.query("SELECT set_config('search_path', 'other, public', false)");

@@ -317,6 +317,7 @@ describe('SessionState follows PostgreSQL exactly', () => {
     client.sync(st);             // ignored by the server: it is in COPY mode
     st.onParseComplete();
     st.onCopyIn();               // CopyInResponse
+    expect(st.idle).toBe(false); // no switch point in the middle of a COPY
     st.onCopyEnd();              // the client's CopyDone
     client.sync(st);
     server.complete(st, 'COPY 2');
