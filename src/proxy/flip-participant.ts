@@ -93,6 +93,7 @@ interface PauseRun {
   /** between attempts: the sessions that did not reach a switch point in the last one, until they do */
   waitingFor: Set<Session>;
   catalogs: Catalogs;
+  checkScheduled: boolean;
 }
 
 export class ProxyFlipParticipant implements FlipParticipant {
@@ -146,7 +147,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
       run.entries.delete(s);
       closePrepared(e.prepared);
       this.updateHeldGauge();
-      this.check(run);
+      this.scheduleCheck(run);
     }
     const m = this.moving.get(s);
     if (m) { this.moving.delete(s); m.prepared.then((p) => closePrepared(p), () => undefined); }
@@ -167,7 +168,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
     const result = new Promise<PauseResult>((r) => { finish = r; });
     const run: PauseRun = {
       from, target: otherSide(from), deadline, startedAt: performance.now(), entries: new Map(), finish, result,
-      phase: 'preparing', holdStartedAt: 0, holdStartedAtEpochMs: 0, attempts: 0, lastHeldAt: 0, queue: [], running: 0, waitingFor: new Set(), catalogs: new Map(),
+      phase: 'preparing', holdStartedAt: 0, holdStartedAtEpochMs: 0, attempts: 0, lastHeldAt: 0, queue: [], running: 0, waitingFor: new Set(), catalogs: new Map(), checkScheduled: false,
     };
     this.run = run;
     for (const s of this.host.sessions()) if (s.phase === 'attached' && !s.isClosed) this.addEntry(run, s);
@@ -178,7 +179,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
       const pinned = [...run.entries.values()].filter((e) => e.s.state!.pinnedReasons().length);
       if (pinned.length) { this.fail(run, pinned.map((e) => `${label(e.s)}: pinned (${e.s.state!.pinnedReasons().join(', ')})`)); return result; }
     }
-    this.check(run);
+    this.scheduleCheck(run);
     return result;
   }
 
@@ -280,7 +281,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
         run.running--;
         this.pump(run);
         if (e.held && !e.ready && !e.error) this.makeReady(run, e);
-        this.check(run);
+        this.scheduleCheck(run);
       });
     }
   }
@@ -346,7 +347,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
     this.log.info({ sessions: run.entries.size, attempt: run.attempts, prepareMs: Math.round(run.holdStartedAt - run.startedAt) }, 'holding sessions at transaction boundaries');
     for (const e of run.entries.values()) this.arm(run, e);
     run.graceTimer = setTimeout(() => this.graceOver(run), this.host.cfg.proxy.holdGraceMs);
-    this.check(run);
+    this.scheduleCheck(run);
   }
 
   private arm(run: PauseRun, e: Entry): void {
@@ -357,7 +358,6 @@ export class ProxyFlipParticipant implements FlipParticipant {
       e.s.hold();
       e.held = true;
       run.lastHeldAt = performance.now();
-      this.updateHeldGauge();
       const pinned = e.s.state!.pinnedReasons();
       if (pinned.length) {
         // policy terminate (abort failed the attempt before it started): ended once the fleet committed
@@ -366,7 +366,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
         e.prepared = undefined;
         e.ready = true;
       } else this.makeReady(run, e);
-      this.check(run);
+      this.scheduleCheck(run);
     });
   }
 
@@ -386,7 +386,14 @@ export class ProxyFlipParticipant implements FlipParticipant {
       p.carried = to;
       p.version = version;
       e.ready = true;
-    }, (err: Error) => { e.error = err.message; }).finally(() => this.check(run));
+    }, (err: Error) => { e.error = err.message; }).finally(() => this.scheduleCheck(run));
+  }
+
+  /** one check per turn of the event loop: holding a thousand sessions at once must not scan them a thousand times */
+  private scheduleCheck(run: PauseRun): void {
+    if (run.checkScheduled) return;
+    run.checkScheduled = true;
+    queueMicrotask(() => { run.checkScheduled = false; this.check(run); });
   }
 
   private check(run: PauseRun): void {
@@ -401,6 +408,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
     if (run.phase !== 'holding') return;
     if (entries.every((e) => e.held && e.ready)) {
       run.phase = 'paused';
+      this.updateHeldGauge();
       clearTimeout(run.deadlineTimer);
       clearTimeout(run.graceTimer);
       const now = performance.now();
