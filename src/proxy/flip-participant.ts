@@ -320,6 +320,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
         } finally {
           conn.socket.on('error', () => undefined);
           conn.socket.end(TERMINATE);
+          conn.socket.resume(); // read the server's close, or the socket would stay half-open
         }
       })().catch((err: Error) => {
         this.log.warn({ side, database: s.database, err: err.message }, 'cannot read the OIDs of user-defined types; sessions moved there keep the server\'s');
