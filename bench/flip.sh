@@ -6,6 +6,8 @@
 # and the TPS dip (TPS in the seconds around each flip vs the run's median).
 # Targets: 0 client errors, p99 pause <= 100 ms.
 # Knobs: FLIPS FLIP_INTERVAL_MS BENCH_CLIENTS BENCH_THREADS BENCH_SCALE (see bench/flip/run.js).
+# `bench/flip.sh --sessions 18,108,308,608,1000` sweeps the session count instead (8 busy writers
+# plus idle sessions) and prints pause, flip duration and outcome per count.
 # Not part of `npm test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,4 +18,4 @@ if ! command -v pgbench >/dev/null; then
 fi
 
 npm run build --silent
-exec node bench/flip/run.js
+exec node bench/flip/run.js "$@"

@@ -45,8 +45,12 @@ export interface PgflipConfig {
     healthCheck: { intervalMs: number; query: string; timeoutMs: number };
     /** how long a new client waits for a backend before 08006 */
     connectTimeoutMs: number;
-    /** what happens to pinned sessions when a switch reaches its deadline */
+    /** what happens to pinned sessions at a switch: terminated after it (57P01), or the flip aborts */
     pinnedPolicy: 'terminate' | 'abort';
+    /** longest a flip holds movable sessions while others finish their transaction or statement; then it lets go and tries again */
+    holdGraceMs: number;
+    /** target connections a flip opens (and replays state on) at once, before it holds anyone */
+    prepareConcurrency: number;
   };
   controller: {
     listen: HostPort;
@@ -106,6 +110,8 @@ export function defaultConfig(): PgflipConfig {
       healthCheck: { intervalMs: 2000, query: 'SELECT 1', timeoutMs: 1000 },
       connectTimeoutMs: 10_000,
       pinnedPolicy: 'terminate',
+      holdGraceMs: 50,
+      prepareConcurrency: 16,
     },
     controller: {
       listen: { host: '127.0.0.1', port: 8080 },
@@ -267,6 +273,8 @@ export function validateConfig(cfg: PgflipConfig, required: Array<'backends' | '
   checkPositiveInt('proxy.healthCheck.timeoutMs', p.healthCheck.timeoutMs);
   checkPositiveInt('proxy.connectTimeoutMs', p.connectTimeoutMs);
   if (p.pinnedPolicy !== 'terminate' && p.pinnedPolicy !== 'abort') throw new ConfigError('proxy.pinnedPolicy', 'must be terminate or abort');
+  checkPositiveInt('proxy.holdGraceMs', p.holdGraceMs);
+  checkPositiveInt('proxy.prepareConcurrency', p.prepareConcurrency);
   const c = cfg.controller;
   checkPort('controller.listen', c.listen);
   if (required.includes('apiToken') && !c.apiToken) throw new ConfigError('PGFLIP_API_TOKEN', 'is required (controller.apiToken)');

@@ -103,7 +103,7 @@ test('no two files of src/ export the same name: one name, one concept', () => {
   const owners = new Map<string, string[]>();
   for (const file of FILES) {
     const text = readFileSync(file, 'utf8');
-    for (const m of text.matchAll(/^export\s+(?:declare\s+)?(?:abstract\s+)?(?:async\s+)?(?:function\*?|const|let|class|interface|type|enum)\s+([A-Za-z_$][\w$]*)/gm)) {
+    for (const m of text.matchAll(/^export\s+(?:declare\s+)?(?:abstract\s+)?(?:async\s+)?(?:function\*?|const\s+enum|const|let|class|interface|type|enum)\s+([A-Za-z_$][\w$]*)/gm)) {
       owners.set(m[1], [...(owners.get(m[1]) ?? []), path.relative(SRC, file)]);
     }
   }

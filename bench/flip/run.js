@@ -9,6 +9,11 @@
  *
  * Knobs (env): FLIPS (10), FLIP_INTERVAL_MS (2500), BENCH_CLIENTS (32), BENCH_THREADS (2),
  * BENCH_SCALE (10), FLIP_DEADLINE_MS (5000).
+ *
+ * `--sessions N[,N…]` sweeps the session count instead: per N, 8 busy writers (pgbench) plus
+ * N − 8 idle node-postgres sessions (each with one SET and one named prepared statement),
+ * SWEEP_FLIPS (3) manual flips with a 10 s deadline (FLIP_DEADLINE_MS), and one table row:
+ * pause (max over the fleet) and flip duration over those flips, and their outcomes.
  */
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -23,7 +28,7 @@ const INTERVAL = Number(process.env.FLIP_INTERVAL_MS || 2500);
 const CLIENTS = Number(process.env.BENCH_CLIENTS || 32);
 const THREADS = Number(process.env.BENCH_THREADS || 2);
 const SCALE = Number(process.env.BENCH_SCALE || 10);
-const DEADLINE = Number(process.env.FLIP_DEADLINE_MS || 5000);
+const DEADLINE = Number(process.env.FLIP_DEADLINE_MS || (process.argv.includes('--sessions') ? 10000 : 5000));
 const WARMUP_S = 4;
 const TOKEN = 'bench-flip-token-0123456789';
 const APP = { user: 'app', password: 'apppass' };
@@ -38,10 +43,10 @@ const quantile = (xs, q) => {
   return s[i];
 };
 
-async function startSide(work, name) {
+async function startSide(work, name, maxConnections = 200) {
   const cluster = new LocalCluster({
     dir: path.join(work, name),
-    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: 200, shared_buffers: '128MB' },
+    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: maxConnections, shared_buffers: '128MB' },
   });
   await cluster.start();
   const c = new Client({ connectionString: cluster.url('postgres') });
@@ -86,7 +91,113 @@ async function flip(admin, target) {
   return res.json();
 }
 
+const SWEEP_WRITERS = 8;
+const SWEEP_FLIPS = Number(process.env.SWEEP_FLIPS || 3);
+
+function sweepArg() {
+  const i = process.argv.indexOf('--sessions');
+  if (i < 0) return null;
+  const list = (process.argv[i + 1] || '').split(',').map(Number);
+  if (!list.length || list.some((n) => !Number.isInteger(n) || n < SWEEP_WRITERS)) {
+    throw new Error(`--sessions takes a comma-separated list of session counts, each at least ${SWEEP_WRITERS} (the busy writers)`);
+  }
+  return list;
+}
+
+/** N idle sessions through the proxy, each with one SET and one named prepared statement. */
+async function idleSessions(port, n) {
+  const clients = [];
+  for (let i = 0; i < n; i += 50) {
+    await Promise.all(Array.from({ length: Math.min(50, n - i) }, async (_, j) => {
+      const c = new Client({ host: '127.0.0.1', port, user: APP.user, password: APP.password, database: 'app', application_name: `idle-${i + j}` });
+      c.on('error', () => undefined);
+      await c.connect();
+      await c.query("SET statement_timeout = '54321ms'");
+      await c.query({ name: 'idle_q', text: 'SELECT $1::int AS n', values: [1] });
+      clients.push(c);
+    }));
+  }
+  return clients;
+}
+
+const range = (xs) => {
+  const v = xs.filter(Number.isFinite);
+  if (!v.length) return '–';
+  const lo = Math.min(...v);
+  const hi = Math.max(...v);
+  return lo === hi ? fmtNum(lo) : `${fmtNum(lo)}–${fmtNum(hi)}`;
+};
+const fmtNum = (x) => Math.round(x).toLocaleString('en-US');
+
+async function sweep(counts) {
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pgflip-bench-flip-'));
+  fs.chmodSync(work, 0o755);
+  const stops = [];
+  const rows = [];
+  try {
+    const maxConn = Math.max(...counts) + 150;
+    log(`starting blue and green (max_connections ${maxConn}), pgbench -i -s ${SCALE} on each …`);
+    const [blue, green] = await Promise.all([startSide(work, 'blue', maxConn), startSide(work, 'green', maxConn)]);
+    stops.push(() => blue.destroy(), () => green.destroy());
+    const px = await startPgflip(work, blue, green);
+    stops.unshift(() => px.stop());
+    let side = 'blue';
+    for (const total of counts) {
+      const idle = await idleSessions(px.port, total - SWEEP_WRITERS);
+      // pgbench runs until it is stopped after this row's flips
+      const env = { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(px.port), PGUSER: APP.user, PGPASSWORD: APP.password, PGDATABASE: 'app', PGSSLMODE: 'disable' };
+      const bench = spawn('pgbench', ['-n', '-M', 'prepared', '-c', String(SWEEP_WRITERS), '-j', '2', '-T', '3600'], { env });
+      const benchExit = new Promise((r) => bench.once('exit', r));
+      let bout = '';
+      bench.stdout.on('data', (d) => { bout += d; });
+      bench.stderr.on('data', (d) => { bout += d; });
+      await sleep(2000);
+      const flips = [];
+      for (let i = 0; i < SWEEP_FLIPS; i++) {
+        const target = side === 'blue' ? 'green' : 'blue';
+        const t0 = Date.now();
+        const out = await flip(px.admin, target);
+        const pauses = Object.values(out.pauseMs || {});
+        const f = { ok: out.ok, pauseMs: pauses.length ? Math.max(...pauses) : NaN, durationMs: out.durationMs ?? Date.now() - t0, carried: out.sessionsCarried, terminated: out.sessionsTerminated, unacknowledged: out.unacknowledged, reason: out.reason };
+        flips.push(f);
+        log(`  ${total} sessions, flip ${i + 1} → ${target}: ${out.ok ? `committed, pause ${f.pauseMs} ms, ${f.durationMs} ms, ${f.carried} carried${f.unacknowledged ? `, unacknowledged: ${f.unacknowledged.join(',')}` : ''}` : `ABORTED after ${f.durationMs} ms: ${out.reason}`}`);
+        if (out.ok) side = target;
+        await sleep(1500);
+      }
+      bench.kill('SIGINT');
+      await benchExit;
+      await Promise.all(idle.map((c) => c.end().catch(() => undefined)));
+      const outcome = (fs) => {
+        const ok = fs.filter((f) => f.ok);
+        const parts = [];
+        if (ok.length) parts.push(`${ok.length} committed${ok.some((f) => !Number.isFinite(f.pauseMs)) ? ` (${ok.filter((f) => !Number.isFinite(f.pauseMs)).length} with no pause and ${ok.filter((f) => !Number.isFinite(f.pauseMs)).map((f) => f.carried).join('/')} carried: unacknowledged)` : ''}`);
+        if (ok.length < fs.length) parts.push(`${fs.length - ok.length} aborted`);
+        return parts.join(', ');
+      };
+      rows.push({ total, pause: range(flips.filter((f) => f.ok).map((f) => f.pauseMs)), duration: range(flips.map((f) => f.durationMs)), outcome: outcome(flips), carried: range(flips.filter((f) => f.ok).map((f) => f.carried)), flips });
+      await sleep(1000);
+    }
+  } finally {
+    for (const s of stops) await s().catch(() => undefined);
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+  const lines = [
+    '',
+    `pgflip flip sweep: one proxy, ${SWEEP_WRITERS} busy writers (pgbench -M prepared) + idle sessions (one SET, one named statement each), manual switch, ${DEADLINE} ms deadline, ${SWEEP_FLIPS} flips per row, ${os.cpus().length} cores, load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`,
+    '',
+    '| sessions | pause (max over the fleet) | flip duration | sessions carried | outcome |',
+    '|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.total} | ${r.pause} ms | ${r.duration} ms | ${r.carried} | ${r.outcome} |`),
+  ];
+  const allOk = rows.flatMap((r) => r.flips);
+  const pauses = allOk.filter((f) => f.ok).map((f) => f.pauseMs).filter(Number.isFinite);
+  lines.push('', `all flips: pause p50 / p99 ${fmtNum(quantile(pauses, 0.5))} / ${fmtNum(quantile(pauses, 0.99))} ms over ${pauses.length} committed flips of ${allOk.length}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
 async function main() {
+  const counts = sweepArg();
+  if (counts) return sweep(counts);
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'pgflip-bench-flip-'));
   fs.chmodSync(work, 0o755);
   const stops = [];

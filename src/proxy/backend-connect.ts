@@ -13,7 +13,9 @@ import { serialize } from 'pg-protocol';
 import { Parser } from 'pg-protocol/dist/parser';
 import type { BackendMessage } from 'pg-protocol/dist/messages';
 import type { Side } from '../side';
-import { parseErrorFields, startupMessage } from './messages';
+import { SSL_ACCEPTED } from './protocol/codes';
+import { parseErrorFields } from './protocol/parser';
+import { startupMessage } from './protocol/serializer';
 import { ScramClient, SCRAM_MECHANISM } from './scram';
 
 export type SslMode = 'disable' | 'allow' | 'prefer' | 'require' | 'verify-ca' | 'verify-full';
@@ -101,7 +103,7 @@ async function negotiateTls(s: net.Socket, t: BackendTarget): Promise<net.Socket
   if (t.sslmode === 'disable' || t.sslmode === 'allow') return s;
   s.write(serialize.requestSsl());
   const answer = (await readOne(s, 1).catch(() => { throw new BackendConnectError(`the ${describe(t)} closed the connection during SSL negotiation`, '08006'); }))[0];
-  if (answer !== 0x53 /* S */) {
+  if (answer !== SSL_ACCEPTED) {
     if (t.sslmode === 'prefer') return s;
     throw new BackendConnectError(`the ${describe(t)} does not support SSL, but sslmode=${t.sslmode}`, '08006');
   }

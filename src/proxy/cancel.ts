@@ -7,7 +7,7 @@
  */
 import { randomInt } from 'node:crypto';
 import net from 'node:net';
-import { cancelRequest } from './messages';
+import { cancelRequest } from './protocol/serializer';
 
 export interface CancelTarget { host: string; port: number; pid: number; secret: number }
 

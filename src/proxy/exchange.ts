@@ -4,11 +4,14 @@
  * expected number of ReadyForQuery, and report the first ErrorResponse.
  */
 import type net from 'node:net';
-import { parseErrorFields } from './messages';
+import { MessageCode } from './protocol/codes';
+import { parseErrorFields } from './protocol/parser';
 
 export interface ExchangeResult {
   /** first error as "SQLSTATE: message", if any */
   error?: string;
+  /** every error, with the index of the request (ReadyForQuery) it belongs to */
+  errors: Array<{ request: number; error: string }>;
 }
 
 export function exchange(s: net.Socket, request: Buffer, expectedReady: number, opts: { timeoutMs?: number; what: string }): Promise<ExchangeResult> {
@@ -16,12 +19,13 @@ export function exchange(s: net.Socket, request: Buffer, expectedReady: number, 
     let buf: Buffer = Buffer.alloc(0);
     let ready = 0;
     let error: string | undefined;
+    const errors: ExchangeResult['errors'] = [];
     const timer = opts.timeoutMs ? setTimeout(() => finish(new Error(`${opts.what} timed out after ${opts.timeoutMs} ms`)), opts.timeoutMs) : undefined;
     const finish = (err?: Error) => {
       if (timer) clearTimeout(timer);
       s.off('data', onData); s.off('close', onClose);
       s.pause();
-      if (err) reject(err); else resolve({ error });
+      if (err) reject(err); else resolve({ error, errors });
     };
     const onData = (c: Buffer) => {
       buf = buf.length ? Buffer.concat([buf, c]) : c;
@@ -30,9 +34,13 @@ export function exchange(s: net.Socket, request: Buffer, expectedReady: number, 
         const len = buf.readInt32BE(p + 1);
         if (buf.length - p < 1 + len) break;
         const type = buf[p];
-        if (type === 0x45 /* E */ && !error) { const f = parseErrorFields(buf, p + 5, p + 1 + len); error = `${f.C}: ${f.M}`; }
+        if (type === MessageCode.ErrorResponse) {
+          const f = parseErrorFields(buf, p + 5, p + 1 + len);
+          errors.push({ request: ready, error: `${f.C}: ${f.M}` });
+          error ??= `${f.C}: ${f.M}`;
+        }
         p += 1 + len;
-        if (type === 0x5a /* Z */ && ++ready === expectedReady) return finish();
+        if (type === MessageCode.ReadyForQuery && ++ready === expectedReady) return finish();
       }
       buf = buf.subarray(p);
     };

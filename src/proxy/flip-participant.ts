@@ -1,22 +1,25 @@
 /**
- * The proxy's side of a flip (docs/proxy.md), driven by a FleetMember (docs/fleet.md).
+ * The proxy's side of a flip (docs/proxy.md "The live switch"; driven by a FleetMember).
  *
- * pause: new connections wait at admission; every session is held at its next
- * switch point (ReadyForQuery `I`, nothing in flight, not inside an
- * extended-protocol batch) — a session in a transaction keeps running until
- * it gets there. Meanwhile each session gets an authenticated connection to
- * the target, and once it holds, its state (SETs, prepared statements, LISTEN)
- * is replayed there, so that the switch itself only swaps sockets.
+ * pause: first, while clients keep running, every session gets a connection to
+ * the target with its state replayed (a bounded number at a time, so the
+ * target is not stormed). Only then are sessions held, each at its next switch
+ * point (ReadyForQuery `I`, nothing in flight, not inside an extended-protocol
+ * batch); a session whose state changed since its replay gets the difference.
+ * So the hold costs no round trip for a session that did nothing meanwhile,
+ * and the pause does not grow with the number of sessions.
  *
- * switchTo swaps; resume releases what the clients sent meanwhile. abort
- * releases everything on the side it was on: the clients notice a short wait,
- * never an error.
+ * A hold lasts at most proxy.holdGraceMs while sessions finish their
+ * transaction or statement: then everyone is let go and the proxy tries again
+ * once the stragglers reach a switch point, until the deadline, when the pause
+ * fails naming them and why. Pinned sessions (state that cannot move) are
+ * decided as soon as holding starts: policy `terminate` holds them with the
+ * others and ends them with FATAL 57P01 once the fleet committed; policy
+ * `abort` fails the pause at once.
  *
- * Pinned sessions (temporary tables, WITH HOLD cursors, session advisory
- * locks, prepared transactions) cannot move. They keep running until the
- * deadline (they may drop what pins them); then proxy.pinnedPolicy decides:
- * `terminate` holds them and, once the fleet commits, ends them with FATAL
- * 57P01 saying why; `abort` reports them as blocking and the flip aborts.
+ * switchTo swaps sockets; resume releases what the clients sent meanwhile.
+ * abort releases everything on the side it was on: the clients notice a short
+ * wait, never an error.
  */
 import type { Logger } from 'pino';
 import { PgflipConfig } from '../config';
@@ -24,7 +27,10 @@ import { otherSide, Side } from '../side';
 import type { ProxyMetrics } from '../observability/metrics';
 import type { FlipParticipant, PauseResult, SwitchResult } from '../switch/participant';
 import type { BackendConnection } from './backend-connect';
-import { replayState } from './replay';
+import { Carried, emptyCarried, replayPlan } from './carried';
+import { TERMINATE } from './protocol/serializer';
+import { runReplay } from './replay';
+import { OidCatalog, oidTranslation, OidTranslation, readOidCatalog } from './type-identity';
 import type { Session } from './session';
 
 /** What the participant needs from the proxy it belongs to. */
@@ -37,19 +43,29 @@ export interface FlipHost {
   setActiveSide(side: Side): void;
 }
 
-/** How long after the deadline a session that reached its switch point may still finish its replay. */
-const READY_GRACE_MS = 150;
+/** A target connection carrying (a version of) a session's state. */
+interface Prepared {
+  conn: BackendConnection;
+  carried: Carried;
+  /** the session's state version `carried` was taken at */
+  version: number;
+  /** OIDs to translate on that side (the session started on the other one, whose OIDs differ) */
+  translation: OidTranslation | null;
+}
+
+/** catalogs (user-defined OIDs) per side and database, read once per flip */
+type Catalogs = Map<string, Promise<OidCatalog | null>>;
 
 interface Entry {
   s: Session;
+  prepared?: Prepared;
+  /** the connection being opened and replayed */
+  preparing?: Promise<void>;
   held: boolean;
-  /** pinned at the deadline under policy `terminate`: the reasons, for its FATAL */
+  /** held, and its target connection carries the state it has now */
+  ready: boolean;
+  /** pinned under policy `terminate`: the reasons, for its FATAL after the switch */
   terminate?: string[];
-  /** pre-warmed connection to the target (opened at pause start) */
-  conn?: Promise<BackendConnection>;
-  /** the connection with the session's state replayed, once held */
-  ready?: Promise<BackendConnection>;
-  settled: boolean;
   error?: string;
 }
 
@@ -62,24 +78,30 @@ interface PauseRun {
   /** resolves pause() */
   finish: (r: PauseResult) => void;
   result: Promise<PauseResult>;
-  /** warming: target connections opening, clients still run; pausing: holding at boundaries */
-  phase: 'warming' | 'pausing' | 'paused' | 'switched' | 'over';
-  /** when holding began (performance.now() and Date.now()): the pause clients see */
+  /** preparing: target connections opening, clients run; holding: an attempt holds sessions; waiting: between attempts */
+  phase: 'preparing' | 'holding' | 'waiting' | 'paused' | 'switched' | 'over';
+  /** when the current (last) hold began: the pause clients see */
   holdStartedAt: number;
   holdStartedAtEpochMs: number;
+  attempts: number;
   deadlineTimer?: NodeJS.Timeout;
   graceTimer?: NodeJS.Timeout;
-  deadlinePassed: boolean;
-  /** when the last session was held (for the log: waiting for boundaries vs preparing backends) */
   lastHeldAt: number;
+  /** prepare jobs not started yet */
+  queue: Entry[];
+  running: number;
+  /** between attempts: the sessions that did not reach a switch point in the last one, until they do */
+  waitingFor: Set<Session>;
+  catalogs: Catalogs;
+  checkScheduled: boolean;
 }
 
 export class ProxyFlipParticipant implements FlipParticipant {
   private epoch = -1;
   private run: PauseRun | null = null;
   private gate: { promise: Promise<void>; open: () => void } | null = null;
-  /** sessions being moved one by one (adopt), with the connection prepared for each */
-  private readonly moving = new Map<Session, Promise<BackendConnection>>();
+  /** sessions being moved one by one outside a pause (adopt), with the connection prepared for each */
+  private readonly moving = new Map<Session, { side: Side; prepared: Promise<Prepared> }>();
   private readonly log: Logger;
 
   constructor(readonly id: string, private readonly host: FlipHost) {
@@ -88,7 +110,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
 
   // ---- admission of new connections ---------------------------------------
 
-  /** Until the first adopt (joining the fleet) and during a pause, new sessions wait. */
+  /** Until the first adopt (joining the fleet) and while sessions are held, new sessions wait. */
   closeGate(): void {
     if (this.gate) return;
     let open!: () => void;
@@ -106,12 +128,16 @@ export class ProxyFlipParticipant implements FlipParticipant {
     return this.gate?.promise;
   }
 
-  /** a session got its backend: a pause in progress holds it right away */
+  /**
+   * a session got its backend: a pause in progress includes it (one that
+   * passed admission just before the gate closed is held too, once paused, and
+   * moved after the switch at its next switch point)
+   */
   sessionAttached(s: Session): void {
     const run = this.run;
-    if (!run) return;
-    if (run.phase === 'warming' && !run.entries.has(s)) this.addEntry(run, s);
-    if (run.phase === 'pausing') this.arm(run, run.entries.get(s) ?? this.addEntry(run, s));
+    if (!run || run.phase === 'switched' || run.phase === 'over') return;
+    const e = run.entries.get(s) ?? this.addEntry(run, s);
+    if (run.phase === 'holding' || run.phase === 'paused') this.arm(run, e);
   }
 
   sessionEnded(s: Session): void {
@@ -119,12 +145,13 @@ export class ProxyFlipParticipant implements FlipParticipant {
     const e = run?.entries.get(s);
     if (run && e) {
       run.entries.delete(s);
-      closeWhenOpen(e.conn);
+      closePrepared(e.prepared);
       this.updateHeldGauge();
-      if (run.phase === 'pausing' || run.phase === 'warming') this.check(run);
+      this.scheduleCheck(run);
     }
     const m = this.moving.get(s);
-    if (m) { this.moving.delete(s); closeWhenOpen(m); }
+    if (m) { this.moving.delete(s); m.prepared.then((p) => closePrepared(p), () => undefined); }
+    if (run?.waitingFor.delete(s) && run.waitingFor.size === 0 && run.phase === 'waiting') this.startAttempt(run);
   }
 
   // ---- FlipParticipant -----------------------------------------------------
@@ -140,50 +167,20 @@ export class ProxyFlipParticipant implements FlipParticipant {
     let finish!: (r: PauseResult) => void;
     const result = new Promise<PauseResult>((r) => { finish = r; });
     const run: PauseRun = {
-      from, target: otherSide(from), deadline, startedAt: performance.now(), entries: new Map(),
-      finish, result, phase: 'warming', deadlinePassed: false, lastHeldAt: 0, holdStartedAt: 0, holdStartedAtEpochMs: 0,
+      from, target: otherSide(from), deadline, startedAt: performance.now(), entries: new Map(), finish, result,
+      phase: 'preparing', holdStartedAt: 0, holdStartedAtEpochMs: 0, attempts: 0, lastHeldAt: 0, queue: [], running: 0, waitingFor: new Set(), catalogs: new Map(), checkScheduled: false,
     };
     this.run = run;
-    this.log.info({ from, target: run.target, deadlineInMs: deadline - Date.now() }, 'flip: opening connections to the target');
-    for (const s of this.host.sessions()) if (s.phase !== 'startup' && !s.isClosed) this.addEntry(run, s);
+    for (const s of this.host.sessions()) if (s.phase === 'attached' && !s.isClosed) this.addEntry(run, s);
+    this.log.info({ from, target: run.target, sessions: run.entries.size, deadlineInMs: deadline - Date.now() }, 'flip: preparing target connections');
     run.deadlineTimer = setTimeout(() => this.atDeadline(run), Math.max(0, deadline - Date.now()));
-    void this.startHolding(run);
-    return result;
-  }
-
-  /** a session takes part in the flip: its connection to the target opens now */
-  private addEntry(run: PauseRun, s: Session): Entry {
-    const e: Entry = { s, held: false, settled: false };
-    run.entries.set(s, e);
-    e.conn = s.openBackend(run.target);
-    e.conn.catch((err: Error) => { e.error = err.message; e.settled = true; this.check(run); });
-    return e;
-  }
-
-  /**
-   * Clients keep running while the target connections open (forking and
-   * authenticating dozens of backends takes a while on a busy machine); only
-   * then are sessions held at their boundaries, so the pause they see is the
-   * wait for the slowest transaction plus a replay round trip.
-   */
-  private async startHolding(run: PauseRun): Promise<void> {
-    const waited = new Set<Promise<BackendConnection>>();
-    for (;;) {
-      const pending = [...run.entries.values()].map((e) => e.conn!).filter((c) => !waited.has(c));
-      if (!pending.length || run.phase !== 'warming') break;
-      for (const c of pending) waited.add(c);
-      await Promise.allSettled(pending);
+    // under policy abort a pinned session makes the flip fail: say so now, not at the deadline
+    if (this.host.cfg.proxy.pinnedPolicy === 'abort') {
+      const pinned = [...run.entries.values()].filter((e) => e.s.state!.pinnedReasons().length);
+      if (pinned.length) { this.fail(run, pinned.map((e) => `${label(e.s)}: pinned (${e.s.state!.pinnedReasons().join(', ')})`)); return result; }
     }
-    if (run.phase !== 'warming') return;
-    run.phase = 'pausing';
-    run.holdStartedAt = performance.now();
-    run.holdStartedAtEpochMs = Date.now();
-    this.closeGate();
-    // sessions that passed admission while the connections opened
-    for (const s of this.host.sessions()) if (s.phase !== 'startup' && !s.isClosed && !run.entries.has(s)) this.addEntry(run, s);
-    this.log.info({ sessions: run.entries.size, warmMs: Math.round(run.holdStartedAt - run.startedAt) }, 'holding sessions at transaction boundaries');
-    for (const e of run.entries.values()) if (e.s.phase === 'attached') this.arm(run, e);
-    this.check(run);
+    this.scheduleCheck(run);
+    return result;
   }
 
   async switchTo(target: Side, epoch: number): Promise<SwitchResult> {
@@ -197,32 +194,31 @@ export class ProxyFlipParticipant implements FlipParticipant {
     run.phase = 'switched';
     let carried = 0;
     let terminated = 0;
-    await Promise.all([...run.entries.values()].map(async (e) => {
+    for (const e of run.entries.values()) {
       const s = e.s;
-      if (s.isClosed) return;
+      if (s.isClosed) continue;
       if (e.terminate) {
-        closeWhenOpen(e.conn);
+        closePrepared(e.prepared);
         s.terminate(`terminating connection because pgflip switched to the ${target} side and this session holds state that cannot move (${e.terminate.join(', ')})`,
-          'The session was ended after the switch deadline (proxy.pinnedPolicy = terminate). Reconnect to continue on the new side.');
+          'The session was ended by the switch (proxy.pinnedPolicy = terminate). Reconnect to continue on the new side.');
         terminated++;
-        return;
+        continue;
       }
-      if (!e.held || !e.ready || target !== run.target) {
-        // not held (cannot happen after a successful pause) or a different target: move at the next switch point
-        closeWhenOpen(e.conn);
+      if (!e.ready || !e.prepared || target !== run.target) {
+        // not ready (cannot happen after a successful pause) or another target: move at the next switch point
+        closePrepared(e.prepared);
         this.moveAtNextSwitchPoint(s, target);
-        return;
+        continue;
       }
       try {
-        let conn = await e.ready;
-        conn = await this.unfencedConnection(s, conn);
-        await s.swapBackend(conn);
+        s.swapBackend(e.prepared.conn, e.prepared.translation);
+        e.prepared = undefined;
         carried++;
       } catch (err) {
         this.log.error({ session: s.id, err: (err as Error).message }, 'session could not be carried to the new side');
         s.fatal('08006', `pgflip: the session could not be moved to the ${target} side: ${(err as Error).message}`);
       }
-    }));
+    }
     this.host.setActiveSide(target);
     this.epoch = epoch;
     this.log.info({ target, epoch, carried, terminated }, 'switched');
@@ -240,7 +236,6 @@ export class ProxyFlipParticipant implements FlipParticipant {
     if (!run || run.phase === 'over') return;
     this.log.warn({ from: run.from, target: run.target }, 'flip aborted: sessions continue on the side they were on');
     run.finish({ paused: false });
-    this.dropPrepared(run);
     this.endRun(run, 'aborted');
     this.openGate();
   }
@@ -251,119 +246,224 @@ export class ProxyFlipParticipant implements FlipParticipant {
       this.log.info({ active, epoch }, 'adopting the fleet\'s active side');
       this.host.setActiveSide(active);
     }
+    const catalogs: Catalogs = new Map();
     for (const s of this.host.sessions()) {
-      if (s.phase === 'attached' && !s.isClosed && s.side !== active) this.moveAtNextSwitchPoint(s, active);
+      if (s.phase === 'attached' && !s.isClosed && s.side !== active) this.moveAtNextSwitchPoint(s, active, catalogs);
     }
     // the first adopt opens admission (the proxy accepted nothing before it joined the fleet)
     if (!this.run || this.run.phase === 'over') this.openGate();
   }
 
-  // ---- the pause -----------------------------------------------------------
+  // ---- preparing -------------------------------------------------------------
 
-  private arm(run: PauseRun, e: Entry): void {
-    e.s.armSwitchPoint(() => {
-      if (run.phase !== 'pausing' || e.held) return;
-      const pinned = e.s.state!.pinnedReasons();
-      if (pinned.length) {
-        // it may still drop what pins it before the deadline; let it run
-        if (!run.deadlinePassed) return;
-        if (this.host.cfg.proxy.pinnedPolicy !== 'terminate') return;
-        e.terminate = pinned;
-      }
-      e.s.onSwitchPoint = null;
-      e.s.hold();
-      e.held = true;
-      run.lastHeldAt = performance.now();
-      this.updateHeldGauge();
-      if (e.terminate) {
-        closeWhenOpen(e.conn);
-        e.settled = true;
-      } else {
-        e.ready = this.prepare(run, e);
-        e.ready.then(() => { e.settled = true; }, (err: Error) => { e.settled = true; e.error = err.message; }).finally(() => this.check(run));
-      }
-      this.check(run);
-    });
+  /** a session takes part in the flip: its target connection is prepared in turn */
+  private addEntry(run: PauseRun, s: Session): Entry {
+    const e: Entry = { s, held: false, ready: false };
+    run.entries.set(s, e);
+    run.queue.push(e);
+    this.pump(run);
+    return e;
   }
 
-  /** the pre-warmed connection with the held session's state replayed */
-  private async prepare(run: PauseRun, e: Entry): Promise<BackendConnection> {
-    const conn = await e.conn!;
-    if (run.phase === 'over' || e.s.isClosed) { conn.socket.destroy(); throw new Error('pause ended'); }
+  /** start prepare jobs up to proxy.prepareConcurrency */
+  private pump(run: PauseRun): void {
+    while (run.running < this.host.cfg.proxy.prepareConcurrency && run.queue.length && (run.phase === 'preparing' || run.phase === 'holding' || run.phase === 'waiting')) {
+      const e = run.queue.shift()!;
+      if (e.s.isClosed || e.prepared || e.preparing || !run.entries.has(e.s)) continue;
+      // a pinned session is not prepared: it may not move at all (and its replay could need what pins it)
+      if (e.s.state!.pinnedReasons().length && !e.held) continue;
+      run.running++;
+      e.preparing = this.prepare(e.s, run.target, run.catalogs).then((p) => {
+        if (run.phase === 'over' || !run.entries.has(e.s)) { closePrepared(p); return; }
+        e.prepared = p;
+      }, (err: Error) => { e.error = err.message; }).finally(() => {
+        e.preparing = undefined;
+        run.running--;
+        this.pump(run);
+        if (e.held && !e.ready && !e.error) this.makeReady(run, e);
+        this.scheduleCheck(run);
+      });
+    }
+  }
+
+  /** an authenticated connection on `side` with the session's state as it is now */
+  private async prepare(s: Session, side: Side, catalogs: Catalogs = new Map()): Promise<Prepared> {
+    const translation = await this.translationFor(s, side, catalogs);
+    const conn = await s.openBackend(side);
     try {
-      await replayState(conn, e.s.state!);
+      const version = s.state!.version;
+      const carried = s.state!.snapshotCarried();
+      const r = await runReplay(conn, replayPlan(emptyCarried(), carried));
+      if (r.skipped.length) this.log.warn({ session: s.id, side, skipped: r.skipped }, 'prepared statements the new side refused are not carried');
+      return { conn, carried, version, translation };
     } catch (err) {
       conn.socket.destroy();
       throw err;
     }
-    return conn;
+  }
+
+  /** the OID translation for a session on `side`: none on the side it started on, or where the OIDs agree */
+  private async translationFor(s: Session, side: Side, catalogs: Catalogs): Promise<OidTranslation | null> {
+    if (side === s.oidHome) return null;
+    const [home, there] = await Promise.all([this.catalog(s, s.oidHome, catalogs), this.catalog(s, side, catalogs)]);
+    return home && there ? oidTranslation(home, there) : null;
+  }
+
+  private catalog(s: Session, side: Side, catalogs: Catalogs): Promise<OidCatalog | null> {
+    const key = `${side}/${s.database}`;
+    let c = catalogs.get(key);
+    if (!c) {
+      c = (async () => {
+        const conn = await s.openBackend(side);
+        try {
+          return await readOidCatalog(conn.socket);
+        } finally {
+          conn.socket.on('error', () => undefined);
+          conn.socket.end(TERMINATE);
+          conn.socket.resume(); // read the server's close, or the socket would stay half-open
+        }
+      })().catch((err: Error) => {
+        this.log.warn({ side, database: s.database, err: err.message }, 'cannot read the OIDs of user-defined types; sessions moved there keep the server\'s');
+        return null;
+      });
+      catalogs.set(key, c);
+    }
+    return c;
+  }
+
+  // ---- holding -----------------------------------------------------------------
+
+  /** every session prepared: hold them all at their switch points, for at most holdGraceMs */
+  private startAttempt(run: PauseRun): void {
+    const pinned = [...run.entries.values()].filter((e) => e.s.state!.pinnedReasons().length);
+    if (pinned.length && this.host.cfg.proxy.pinnedPolicy === 'abort') {
+      return this.fail(run, pinned.map((e) => `${label(e.s)}: pinned (${e.s.state!.pinnedReasons().join(', ')})`));
+    }
+    run.phase = 'holding';
+    run.attempts++;
+    run.holdStartedAt = performance.now();
+    run.holdStartedAtEpochMs = Date.now();
+    run.lastHeldAt = 0;
+    this.closeGate();
+    this.log.info({ sessions: run.entries.size, attempt: run.attempts, prepareMs: Math.round(run.holdStartedAt - run.startedAt) }, 'holding sessions at transaction boundaries');
+    for (const e of run.entries.values()) this.arm(run, e);
+    run.graceTimer = setTimeout(() => this.graceOver(run), this.host.cfg.proxy.holdGraceMs);
+    this.scheduleCheck(run);
+  }
+
+  private arm(run: PauseRun, e: Entry): void {
+    if (e.held || e.s.phase !== 'attached') return;
+    e.s.armSwitchPoint(() => {
+      if ((run.phase !== 'holding' && run.phase !== 'paused') || e.held) return;
+      e.s.onSwitchPoint = null;
+      e.s.hold();
+      e.held = true;
+      run.lastHeldAt = performance.now();
+      const pinned = e.s.state!.pinnedReasons();
+      if (pinned.length) {
+        // policy terminate (abort failed the attempt before it started): ended once the fleet committed
+        e.terminate = pinned;
+        closePrepared(e.prepared);
+        e.prepared = undefined;
+        e.ready = true;
+      } else this.makeReady(run, e);
+      this.scheduleCheck(run);
+    });
+  }
+
+  /** a held session's target connection brought up to its state now (nothing to do when it did nothing since its replay) */
+  private makeReady(run: PauseRun, e: Entry): void {
+    const p = e.prepared;
+    if (!p) {
+      // not prepared yet (joined late, or unpinned since): prepare now
+      if (!e.preparing) { run.queue.unshift(e); this.pump(run); }
+      return;
+    }
+    const st = e.s.state!;
+    if (p.version === st.version) { e.ready = true; return; }
+    const version = st.version;
+    const to = st.snapshotCarried();
+    void runReplay(p.conn, replayPlan(p.carried, to)).then(() => {
+      p.carried = to;
+      p.version = version;
+      e.ready = true;
+    }, (err: Error) => { e.error = err.message; }).finally(() => this.scheduleCheck(run));
+  }
+
+  /** one check per turn of the event loop: holding a thousand sessions at once must not scan them a thousand times */
+  private scheduleCheck(run: PauseRun): void {
+    if (run.checkScheduled) return;
+    run.checkScheduled = true;
+    queueMicrotask(() => { run.checkScheduled = false; this.check(run); });
   }
 
   private check(run: PauseRun): void {
-    if (run.phase !== 'pausing' && run.phase !== 'warming') return;
+    if (run.phase === 'paused' || run.phase === 'switched' || run.phase === 'over') return;
     const entries = [...run.entries.values()];
     const failed = entries.filter((e) => e.error);
-    if (failed.length) {
-      return this.fail(run, failed.map((e) => `${label(e.s)}: cannot prepare its ${run.target} backend: ${e.error}`));
+    if (failed.length) return this.fail(run, failed.map((e) => `${label(e.s)}: cannot prepare its ${run.target} backend: ${e.error}`));
+    if (run.phase === 'preparing') {
+      if (run.running === 0 && entries.every((e) => e.prepared || e.s.state!.pinnedReasons().length || e.s.isClosed)) this.startAttempt(run);
+      return;
     }
-    if (run.phase !== 'pausing') return;
-    if (entries.every((e) => e.held && e.settled)) {
+    if (run.phase !== 'holding') return;
+    if (entries.every((e) => e.held && e.ready)) {
       run.phase = 'paused';
+      this.updateHeldGauge();
       clearTimeout(run.deadlineTimer);
       clearTimeout(run.graceTimer);
-      this.log.info({ sessions: entries.length, ms: Math.round(performance.now() - run.startedAt), heldMs: Math.round(performance.now() - run.holdStartedAt), allHeldMs: Math.round(Math.max(0, run.lastHeldAt - run.holdStartedAt)) },
+      const now = performance.now();
+      this.log.info({ sessions: entries.length, attempts: run.attempts, ms: Math.round(now - run.startedAt), heldMs: Math.round(now - run.holdStartedAt), allHeldMs: Math.round(Math.max(0, run.lastHeldAt - run.holdStartedAt)) },
         'paused: every session holds at a transaction boundary, its target backend ready');
       run.finish({ paused: true });
     }
   }
 
-  private atDeadline(run: PauseRun): void {
-    if (run.phase === 'warming') {
-      return this.fail(run, [...run.entries.values()].filter((e) => !e.settled && !e.error).map((e) => `${label(e.s)}: its ${run.target} backend did not open before the deadline`));
+  /**
+   * The hold lasted holdGraceMs and some sessions are still in a transaction
+   * or a statement: let everyone go, and try again once those reach a switch
+   * point (until the deadline).
+   */
+  private graceOver(run: PauseRun): void {
+    if (run.phase !== 'holding') return;
+    const stragglers = [...run.entries.values()].filter((e) => !e.held);
+    if (!stragglers.length) return; // everyone holds; the last replays are in flight
+    this.log.info({ waitingFor: stragglers.map((e) => `${label(e.s)}: ${why(e.s)}`).slice(0, 20), attempt: run.attempts }, 'not every session reached a switch point within the hold grace; releasing and trying again');
+    this.releaseHeld(run);
+    this.observePause(run);
+    run.phase = 'waiting';
+    this.openGate();
+    // the next attempt starts when every straggler has been at a switch point once
+    run.waitingFor = new Set(stragglers.map((e) => e.s));
+    for (const e of stragglers) {
+      e.s.armSwitchPoint(() => {
+        e.s.onSwitchPoint = null;
+        if (run.waitingFor.delete(e.s) && run.waitingFor.size === 0 && run.phase === 'waiting') this.startAttempt(run);
+      });
     }
-    if (run.phase !== 'pausing') return;
-    run.deadlinePassed = true;
-    // idle pinned sessions get their last chance: the switch point hook decides by policy now
-    for (const e of run.entries.values()) if (!e.held) e.s.checkSwitchPoint();
-    const blocked = [...run.entries.values()].filter((e) => !e.held).map((e) => `${label(e.s)}: ${why(e.s)}`);
-    if (blocked.length) return this.fail(run, blocked);
-    this.check(run);
-    if (run.phase !== 'pausing') return;
-    // everyone holds; the last replays may still be in flight
-    run.graceTimer = setTimeout(() => {
-      if (run.phase !== 'pausing') return;
-      this.fail(run, [...run.entries.values()].filter((e) => !e.settled).map((e) => `${label(e.s)}: its ${run.target} backend was not ready in time`));
-    }, READY_GRACE_MS);
+  }
+
+  private atDeadline(run: PauseRun): void {
+    if (run.phase === 'preparing') {
+      const slow = [...run.entries.values()].filter((e) => !e.prepared && !e.s.state!.pinnedReasons().length);
+      return this.fail(run, slow.map((e) => `${label(e.s)}: its ${run.target} backend was not ready before the deadline`));
+    }
+    if (run.phase !== 'holding' && run.phase !== 'waiting') return;
+    const blocked = run.phase === 'waiting' ? [...run.waitingFor].map((s) => `${label(s)}: ${why(s)}`)
+      : [...run.entries.values()].filter((e) => !e.held || !e.ready).map((e) => `${label(e.s)}: ${e.held ? `its ${run.target} backend was not ready in time` : why(e.s)}`);
+    this.fail(run, blocked.length ? blocked : ['the deadline passed']);
   }
 
   /** paused: false. The flip cannot commit without this proxy's `paused`, so the sessions go back to work at once. */
   private fail(run: PauseRun, blocked: string[]): void {
-    this.log.warn({ blocked }, 'pause failed: sessions did not reach a transaction boundary in time');
+    this.log.warn({ blocked: blocked.slice(0, 50), count: blocked.length }, 'pause failed');
     run.finish({ paused: false, blocked });
-    this.dropPrepared(run);
     this.endRun(run, 'failed');
     this.openGate();
   }
 
-  /** the flip is off: the target connections prepared for it are closed */
-  private dropPrepared(run: PauseRun): void {
-    for (const e of run.entries.values()) {
-      closeWhenOpen(e.conn);
-      if (e.ready) e.ready.then((c) => c.socket.destroy(), () => undefined);
-    }
-  }
-
-  /**
-   * Releases every held session: on the new side after a switch, else on the
-   * side it was on — one whose backend was ended meanwhile (the old side's
-   * fencing terminates backends) first gets a fresh one there.
-   */
-  private endRun(run: PauseRun, how: string): void {
-    if (run.phase === 'over') return;
-    run.phase = 'over';
-    clearTimeout(run.deadlineTimer);
+  private releaseHeld(run: PauseRun): void {
     clearTimeout(run.graceTimer);
-    run.finish({ paused: false });
     for (const e of run.entries.values()) {
       e.s.onSwitchPoint = null;
       if (e.held && !e.s.isClosed) {
@@ -371,12 +471,41 @@ export class ProxyFlipParticipant implements FlipParticipant {
         else e.s.release();
       }
       e.held = false;
+      e.ready = false;
+      e.terminate = undefined;
     }
-    // the pause clients saw: from the first hold to the release
-    const seconds = run.holdStartedAt ? (performance.now() - run.holdStartedAt) / 1000 : 0;
-    this.host.metrics.flipPause.observe(seconds);
     this.updateHeldGauge();
-    this.log.info({ how, pauseMs: Math.round(seconds * 1000) }, 'pause over');
+  }
+
+  /** the pause clients saw: from the first hold to the release */
+  private observePause(run: PauseRun): number {
+    if (!run.holdStartedAt) return 0;
+    const seconds = (performance.now() - run.holdStartedAt) / 1000;
+    this.host.metrics.flipPause.observe(seconds);
+    return seconds;
+  }
+
+  /**
+   * Releases every held session: on the new side after a switch, else on the
+   * side it was on — one whose backend was ended meanwhile (the old side's
+   * fencing terminates backends) first gets a fresh one there. Prepared
+   * connections not used are closed.
+   */
+  private endRun(run: PauseRun, how: string): void {
+    if (run.phase === 'over') return;
+    const wasHolding = run.phase === 'holding' || run.phase === 'paused' || run.phase === 'switched';
+    run.phase = 'over';
+    clearTimeout(run.deadlineTimer);
+    clearTimeout(run.graceTimer);
+    run.finish({ paused: false });
+    run.queue = [];
+    for (const e of run.entries.values()) {
+      closePrepared(e.prepared);
+      e.prepared = undefined;
+    }
+    this.releaseHeld(run);
+    const seconds = wasHolding ? this.observePause(run) : 0;
+    this.log.info({ how, pauseMs: Math.round(seconds * 1000), attempts: run.attempts }, 'pause over');
     if (this.run === run) this.run = null;
   }
 
@@ -389,30 +518,44 @@ export class ProxyFlipParticipant implements FlipParticipant {
   // ---- moving sessions outside a pause (adopt) -----------------------------
 
   private cancelMoves(): void {
-    for (const [s, conn] of this.moving) {
+    for (const [s, m] of this.moving) {
       s.onSwitchPoint = null;
-      closeWhenOpen(conn);
+      m.prepared.then((p) => closePrepared(p), () => undefined);
     }
     this.moving.clear();
   }
 
-  /** open a backend on `side`, then at the session's next switch point hold it briefly, replay, swap, release */
-  private moveAtNextSwitchPoint(s: Session, side: Side): void {
-    if (this.moving.has(s)) return;
-    const conn = s.openBackend(side);
-    this.moving.set(s, conn);
-    conn.then((c) => {
-      if (this.moving.get(s) !== conn || s.isClosed) { c.socket.destroy(); return; }
+  /**
+   * Prepare a connection on `side`, then at the session's next switch point
+   * hold it briefly, bring the connection up to its state, swap, release. A
+   * pinned session is not moved while it is pinned: it stays where it is and
+   * moves at the first switch point where nothing pins it.
+   */
+  private moveAtNextSwitchPoint(s: Session, side: Side, catalogs: Catalogs = new Map()): void {
+    if (this.moving.get(s)?.side === side) return;
+    const prepared = this.prepare(s, side, catalogs);
+    const m = { side, prepared };
+    this.moving.set(s, m);
+    let warned = false;
+    prepared.then((p) => {
+      if (this.moving.get(s) !== m || s.isClosed) { closePrepared(p); return; }
       s.armSwitchPoint(() => {
+        const pinned = s.state!.pinnedReasons();
+        if (pinned.length) {
+          if (!warned) this.log.warn({ session: s.id, side, pinned }, 'a pinned session stays on its side until nothing pins it');
+          warned = true;
+          return;
+        }
         s.onSwitchPoint = null;
         this.moving.delete(s);
         s.hold();
         void (async () => {
           try {
-            await replayState(c, s.state!);
-            await s.swapBackend(await this.unfencedConnection(s, c));
+            const st = s.state!;
+            if (p.version !== st.version) await runReplay(p.conn, replayPlan(p.carried, st.snapshotCarried()));
+            s.swapBackend(p.conn, p.translation);
           } catch (err) {
-            c.socket.destroy();
+            p.conn.socket.destroy();
             s.fatal('08006', `pgflip: the session could not be moved to the ${side} side: ${(err as Error).message}`);
           } finally {
             s.release();
@@ -420,64 +563,37 @@ export class ProxyFlipParticipant implements FlipParticipant {
         })();
       });
     }, (err: Error) => {
-      if (this.moving.get(s) !== conn) return;
+      if (this.moving.get(s) !== m) return;
       this.moving.delete(s);
       this.log.error({ session: s.id, side, err: err.message }, 'cannot open a backend to move the session; it stays where it is');
     });
   }
 
-  /** a fresh backend on `side` with the session's state, swapped in; the client learns only if that fails */
+  /**
+   * A fresh backend on `side` with the session's state, swapped in; the client
+   * learns only if that fails. What pins a session died with its backend.
+   */
   private async reconnect(s: Session, side: Side): Promise<void> {
+    const pinned = s.state!.pinnedReasons();
+    if (pinned.length) {
+      s.terminate(`terminating connection because its ${side} backend was ended and this session held state that cannot be restored (${pinned.join(', ')})`, 'Reconnect to continue.');
+      return;
+    }
     try {
-      const c = await s.openBackend(side);
-      await replayState(c, s.state!);
-      await s.swapBackend(c);
+      const p = await this.prepare(s, side);
+      s.swapBackend(p.conn, p.translation);
     } catch (err) {
       s.fatal('08006', `pgflip: the connection to the ${side} backend was lost and could not be reopened: ${(err as Error).message}`);
     }
   }
-
-  /**
-   * A connection pre-warmed while the target was still fenced started with
-   * default_transaction_read_only = on (PostgreSQL applies role settings at
-   * session start, and RESET or DISCARD ALL would return to that). The switch
-   * happens after the controller lifted the fence, so such a connection is
-   * replaced by one opened now — unless the session's old backend started
-   * read-only as well (then that is the role's real setting).
-   */
-  private async unfencedConnection(s: Session, conn: BackendConnection): Promise<BackendConnection> {
-    if (reportedParameter(conn, 'default_transaction_read_only') !== 'on') return conn;
-    if (s.backendConn && reportedParameter(s.backendConn, 'default_transaction_read_only') === 'on') return conn;
-    const fresh = await s.openBackend(conn.target.side);
-    conn.socket.destroy();
-    if (reportedParameter(fresh, 'default_transaction_read_only') === 'on') this.log.warn({ session: s.id, side: fresh.target.side }, 'the new side still starts sessions read-only (is it fenced?)');
-    try {
-      await replayState(fresh, s.state!);
-    } catch (err) {
-      fresh.socket.destroy();
-      throw err;
-    }
-    return fresh;
-  }
 }
 
-/** a ParameterStatus value the server reported at connection start */
-export function reportedParameter(conn: BackendConnection, name: string): string | undefined {
-  for (const m of conn.parameterStatus) {
-    const z = m.indexOf(0, 5);
-    if (z > 0 && m.toString('utf8', 5, z) === name) return m.toString('utf8', z + 1, m.length - 1);
-  }
-  return undefined;
-}
-
-function closeWhenOpen(conn: Promise<BackendConnection> | undefined): void {
-  conn?.then((c) => {
-    const sock = c.socket;
-    if (sock.writableEnded || sock.destroyed) return;
-    sock.on('error', () => undefined);
-    sock.end(Buffer.from([0x58, 0, 0, 0, 4])); // Terminate: the server does not log an unexpected EOF
-    sock.resume();
-  }, () => undefined);
+function closePrepared(p: Prepared | undefined): void {
+  const sock = p?.conn.socket;
+  if (!sock || sock.writableEnded || sock.destroyed) return;
+  sock.on('error', () => undefined);
+  sock.end(TERMINATE);
+  sock.resume();
 }
 
 function label(s: Session): string {
@@ -485,13 +601,13 @@ function label(s: Session): string {
   return `${s.id}${app ? ` (${app})` : ''}`;
 }
 
+/** why a session is not at a switch point, with how long it has been so */
 function why(s: Session): string {
   if (s.phase !== 'attached') return 'still connecting';
   const st = s.state!;
-  const pinned = st.pinnedReasons();
-  if (st.txStatus === 'T') return 'in a transaction';
-  if (st.txStatus === 'E') return 'in a failed transaction';
-  if (st.sent !== st.done) return 'a statement still running';
-  if (pinned.length) return `pinned (${pinned.join(', ')})`;
+  const since = s.busySince ? ` for ${((performance.now() - s.busySince) / 1000).toFixed(1)} s` : '';
+  if (st.sent !== st.done || st.inCopy) return `a statement still running${since}`;
+  if (st.txStatus === 'T') return `in a transaction${since}`;
+  if (st.txStatus === 'E') return `in a failed transaction${since}`;
   return 'inside an extended-protocol batch (no Sync yet)';
 }

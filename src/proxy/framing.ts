@@ -9,6 +9,8 @@
  * reuses), so the parts of a straddling message are copied.
  */
 
+import type { MessageCode } from './protocol/codes';
+
 export interface MessageSink {
   /** body is buf[start, end); it may be cut to the type's inspect limit */
   onMessage(type: number, buf: Buffer, start: number, end: number): void;
@@ -144,10 +146,10 @@ export class FrameWalker {
   }
 }
 
-/** An inspect table: type character → body bytes needed (Infinity-like for the whole body). */
-export function inspectTable(entries: Record<string, number>): Uint32Array {
+/** An inspect table: message code → body bytes needed (WHOLE for the whole body). */
+export function inspectTable(entries: Array<[MessageCode, number]>): Uint32Array {
   const t = new Uint32Array(256);
-  for (const [ch, limit] of Object.entries(entries)) t[ch.charCodeAt(0)] = limit;
+  for (const [code, limit] of entries) t[code] = limit;
   return t;
 }
 

@@ -76,6 +76,8 @@ export class HealthChecker {
       const t = this.targets[side];
       conn = await connectBackend(t, new Map([['application_name', 'pgflip health check']]), t.database, this.opts.timeoutMs);
       conn.socket.on('error', () => undefined);
+      // stopped while connecting (a check that timed out, then stop()): the connection would outlive the proxy
+      if (this.stopped) { conn.socket.destroy(); throw new Error('health checker stopped'); }
       this.conns[side] = conn;
     }
     const { error } = await exchange(conn.socket, serialize.query(this.opts.query), 1, { what: 'the health check' });

@@ -5,6 +5,7 @@
  * SCRAM-SHA-256 and answers backends with gs2 flag "n".
  */
 import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import saslprep from '@mongodb-js/saslprep';
 
 export const SCRAM_MECHANISM = 'SCRAM-SHA-256';
 export const DEFAULT_ITERATIONS = 4096;
@@ -20,9 +21,23 @@ const hmac = (key: Buffer, data: string | Buffer): Buffer => createHmac('sha256'
 const sha256 = (data: Buffer): Buffer => createHash('sha256').update(data).digest();
 const xor = (a: Buffer, b: Buffer): Buffer => { const o = Buffer.allocUnsafe(a.length); for (let i = 0; i < a.length; i++) o[i] = a[i] ^ b[i]; return o; };
 
-/** Password normalisation: PostgreSQL uses SASLprep and falls back to the raw bytes; raw bytes are used here. */
+/**
+ * The password as SCRAM hashes it, as PostgreSQL and libpq prepare it
+ * (pg_saslprep): ASCII as it is; otherwise SASLprep (RFC 4013: non-ASCII
+ * spaces to space, some characters mapped to nothing, NFKC), and where
+ * SASLprep refuses it (prohibited or unassigned code points) the raw password.
+ */
+export function preparePassword(password: string): string {
+  if (/^[\x00-\x7f]*$/.test(password)) return password;
+  try {
+    return saslprep(password);
+  } catch {
+    return password;
+  }
+}
+
 export function saltedPassword(password: string, salt: Buffer, iterations: number): Buffer {
-  return pbkdf2Sync(Buffer.from(password, 'utf8'), salt, iterations, 32, 'sha256');
+  return pbkdf2Sync(Buffer.from(preparePassword(password), 'utf8'), salt, iterations, 32, 'sha256');
 }
 
 export function secretFromPassword(password: string, salt: Buffer = randomBytes(16), iterations = DEFAULT_ITERATIONS): ScramSecret {

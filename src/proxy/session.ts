@@ -16,19 +16,17 @@ import type { Side } from '../side';
 import { BackendConnectError, BackendConnection, connectBackend } from './backend-connect';
 import { ProxyContext, sideIndex } from './context';
 import { FrameWalker, inspectTable, MessageSink, WALK_OK, WHOLE } from './framing';
+import { CANCEL_REQUEST_CODE, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET, MessageCode as M, SSL_REQUEST_CODE } from './protocol/codes';
+import { isFatalSeverity, parseSASLInitialResponse, parseStartupParams, ProtocolViolation, sqlstateOf } from './protocol/parser';
 import {
   authenticationOk, authenticationSASL, authenticationSASLContinue, authenticationSASLFinal, backendKeyData,
-  CANCEL_REQUEST_CODE, errorResponse, GSSENC_REQUEST_CODE, MAX_STARTUP_PACKET, negotiateProtocolVersion,
-  parseSASLInitialResponse, parseStartupParams, ProtocolViolation, readyForQuery, sqlstateOf, SSL_REQUEST_CODE,
-} from './messages';
+  errorResponse, negotiateProtocolVersion, readyForQuery, TERMINATE,
+} from './protocol/serializer';
 import { SCRAM_MECHANISM, ScramError, ScramServerExchange } from './scram';
 import { MAX_INSPECTED_QUERY, SessionState } from './session-state';
 import { ConnectionClosed, StartupReader } from './startup-reader';
+import { OidTranslation, OidTranslator } from './type-identity';
 import { discardReads, readInto, setReadBuffer } from './user-buffer-reads';
-
-const T = (c: string): number => c.charCodeAt(0);
-const Q = T('Q'), P = T('P'), C = T('C'), B = T('B'), S = T('S'), F = T('F'), X = T('X');
-const Z = T('Z'), E = T('E'), ONE = T('1'), THREE = T('3');
 
 /**
  * Client message types after which the stream is at a switch point: a Query
@@ -37,7 +35,7 @@ const Z = T('Z'), E = T('E'), ONE = T('1'), THREE = T('3');
  * client is inside a batch that its Sync has not closed yet.
  */
 const SYNC_POINT = new Uint8Array(256);
-for (const t of [0, Q, S, F]) SYNC_POINT[t] = 1;
+for (const t of [0, M.Query, M.Sync, M.FunctionCall]) SYNC_POINT[t] = 1;
 
 /** Longest SASL message accepted during authentication (PostgreSQL: PG_MAX_AUTH_TOKEN_LENGTH). */
 const MAX_AUTH_MESSAGE = 65535;
@@ -53,15 +51,43 @@ const AUTH_TIMEOUT_MS = 60_000;
 const READ_BUFFER_SMALL = 8 * 1024;
 const READ_BUFFER_LARGE = 64 * 1024;
 
-// Client → server: Query, Parse, Close, Sync and FunctionCall always; Bind only while a tracked statement may run.
-// Terminate too: after it the backend's close is the expected answer, not a lost connection.
-const CLIENT_BASE = inspectTable({ Q: MAX_INSPECTED_QUERY, P: WHOLE, C: WHOLE, S: WHOLE, F: 1, X: 1 });
-const CLIENT_BIND = inspectTable({ Q: MAX_INSPECTED_QUERY, P: WHOLE, C: WHOLE, S: WHOLE, F: 1, X: 1, B: BIND_PREFIX });
-// Server → client: ReadyForQuery, ErrorResponse, ParseComplete, CloseComplete; CommandComplete only while needed.
-const SERVER_BASE = inspectTable({ Z: WHOLE, E: WHOLE, 1: WHOLE, 3: WHOLE });
-const SERVER_CC = inspectTable({ Z: WHOLE, E: WHOLE, 1: WHOLE, 3: WHOLE, C: WHOLE });
+// Client → server: Query, Parse, Close, Sync, FunctionCall, CopyDone/CopyFail always, Execute counted;
+// Bind (and Execute's portal) only while a tracked statement may run. Terminate too: after it the
+// backend's close is the expected answer, not a lost connection.
+const CLIENT_ALWAYS: Array<[M, number]> = [[M.Query, MAX_INSPECTED_QUERY], [M.Parse, WHOLE], [M.Close, WHOLE], [M.Sync, WHOLE],
+  [M.FunctionCall, 1], [M.Terminate, 1], [M.CopyDone, 1], [M.CopyFail, 1]];
+const CLIENT_BASE = inspectTable([...CLIENT_ALWAYS, [M.Execute, 1]]);
+const CLIENT_BIND = inspectTable([...CLIENT_ALWAYS, [M.Bind, BIND_PREFIX], [M.Execute, 256]]);
+// Server → client: ReadyForQuery, ErrorResponse, ParseComplete, CloseComplete, CopyInResponse, and the
+// completions of statements (counted always, their tags read while needed); DataRow only while needed.
+const SERVER_ALWAYS: Array<[M, number]> = [[M.ReadyForQuery, WHOLE], [M.ErrorResponse, WHOLE], [M.ParseComplete, WHOLE], [M.CloseComplete, WHOLE],
+  [M.CopyInResponse, 1], [M.CommandComplete, WHOLE], [M.EmptyQueryResponse, 1], [M.PortalSuspended, 1]];
+const SERVER_BASE = inspectTable(SERVER_ALWAYS);
+const SERVER_ROWS = inspectTable([...SERVER_ALWAYS, [M.DataRow, 4096]]);
 
 let nextId = 0;
+
+/**
+ * Old backends a switch replaced, ended a few at a time after the switch
+ * returns: each Terminate wakes a server process that then exits, and on a
+ * busy host that costs the proxy its CPU for a while — inside a flip's pause
+ * it would make the pause grow with the number of sessions.
+ */
+const retiring: net.Socket[] = [];
+const RETIRE_PER_TICK = 8;
+let retireScheduled = false;
+
+function retire(sock: net.Socket): void {
+  sock.pause();
+  retiring.push(sock);
+  if (!retireScheduled) { retireScheduled = true; setImmediate(retireSome); }
+}
+
+function retireSome(): void {
+  for (const sock of retiring.splice(0, RETIRE_PER_TICK)) if (!sock.destroyed && !sock.writableEnded) { sock.end(TERMINATE); sock.resume(); }
+  retireScheduled = retiring.length > 0;
+  if (retireScheduled) setImmediate(retireSome);
+}
 
 class ClientSink implements MessageSink {
   constructor(private readonly s: Session) {}
@@ -69,13 +95,15 @@ class ClientSink implements MessageSink {
     const s = this.s;
     const st = s.state!;
     switch (type) {
-      case S: if (st.sent === st.done) s.requestStart = performance.now(); st.onSync(); s.ctx.stats.queries[s.sideIdx]++; return;
-      case Q: if (st.sent === st.done) s.requestStart = performance.now(); st.onQuery(buf, start, end); s.ctx.stats.queries[s.sideIdx]++; break;
-      case B: if (st.wantBind) st.onBind(buf, start, end); break;
-      case P: st.onParse(buf, start, end); break;
-      case C: st.onClose(buf, start, end); break;
-      case F: if (st.sent === st.done) s.requestStart = performance.now(); st.onSync(); s.ctx.stats.queries[s.sideIdx]++; return;
-      case X: s.clientTerminated = true; return;
+      case M.Sync: if (st.sent === st.done) s.requestStart = performance.now(); st.onSync(); s.ctx.stats.queries[s.sideIdx]++; return;
+      case M.Query: if (st.sent === st.done) s.requestStart = performance.now(); st.onQuery(buf, start, end); s.ctx.stats.queries[s.sideIdx]++; break;
+      case M.Bind: if (st.wantBind) st.onBind(buf, start, end); break;
+      case M.Parse: st.onParse(buf, start, end); break;
+      case M.Close: st.onClose(buf, start, end); break;
+      case M.Execute: st.onExecute(buf, start, end); if (!st.wantCompletions) return; break;
+      case M.FunctionCall: if (st.sent === st.done) s.requestStart = performance.now(); st.onFunctionCall(); s.ctx.stats.queries[s.sideIdx]++; return;
+      case M.CopyDone: case M.CopyFail: st.onCopyEnd(); return;
+      case M.Terminate: s.clientTerminated = true; return;
     }
     s.retable();
   }
@@ -86,7 +114,7 @@ class ServerSink implements MessageSink {
   onMessage(type: number, buf: Buffer, start: number, end: number): void {
     const st = this.s.state!;
     switch (type) {
-      case Z:
+      case M.ReadyForQuery:
         st.onReadyForQuery(buf[start]);
         if (st.done === st.sent) {
           this.s.ctx.durations[this.s.sideIdx].observe((performance.now() - this.s.requestStart) / 1000);
@@ -94,13 +122,26 @@ class ServerSink implements MessageSink {
           if (this.s.onSwitchPoint !== null && st.txStatus === 'I') this.s.checkSwitchPoint();
         }
         break;
-      case ONE: st.onParseComplete(); return;
-      case THREE: st.onCloseComplete(); return;
-      case C: if (st.wantCompletions) st.onCommandComplete(buf, start, end); break;
-      case E: this.s.onServerError(buf, start, end); st.onError(); break;
+      case M.ParseComplete: st.onParseComplete(); return;
+      case M.CloseComplete: st.onCloseComplete(); return;
+      case M.CommandComplete: { const w = st.wantCompletions; st.onCompletion(buf, start, end); if (!w) return; break; }
+      case M.EmptyQueryResponse: { const w = st.wantCompletions; st.onCompletion(undefined, start, end); if (!w) return; break; }
+      case M.PortalSuspended: { const w = st.wantCompletions; st.onCompletion(undefined, start, end, true); if (!w) return; break; }
+      case M.DataRow: if (st.wantRows) st.onDataRow(buf, start, end); return;
+      case M.CopyInResponse: st.onCopyIn(); return;
+      case M.ErrorResponse: st.onError(this.s.onServerError(buf, start, end)); break;
     }
     this.s.retable();
   }
+}
+
+/** a ParameterStatus value the server reported at connection start */
+export function reportedParameter(conn: BackendConnection, name: string): string | undefined {
+  for (const m of conn.parameterStatus) {
+    const z = m.indexOf(0, 5);
+    if (z > 0 && m.toString('utf8', 5, z) === name) return m.toString('utf8', z + 1, m.length - 1);
+  }
+  return undefined;
 }
 
 export interface SessionInfo {
@@ -130,6 +171,12 @@ export class Session {
   backendConn: BackendConnection | undefined;
   side: Side = 'blue';
   sideIdx: 0 | 1 = 0;
+  /** the side the session started on: the OIDs its client knows are that side's */
+  oidHome: Side = 'blue';
+  /** set while the session runs on a side whose user-defined OIDs differ from its home's */
+  translation: OidTranslation | null = null;
+  private toServer: OidTranslator | null = null;
+  private toClient: OidTranslator | null = null;
   state: SessionState | undefined;
   user = '';
   database = '';
@@ -206,7 +253,13 @@ export class Session {
     for (;;) {
       await reader.need(4);
       const len = reader.peekInt32(0);
-      if (len < 8 || len > MAX_STARTUP_PACKET) throw new ProtocolViolation('invalid length of startup packet');
+      if (len < 8 || len > MAX_STARTUP_PACKET) {
+        // PostgreSQL logs this and closes without a word (COMMERROR): node-postgres's end() before its
+        // StartupMessage sends a Terminate here, and an ErrorResponse would reach an application without a handler
+        this.log.info({ length: len }, 'invalid length of startup packet; connection closed');
+        this.close();
+        throw new ConnectionClosed();
+      }
       await reader.need(len);
       const pkt = reader.take(len);
       const code = pkt.readInt32BE(4);
@@ -282,6 +335,7 @@ export class Session {
     this.phase = 'attaching';
     this.side = this.ctx.activeSide();
     this.sideIdx = sideIndex(this.side);
+    this.oidHome = this.side;
     const target = this.ctx.targets[this.side];
     const conn = await connectBackend(target, params, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
     if (this.closed || this.client.destroyed) { conn.socket.destroy(); this.close(); return; }
@@ -321,7 +375,7 @@ export class Session {
     await reader.need(5);
     const type = reader.peekByte(0);
     const len = reader.peekInt32(1);
-    if (type !== T('p')) throw new ProtocolViolation(`expected SASL response, got message type ${type}`);
+    if (type !== M.Password) throw new ProtocolViolation(`expected SASL response, got message type ${type}`);
     if (len < 4 || len > MAX_AUTH_MESSAGE) throw new ProtocolViolation('invalid SASL response length');
     await reader.need(1 + len);
     return Buffer.from(reader.take(1 + len).subarray(5));
@@ -358,7 +412,7 @@ export class Session {
   retable(): void {
     const st = this.state!;
     this.cw!.inspect = st.wantBind ? CLIENT_BIND : CLIENT_BASE;
-    this.sw!.inspect = st.wantCompletions ? SERVER_CC : SERVER_BASE;
+    this.sw!.inspect = st.wantRows ? SERVER_ROWS : SERVER_BASE;
   }
 
   /** true when the client stream ends at a message boundary (a hold may start here) */
@@ -386,9 +440,26 @@ export class Session {
     w?.();
   }
 
-  /** An authenticated backend on `side` for this session (same startup parameters and database). */
+  /**
+   * An authenticated backend on `side` for this session: same startup
+   * parameters and database, and the default_transaction_read_only its
+   * current backend started with (as a startup parameter, so RESET returns
+   * to it): a side the controller has fenced so far starts its sessions
+   * read-only, which this session did not.
+   */
   openBackend(side: Side): Promise<BackendConnection> {
-    return connectBackend(this.ctx.targets[side], this.state!.startupParams, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
+    const params = new Map(this.state!.startupParams);
+    const readOnly = this.backendConn && reportedParameter(this.backendConn, 'default_transaction_read_only');
+    if (readOnly && !params.has('default_transaction_read_only')) params.set('default_transaction_read_only', readOnly);
+    return connectBackend(this.ctx.targets[side], params, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
+  }
+
+  /** since when the session has been running a statement or inside a transaction (performance.now()), 0 when idle */
+  get busySince(): number {
+    const st = this.state;
+    if (!st) return 0;
+    if (st.sent !== st.done) return this.requestStart;
+    return st.txStatus === 'I' ? 0 : st.txSince;
   }
 
   /**
@@ -441,9 +512,10 @@ export class Session {
    * Terminate; the cancel key now points at the new one. The caller has
    * replayed the session state (state.replaySql / replayParseMessages) on `conn`.
    */
-  async swapBackend(conn: BackendConnection): Promise<void> {
+  swapBackend(conn: BackendConnection, translation: OidTranslation | null = null): void {
     if (!this.state?.idle || !this.sw?.atBoundary) throw new Error(`session ${this.id} is not idle`);
     if (this.closed) { conn.socket.destroy(); throw new Error(`session ${this.id} has ended`); }
+
     const old = this.backend!;
     this.backendGone = false;
     this.heldBackendBytes = null;
@@ -453,18 +525,24 @@ export class Session {
     old.off('error', this.onBackendError);
     old.off('close', this.onBackendClose);
     old.on('error', () => undefined);
-    old.end(Buffer.from([0x58, 0, 0, 0, 4]));
+    retire(old);
     this.backendConn = conn;
     this.backend = conn.socket;
     this.side = conn.target.side;
     this.sideIdx = sideIndex(this.side);
     this.backendPaused = false;
+    this.translation = translation;
+    // a translator holds back only a message cut at the end of a read; the client's goes on through the new one
+    const clientTail = this.toServer?.takeTail();
+    this.toServer = translation ? new OidTranslator(translation.toServer, false) : null;
+    this.toClient = translation ? new OidTranslator(translation.toClient, true) : null;
     this.sw = new FrameWalker(SERVER_BASE, new ServerSink(this), 0x7fffffff);
     this.retable();
     if (this.cancelPid) {
       const t = conn.target;
       this.ctx.cancel.repoint(this.cancelPid, this.cancelSecret, { host: t.host, port: t.port, pid: conn.pid, secret: conn.secret });
     }
+    if (clientTail?.length) this.onClientData(clientTail);
     const b = conn.socket;
     const held = this.readBackend(b);
     b.on('drain', this.onBackendDrain);
@@ -522,12 +600,14 @@ export class Session {
   };
 
   private readonly onClientData = (chunk: Buffer): void => {
+    if (this.toServer !== null) { chunk = this.toServer.feed(chunk); if (chunk.length === 0) return; }
     this.ctx.stats.bytesIn += chunk.length;
     if (this.cw!.walk(chunk) !== WALK_OK) { this.clientProtocolError(); return; }
     if (!this.backend!.write(chunk)) { this.client.pause(); this.clientPaused = true; }
   };
 
   private readonly onBackendData = (chunk: Buffer): void => {
+    if (this.toClient !== null) { chunk = this.toClient.feed(chunk); if (chunk.length === 0) return; }
     if (this.held && (this.heldBackendBytes !== null || this.sw!.atBoundary)) { this.onBackendDataHeld(chunk); return; }
     this.ctx.stats.bytesOut += chunk.length;
     this.sw!.walk(chunk);
@@ -549,7 +629,7 @@ export class Session {
       const len = buf.readInt32BE(p + 1);
       if (buf.length - p < 1 + len) break;
       const type = buf[p];
-      if (type === E) {
+      if (type === M.ErrorResponse) {
         this.backendGone = true;
         this.log.debug({ sqlstate: sqlstateOf(buf, p + 5, p + 1 + len) }, 'held session lost its backend; it gets a new one before release');
       } else {
@@ -570,11 +650,12 @@ export class Session {
     if (this.backendPaused) { this.backendPaused = false; this.backend?.resume(); }
   };
 
-  onServerError(buf: Buffer, start: number, end: number): void {
+  /** counts the error and notes a FATAL; returns its SQLSTATE */
+  onServerError(buf: Buffer, start: number, end: number): string {
     const code = sqlstateOf(buf, start, end);
     this.ctx.metrics.queryErrors.labels(this.side, code.slice(0, 2) || 'XX').inc();
-    // severity is the first field; FATAL/PANIC mean the server ends the connection itself
-    if (buf[start] === S && (buf[start + 1] === F || buf[start + 1] === P)) this.serverSentFatal = true;
+    if (isFatalSeverity(buf, start)) this.serverSentFatal = true;
+    return code;
   }
 
   private clientProtocolError(): void {
@@ -592,7 +673,7 @@ export class Session {
     if (this.closed) return;
     const b = this.backend;
     // a clean Terminate when the stream allows it, so the server does not log an unexpected EOF
-    if (b && !b.destroyed && this.clientAtBoundary) b.end(Buffer.from([0x58, 0, 0, 0, 4]));
+    if (b && !b.destroyed && this.clientAtBoundary) b.end(TERMINATE);
     else b?.destroy();
     this.close();
   };

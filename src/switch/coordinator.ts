@@ -300,7 +300,7 @@ export class FlipCoordinator {
 }
 
 function describe(blocked: BlockedProxy[]): string {
-  return blocked.map((b) => (b.why === 'blocked' ? `proxy ${b.proxyId}: ${b.sessions?.length ?? 0} session(s) still in a transaction at the deadline`
+  return blocked.map((b) => (b.why === 'blocked' ? `proxy ${b.proxyId}: ${b.sessions?.length ?? 0} session(s) could not be paused (${(b.sessions ?? []).slice(0, 3).join('; ')}${(b.sessions?.length ?? 0) > 3 ? '; …' : ''})`
     : b.why === 'lost' ? `proxy ${b.proxyId}: gone (registration expired) during the pause`
       : `proxy ${b.proxyId}: no answer before the deadline`)).join('; ');
 }

@@ -71,7 +71,7 @@ test('a proxy that cannot hold (sessions stay in a transaction) fails the migrat
   await join(stuck);
   const r = await script('execute-migration.sh', ['--type', 'maintenance', '--yes', '--no-rollback', env.migration('020_touch.sql', "UPDATE users SET name = 'held' WHERE id = 1;\n")], env.env);
   expect(r.code).toBe(1);
-  expect(r.stderr).toMatch(/020_touch\.sql: failed — could not hold traffic: proxy proxy-stuck: 1 session\(s\) still in a transaction at the deadline; nothing applied, traffic resumed on blue/);
+  expect(r.stderr).toMatch(/020_touch\.sql: failed — could not hold traffic: proxy proxy-stuck: 1 session\(s\) could not be paused \(s1\); nothing applied, traffic resumed on blue/);
   expect(await env.blue.query(`SELECT name FROM users WHERE id = 1`)).toEqual([{ name: 'u1' }]);
   expect(stuck.state).toBe('serving');
   await members.pop()!.stop();

@@ -68,8 +68,8 @@ describe('the flip aborts and nobody notices', () => {
     const held = sideOf(idle);
     const out = await flipping;
     expect(out).toMatchObject({ ok: false, active: 'blue', epoch: 0 });
-    expect(out.blockedSessions).toEqual([expect.stringMatching(new RegExp(`^${px.proxy.id}/s\\d+ \\(long-transaction\\): in a transaction$`))]);
-    expect(out.reason).toMatch(/1 session\(s\) still in a transaction/);
+    expect(out.blockedSessions).toEqual([expect.stringMatching(new RegExp(`^${px.proxy.id}/s\\d+ \\(long-transaction\\): in a transaction for \\d+\\.\\d s$`))]);
+    expect(out.reason).toMatch(/1 session\(s\) could not be paused \(s\d+ \(long-transaction\): in a transaction for \d+\.\d s\)/);
     expect(await held).toBe('blue');
     await long.query("INSERT INTO notes (note) VALUES ('after the abort')");
     await long.query('COMMIT');

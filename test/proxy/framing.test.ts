@@ -1,5 +1,6 @@
 import { serialize } from 'pg-protocol';
 import { FrameWalker, inspectTable, MessageSink, WALK_OK, WHOLE } from '../../src/proxy/framing';
+import { MessageCode } from '../../src/proxy/protocol/codes';
 
 class Recorder implements MessageSink {
   seen: Array<[string, string]> = [];
@@ -18,7 +19,7 @@ const stream = Buffer.concat([
   serialize.query('SET a = 1'),
 ]);
 
-const table = inspectTable({ Q: WHOLE, P: WHOLE, S: WHOLE, B: 8 });
+const table = inspectTable([[MessageCode.Query, WHOLE], [MessageCode.Parse, WHOLE], [MessageCode.Sync, WHOLE], [MessageCode.Bind, 8]]);
 
 function walkInPieces(sizes: (i: number) => number): { rec: Recorder; w: FrameWalker } {
   const rec = new Recorder();

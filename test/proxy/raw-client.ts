@@ -1,7 +1,8 @@
 /** A PostgreSQL client at the byte level, for tests that need exact control over the protocol. */
 import net from 'node:net';
 import { serialize } from 'pg-protocol';
-import { parseErrorFields, startupMessage } from '../../src/proxy/messages';
+import { parseErrorFields } from '../../src/proxy/protocol/parser';
+import { startupMessage } from '../../src/proxy/protocol/serializer';
 import { ScramClient } from '../../src/proxy/scram';
 
 export interface RawMessage { type: string; body: Buffer }

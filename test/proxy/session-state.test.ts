@@ -7,12 +7,22 @@ const body = (m: Buffer): [Buffer, number, number] => [m, 5, m.length];
 const client = {
   query: (st: SessionState, sql: string) => st.onQuery(...body(serialize.query(sql))),
   parse: (st: SessionState, name: string, text: string) => st.onParse(...body(serialize.parse({ name, text }))),
-  bind: (st: SessionState, statement: string) => { if (st.wantBind) st.onBind(...body(serialize.bind({ statement }))); },
+  bind: (st: SessionState, statement: string, values: string[] = []) => { if (st.wantBind) st.onBind(...body(serialize.bind({ statement, values }))); },
+  execute: (st: SessionState, portal = '') => st.onExecute(...body(serialize.execute({ portal }))),
   closeStatement: (st: SessionState, name: string) => st.onClose(...body(serialize.close({ type: 'S', name }))),
   sync: (st: SessionState) => st.onSync(),
 };
 const server = {
-  complete: (st: SessionState, tag: string) => { if (st.wantCompletions) { const b = Buffer.from(tag + '\0'); st.onCommandComplete(b, 0, b.length); } },
+  complete: (st: SessionState, tag: string) => { const b = Buffer.from(tag + '\0'); st.onCompletion(b, 0, b.length); },
+  /** a DataRow of text values */
+  row: (st: SessionState, values: string[]) => {
+    if (!st.wantRows) return;
+    const parts = [Buffer.alloc(2)];
+    parts[0].writeInt16BE(values.length);
+    for (const v of values) { const l = Buffer.alloc(4); l.writeInt32BE(Buffer.byteLength(v)); parts.push(l, Buffer.from(v)); }
+    const b = Buffer.concat(parts);
+    st.onDataRow(b, 0, b.length);
+  },
   ready: (st: SessionState, status: 'I' | 'T' | 'E') => st.onReadyForQuery(status.charCodeAt(0)),
   error: (st: SessionState) => st.onError(),
 };
@@ -164,6 +174,7 @@ describe('SessionState', () => {
     const st = fresh();
     client.parse(st, '', 'SET search_path TO myschema');
     client.bind(st, '');
+    client.execute(st);
     client.sync(st);
     st.onParseComplete();
     server.complete(st, 'SET');
@@ -184,6 +195,188 @@ describe('SessionState', () => {
     expect(st.idle).toBe(false);
     simple(st, 'COMMIT', ['COMMIT']);
     expect(st.idle).toBe(true);
+  });
+});
+
+describe('SessionState follows PostgreSQL exactly', () => {
+  test('ROLLBACK TO SAVEPOINT undoes a SET made after the savepoint, RELEASE keeps it', () => {
+    const st = fresh();
+    simple(st, 'BEGIN', ['BEGIN'], { status: 'T' });
+    simple(st, "SET x.v = 'kept'", ['SET'], { status: 'T' });
+    simple(st, 'SAVEPOINT s', ['SAVEPOINT'], { status: 'T' });
+    simple(st, "SET x.v = 'undone'", ['SET'], { status: 'T' });
+    simple(st, 'ROLLBACK TO s', ['ROLLBACK'], { status: 'T' });
+    simple(st, 'COMMIT', ['COMMIT']);
+    expect(st.settings.get('x.v')).toBe("SET x.v = 'kept'");
+    simple(st, "BEGIN; SAVEPOINT a; SET x.v = 'released'; RELEASE a; COMMIT", ['BEGIN', 'SAVEPOINT', 'SET', 'RELEASE', 'COMMIT']);
+    expect(st.settings.get('x.v')).toBe("SET x.v = 'released'");
+    // an error inside the savepoint, recovered by ROLLBACK TO
+    simple(st, 'BEGIN; SAVEPOINT b', ['BEGIN', 'SAVEPOINT'], { status: 'T' });
+    simple(st, "SET x.v = 'lost'", ['SET'], { status: 'T' });
+    simple(st, 'SELECT 1/0', [], { error: true, status: 'E' });
+    simple(st, 'ROLLBACK TO b', ['ROLLBACK'], { status: 'T' });
+    simple(st, 'COMMIT', ['COMMIT']);
+    expect(st.settings.get('x.v')).toBe("SET x.v = 'released'");
+  });
+
+  test('each statement of a simple query counts: a COMMIT inside keeps what came before it', () => {
+    const st = fresh();
+    simple(st, 'SET a.x = 1; COMMIT; BEGIN; SET a.y = 2; ROLLBACK', ['SET', 'COMMIT', 'BEGIN', 'SET', 'ROLLBACK']);
+    expect([...st.settings.keys()]).toEqual(['a.x']);
+    simple(st, 'SET a.z = 3; COMMIT; SET a.w = 4; SELECT 1/0', ['SET', 'COMMIT', 'SET'], { error: true });
+    expect([...st.settings.keys()]).toEqual(['a.x', 'a.z']);
+  });
+
+  test('SET LOCAL leaves no trace; a later SET in the same transaction wins', () => {
+    const st = fresh();
+    simple(st, 'BEGIN; SET statement_timeout = 1000; SET LOCAL statement_timeout = 2000; COMMIT', ['BEGIN', 'SET', 'SET', 'COMMIT']);
+    expect(st.settings.get('statement_timeout')).toBe('SET statement_timeout = 1000');
+    simple(st, 'BEGIN; SET LOCAL work_mem = 100; COMMIT', ['BEGIN', 'SET', 'COMMIT']);
+    expect(st.settings.has('work_mem')).toBe(false);
+  });
+
+  test('GUC names are folded: SET "TimeZone" then RESET timezone', () => {
+    const st = fresh();
+    simple(st, `SET "TimeZone" = 'Asia/Tokyo'`, ['SET']);
+    expect([...st.settings.keys()]).toEqual(['timezone']);
+    simple(st, 'RESET timezone', ['RESET']);
+    expect(st.settings.size).toBe(0);
+  });
+
+  test('SET SESSION CHARACTERISTICS sets the default_transaction_* GUCs; RESET of one drops it', () => {
+    const st = fresh();
+    simple(st, 'SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY', ['SET']);
+    expect([...st.settings.keys()]).toEqual(['default_transaction_isolation', 'default_transaction_read_only']);
+    simple(st, 'RESET default_transaction_isolation', ['RESET']);
+    expect([...st.settings.keys()]).toEqual(['default_transaction_read_only']);
+  });
+
+  test('RESET ALL keeps role and session_authorization; SET SESSION AUTHORIZATION resets role; DISCARD ALL resets both', () => {
+    const st = fresh();
+    simple(st, 'SET ROLE limited', ['SET']);
+    simple(st, 'SET work_mem = 100', ['SET']);
+    simple(st, 'RESET ALL', ['RESET']);
+    expect([...st.settings.keys()]).toEqual(['role']);
+    simple(st, 'SET SESSION AUTHORIZATION bob', ['SET']);
+    expect([...st.settings.keys()]).toEqual(['session_authorization']);
+    simple(st, 'SET ROLE limited', ['SET']);
+    simple(st, 'DISCARD ALL', ['DISCARD ALL']);
+    expect(st.settings.size).toBe(0);
+  });
+
+  test('set_config(…, false) in any query, with literals or bound parameters; set_config(…, true) is local', () => {
+    const st = fresh();
+    simple(st, "SELECT set_config('search_path', 'other, public', false)", ['SELECT 1']);
+    expect(st.settings.get('search_path')).toBe("SELECT pg_catalog.set_config('search_path', 'other, public', false)");
+    simple(st, "SELECT set_config('work_mem', '64kB', true)", ['SELECT 1']);
+    expect(st.settings.has('work_mem')).toBe(false);
+    client.parse(st, 'tenant', 'SELECT set_config($1, $2, false)');
+    client.sync(st); st.onParseComplete(); server.ready(st, 'I');
+    client.bind(st, 'tenant', ['app.tenant', '42']);
+    client.execute(st);
+    client.sync(st);
+    server.complete(st, 'SELECT 1');
+    server.ready(st, 'I');
+    expect(st.settings.get('app.tenant')).toBe("SELECT pg_catalog.set_config('app.tenant', '42', false)");
+    expect(st.pinnedReasons()).toEqual([]);
+    // computed arguments cannot be followed: the session is pinned, not silently wrong
+    simple(st, "SELECT set_config('app.x', name, false) FROM pg_roles LIMIT 1", ['SELECT 1']);
+    expect(st.pinnedReasons()).toEqual(['settings changed in a way pgflip cannot follow']);
+  });
+
+  test('a custom GUC named once exists as a placeholder, even after ROLLBACK', () => {
+    const st = fresh();
+    simple(st, 'BEGIN; SET a.b = 1; ROLLBACK', ['BEGIN', 'SET', 'ROLLBACK']);
+    expect(st.settings.size).toBe(0);
+    expect([...st.carried.placeholders]).toEqual(['a.b']);
+  });
+
+  test('the unnamed statement lives until the next unnamed Parse or simple Query', () => {
+    const st = fresh();
+    const parse = serialize.parse({ name: '', text: 'SELECT $1::int' });
+    client.parse(st, '', 'SELECT $1::int');
+    client.sync(st);
+    st.onParseComplete();
+    server.ready(st, 'I');
+    expect(st.carried.unnamed).toEqual(parse);
+    client.bind(st, '');
+    client.execute(st);
+    client.sync(st);
+    server.complete(st, 'SELECT 1');
+    server.ready(st, 'I');
+    expect(st.carried.unnamed).toEqual(parse);
+    simple(st, 'SELECT 1', ['SELECT 1']);
+    expect(st.carried.unnamed).toBeNull();
+  });
+
+  test('COPY FROM STDIN over the extended protocol: the Sync PostgreSQL ignores is not counted', () => {
+    const st = fresh();
+    client.parse(st, '', 'COPY t FROM STDIN');
+    client.bind(st, '');
+    client.execute(st);
+    client.sync(st);             // ignored by the server: it is in COPY mode
+    st.onParseComplete();
+    st.onCopyIn();               // CopyInResponse
+    expect(st.idle).toBe(false); // no switch point in the middle of a COPY
+    st.onCopyEnd();              // the client's CopyDone
+    client.sync(st);
+    server.complete(st, 'COPY 2');
+    server.ready(st, 'I');
+    expect(st.idle).toBe(true);
+    // and a simple-query COPY keeps its own ReadyForQuery
+    client.query(st, 'COPY t FROM STDIN');
+    st.onCopyIn();
+    st.onCopyEnd();
+    server.complete(st, 'COPY 1');
+    server.ready(st, 'I');
+    expect(st.idle).toBe(true);
+  });
+
+  test('advisory locks are counted: lock/unlock pairs unpin, try_lock counts only when it got the lock', () => {
+    const st = fresh();
+    const call = (sql: string, values: string[]) => { client.query(st, sql); server.row(st, values); server.complete(st, 'SELECT 1'); server.ready(st, 'I'); };
+    call('SELECT pg_advisory_lock(1), pg_advisory_lock(1)', ['', '']);
+    call('SELECT pg_advisory_unlock(1)', ['t']);
+    expect(st.pinnedReasons()).toEqual(['session advisory lock']);
+    call('SELECT pg_advisory_unlock(1)', ['t']);
+    expect(st.pinnedReasons()).toEqual([]);
+    call('SELECT pg_advisory_unlock(1)', ['f']);
+    call('SELECT pg_try_advisory_lock(7)', ['f']);
+    expect(st.pinnedReasons()).toEqual([]);
+    call('SELECT pg_try_advisory_lock(7)', ['t']);
+    expect(st.advisoryLocks).toBe(1);
+    call('SELECT pg_advisory_unlock_all()', ['']);
+    expect(st.pinnedReasons()).toEqual([]);
+    call('SELECT pg_advisory_xact_lock(3)', ['']);
+    expect(st.pinnedReasons()).toEqual([]);
+    // a lock in a query whose result cannot be read pins until unlock_all
+    simple(st, 'SELECT id FROM jobs WHERE pg_try_advisory_lock(id) LIMIT 1', ['SELECT 1']);
+    expect(st.pinnedReasons()).toEqual(['session advisory lock']);
+    call('SELECT pg_advisory_unlock_all()', ['']);
+    expect(st.pinnedReasons()).toEqual([]);
+  });
+
+  test('a statement name closed and parsed again in one batch takes the new statement', () => {
+    const st = fresh();
+    client.parse(st, 'q', 'SELECT 1');
+    client.sync(st); st.onParseComplete(); server.ready(st, 'I');
+    client.closeStatement(st, 'q');
+    client.parse(st, 'q', 'SET x.y = 1');
+    client.bind(st, 'q');
+    client.execute(st);
+    client.sync(st);
+    st.onCloseComplete(); st.onParseComplete();
+    server.complete(st, 'SET');
+    server.ready(st, 'I');
+    expect(st.settings.get('x.y')).toBe('SET x.y = 1');
+    expect(st.replayParseMessages()).toEqual([serialize.parse({ name: 'q', text: 'SET x.y = 1' })]);
+  });
+
+  test('temporary tables and WITH HOLD cursors pin only when their transaction committed', () => {
+    const st = fresh();
+    simple(st, 'BEGIN; CREATE TEMP TABLE t (a int); ROLLBACK', ['BEGIN', 'CREATE TABLE', 'ROLLBACK']);
+    simple(st, 'BEGIN; DECLARE c CURSOR WITH HOLD FOR SELECT 1; ROLLBACK', ['BEGIN', 'DECLARE CURSOR', 'ROLLBACK']);
+    expect(st.pinnedReasons()).toEqual([]);
   });
 });
 
@@ -210,11 +403,14 @@ describe('SQL inspection', () => {
   test('recognises the statement forms that change state', () => {
     expect(analyzeStatement('SET SESSION AUTHORIZATION bob')).toMatchObject({ k: 'set', name: 'session_authorization' });
     expect(analyzeStatement('SET ROLE bob')).toMatchObject({ k: 'set', name: 'role' });
-    expect(analyzeStatement('SET "MyApp".Tenant = 3')).toMatchObject({ k: 'set', name: 'MyApp.tenant' });
+    // GUC names are case-insensitive, quoted or not
+    expect(analyzeStatement('SET "MyApp".Tenant = 3')).toMatchObject({ k: 'set', name: 'myapp.tenant' });
     expect(analyzeStatement('SET TRANSACTION ISOLATION LEVEL SERIALIZABLE')).toBeUndefined();
     expect(analyzeStatement('SET CONSTRAINTS ALL DEFERRED')).toBeUndefined();
     expect(analyzeStatement('RESET TIME ZONE')).toEqual({ k: 'reset', name: 'timezone' });
-    expect(analyzeStatement('CREATE GLOBAL TEMPORARY TABLE t (a int)')).toMatchObject({ k: 'pin', reason: 'temporary table' });
+    expect(analyzeStatement('CREATE GLOBAL TEMPORARY TABLE t (a int)')).toEqual({ k: 'tempObject' });
+    expect(analyzeStatement('CREATE TEMP TABLE t (a int) ON COMMIT DROP')).toBeUndefined();
+    expect(analyzeStatement('SELECT 1 INTO TEMP t')).toEqual({ k: 'tempObject' });
     expect(analyzeStatement('CREATE TABLE t (a int)')).toBeUndefined();
     expect(analyzeStatement('DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1')).toBeUndefined();
     expect(analyzeStatement('DEALLOCATE PREPARE p')).toEqual({ k: 'deallocate', name: 'p' });

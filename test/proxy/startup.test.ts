@@ -97,6 +97,20 @@ describe('authentication', () => {
     expect((await connectError(`postgres://vu:nope@127.0.0.1:${p.proxy.port}/app`)).code).toBe('28P01');
   });
 
+  test('passwords are prepared with SASLprep as PostgreSQL and libpq do, at the proxy and towards a backend', async () => {
+    // a ligature and a non-ASCII space: SASLprep (NFKC, space mapping) turns this into "fish cake"
+    const pw = '\ufb01sh\u00a0cake';
+    const p = await another({ proxy: { users: { prep: { password: pw } } } });
+    const c = await connect(`postgres://prep:${encodeURIComponent(pw)}@127.0.0.1:${p.proxy.port}/app`);
+    expect((await c.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    expect((await connectError(`postgres://prep:${encodeURIComponent('fish cake!')}@127.0.0.1:${p.proxy.port}/app`)).code).toBe('28P01');
+    // a side whose role's password SASLprep changes (PostgreSQL stored its verifier from the prepared form)
+    await pair.blue.query(`CREATE ROLE prep_side LOGIN SUPERUSER PASSWORD '${pw}'`);
+    const side = await another({ blue: { url: `postgres://prep_side:${encodeURIComponent(pw)}@127.0.0.1:${pair.blue.port}/app` } });
+    const viaSide = await connect(side.url());
+    expect((await viaSide.query('SELECT current_user AS u')).rows).toEqual([{ u: 'prep_side' }]);
+  });
+
   test('trust lets any user in, mapped to the side credentials', async () => {
     const p = await another({ proxy: { auth: 'trust' } });
     const c = await connect(`postgres://whoever@127.0.0.1:${p.proxy.port}/app`);
@@ -190,13 +204,20 @@ describe('TLS and protocol negotiation', () => {
 });
 
 describe('bad input and limits', () => {
-  test('malformed startup packets get 08P01 and a closed socket', async () => {
-    for (const bad of [Buffer.from([0, 0, 0, 4]), Buffer.from([0x7f, 0, 0, 0, 0, 3, 0, 0]), Buffer.concat([startupPacket(196608, { user: 'x' }).subarray(0, -1), Buffer.from('z')])]) {
+  test('a startup packet with a broken layout gets 08P01 and a closed socket', async () => {
+    const c = await RawClient.open(px.proxy.port);
+    c.send(Buffer.concat([startupPacket(196608, { user: 'x' }).subarray(0, -1), Buffer.from('z')]));
+    expect(fields(await c.next())).toMatchObject({ S: 'FATAL', C: '08P01' });
+    await c.waitClosed();
+  });
+
+  test('an invalid startup packet length (a Terminate before the StartupMessage) closes without a word, as PostgreSQL does', async () => {
+    // node-postgres's end() right after connect() sends Terminate where the StartupMessage would be
+    for (const bad of [Buffer.from([0x58, 0, 0, 0, 4]), Buffer.from([0, 0, 0, 4]), Buffer.from([0x7f, 0, 0, 0, 0, 3, 0, 0])]) {
       const c = await RawClient.open(px.proxy.port);
       c.send(bad);
-      const m = await c.next();
-      expect(fields(m)).toMatchObject({ S: 'FATAL', C: '08P01' });
       await c.waitClosed();
+      await expect(c.next(1)).rejects.toThrow('connection closed');
     }
   });
 
