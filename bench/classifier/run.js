@@ -2,7 +2,7 @@
  * Classifier throughput over the shared corpus (1,183 real migrations), after the parser has
  * loaded: statements per second for parsing alone and for the full classification, and the
  * wall time of one `pgflip validate --json` call over the whole corpus (process start included).
- * Knobs: BENCH_ROUNDS (default 5), CORPUS_DIR. Not part of `npm test`.
+ * Knobs: BENCH_ROUNDS (default 5), PGFLIP_CORPUS (the corpus directory, as for the tests). Not part of `npm test`.
  */
 'use strict';
 const { readFileSync } = require('node:fs');
@@ -12,7 +12,7 @@ const lq = require('libpg-query');
 const { classifySqlSync, loadParser } = require('../../dist/classifier');
 
 const ROOT = path.resolve(__dirname, '../..');
-const CORPUS = process.env.CORPUS_DIR ?? path.resolve(ROOT, '../shared/corpus');
+const CORPUS = process.env.PGFLIP_CORPUS ?? path.resolve(ROOT, '../shared/corpus');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 
 async function main() {

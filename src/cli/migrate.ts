@@ -12,7 +12,9 @@ export const seconds = (flag: string, min: number) => (v: string): number => {
   return n;
 };
 
-interface MigrateOptions { type: 'safe' | 'risky' | 'maintenance'; dryRun?: boolean; yes?: boolean; rollback: boolean; timeout?: number; switchDelay?: number }
+type MigrationClass = 'safe' | 'risky' | 'maintenance';
+
+interface MigrateOptions { type?: MigrationClass; dryRun?: boolean; yes?: boolean; rollback: boolean; timeout?: number; switchDelay?: number }
 
 /** Progress of one migration: rewritten in place on a terminal, one line per change otherwise. */
 class ProgressView {
@@ -50,20 +52,22 @@ class ProgressView {
 export function registerMigrate(program: Command): void {
   program.command('migrate')
     .description('run migration files through the controller, in order; stops at the first that does not complete')
-    .addOption(new Option('--type <class>', 'strategy allowed: a file classified above it is refused').choices(['safe', 'risky', 'maintenance']).makeOptionMandatory())
+    .addOption(new Option('--type <class>', 'strategy allowed: a file classified above it is refused (required unless --dry-run: a dry run without it plans each file as classified)').choices(['safe', 'risky', 'maintenance']))
     .option('--dry-run', 'validate, check prerequisites, plan and estimate; change nothing')
     .option('--yes', 'do not ask before a risky or maintenance migration')
     .option('--no-rollback', 'no rollback point and no automatic rollback after the flip')
     .option('--timeout <seconds>', 'abort a migration that takes longer', seconds('--timeout', 1))
     .option('--switch-delay <seconds>', 'risky: wait between verification and the flip', seconds('--switch-delay', 0))
     .argument('<file...>', 'migration files')
-    .action(async (files: string[], o: MigrateOptions) => {
+    .action(async (files: string[], o: MigrateOptions, cmd: Command) => {
+      if (!o.type && !o.dryRun) cmd.error("error: required option '--type <class>' not specified (only --dry-run may leave it out)", { exitCode: 2 });
       const client = new ControllerClient();
       const sources = files.map((f) => {
         try { return { file: f, name: path.basename(f), sql: readFileSync(f, 'utf8') }; } catch (e) {
           throw new Error(`${f}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
         }
       });
+      if (!o.type) { process.exitCode = await planAsClassified(client, sources, o); return; }
       if (!o.dryRun && !o.yes && o.type !== 'safe' && process.stdin.isTTY) {
         const what = o.type === 'risky' ? 'flip all traffic to the other side' : 'hold all traffic while it runs';
         if (!(await confirm(`${files.length} ${o.type} migration(s) may ${what}. Continue?`))) { process.stderr.write('cancelled\n'); process.exitCode = 1; return; }
@@ -71,11 +75,7 @@ export function registerMigrate(program: Command): void {
       const tty = Boolean(process.stderr.isTTY);
       let allCompleted = true;
       for (const s of sources) {
-        const { id } = await client.post<{ id: string }>('/migrations', {
-          sql: s.sql, name: s.name, type: o.type, dryRun: Boolean(o.dryRun), noRollback: !o.rollback,
-          ...(o.timeout !== undefined ? { timeoutSeconds: o.timeout } : {}),
-          ...(o.switchDelay !== undefined ? { switchDelaySeconds: o.switchDelay } : {}),
-        });
+        const { id } = await client.post<{ id: string }>('/migrations', migrationRequest(s, o.type, o));
         const view = new ProgressView(tty, s.name);
         let aborting = false;
         const onSigint = () => {
@@ -107,4 +107,54 @@ export function registerMigrate(program: Command): void {
       }
       if (!allCompleted) process.exitCode = 1;
     });
+}
+
+interface Source { file: string; name: string; sql: string }
+
+function migrationRequest(s: Source, type: MigrationClass, o: MigrateOptions): Record<string, unknown> {
+  return {
+    sql: s.sql, name: s.name, type, dryRun: Boolean(o.dryRun), noRollback: !o.rollback,
+    ...(o.timeout !== undefined ? { timeoutSeconds: o.timeout } : {}),
+    ...(o.switchDelay !== undefined ? { switchDelaySeconds: o.switchDelay } : {}),
+  };
+}
+
+const STRATEGY: Record<MigrationClass, string> = {
+  safe: 'runs on the live side',
+  risky: 'applied to the idle side, synced, then flipped',
+  maintenance: 'runs in a maintenance window (traffic held)',
+};
+
+/**
+ * `--dry-run` without `--type` (a CI check over a directory of migrations): the controller's own
+ * validation classifies each file (the ledger first: an applied file is reported as skipped), and
+ * the file is dry-run as its class, one report per file. Exit 1 only when a file is invalid or its
+ * dry run fails; files do not stop each other.
+ */
+async function planAsClassified(client: ControllerClient, sources: Source[], o: MigrateOptions): Promise<number> {
+  const dryRun = async (s: Source, type: MigrationClass): Promise<MigrationRecord> => {
+    const { id } = await client.post<{ id: string }>('/migrations', migrationRequest(s, type, o));
+    for (;;) {
+      const rec = await client.get<MigrationRecord>(`/migrations/${id}`);
+      if (isTerminal(rec.state)) return rec;
+      await sleep(200);
+    }
+  };
+  let failed = 0;
+  for (const s of sources) {
+    // the widest class is never refused, so this run tells the file's class
+    let rec = await dryRun(s, 'maintenance');
+    const cls = rec.classification as MigrationClass | undefined;
+    if (rec.state === 'completed' && cls && cls !== 'maintenance') rec = await dryRun(s, cls);
+    const ok = rec.state === 'completed';
+    if (!ok) failed++;
+    const what = !cls ? rec.outcome ?? rec.state : `${cls} — ${STRATEGY[cls]}${ok ? '' : `; dry run ${rec.state}${rec.outcome ? `: ${rec.outcome}` : ''}`}`;
+    const head = `${s.file}: ${what} (id ${rec.id})\n`;
+    if (ok) process.stdout.write(head); else process.stderr.write(head);
+    if (rec.plan?.length) process.stdout.write(rec.plan.map((p, i) => `  ${i + 1}. ${p}\n`).join(''));
+    for (const w of rec.warnings) process.stderr.write(`  warning: ${w}\n`);
+    for (const e of rec.errors) process.stderr.write(`  error: ${s.file}: ${e}\n`);
+  }
+  if (sources.length > 1) process.stdout.write(`${sources.length - failed} of ${sources.length} files planned${failed ? `; ${failed} failed` : ''}\n`);
+  return failed ? 1 : 0;
 }

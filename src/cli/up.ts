@@ -23,7 +23,22 @@ export function registerUp(program: Command): void {
     .option('--watch-seconds <n>', 'how long a risky migration watches the new side before finalizing (controller.watchWindowSeconds, default 60)', seconds)
     .option('--json', 'print one JSON line with the URLs and token once everything is ready')
     .action(async (o: { dataDir: string; proxyPort: number; apiPort: number; apiToken?: string; watchSeconds?: number; json?: boolean }) => {
-      const stack = await up({ dataDir: o.dataDir, proxyPort: o.proxyPort, apiPort: o.apiPort, apiToken: o.apiToken, watchSeconds: o.watchSeconds });
+      // Listen before anything starts: a signal while the clusters start must stop them once they
+      // are up, not kill this process and leave both servers running. Repeats are ignored so a
+      // second Ctrl-C cannot cut the stop short.
+      const signalled = new Promise<void>((resolve) => {
+        for (const sig of ['SIGINT', 'SIGTERM'] as const) process.on(sig, () => resolve());
+      });
+      // A parent that exited closed our pipes: the output is lost, the stop must not be.
+      for (const stream of [process.stdout, process.stderr]) stream.on('error', () => {});
+      let stopping = false;
+      const starting = up({ dataDir: o.dataDir, proxyPort: o.proxyPort, apiPort: o.apiPort, apiToken: o.apiToken, watchSeconds: o.watchSeconds });
+      void signalled.then(() => { stopping = true; });
+      const stack = await starting;
+      if (stopping) {
+        await stack.stop();
+        return;
+      }
       const { info } = stack;
       if (o.json) {
         process.stdout.write(`${JSON.stringify(info)}\n`);
@@ -44,15 +59,7 @@ export function registerUp(program: Command): void {
           '',
         ].join('\n'));
       }
-      await new Promise<void>((resolve) => {
-        let stopping = false;
-        const onSignal = () => {
-          if (stopping) return;
-          stopping = true;
-          stack.stop().then(resolve, resolve);
-        };
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
-      });
+      await signalled;
+      await stack.stop();
     });
 }

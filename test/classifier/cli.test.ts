@@ -2,7 +2,7 @@
  * `pgflip validate` as a user runs it: the built CLI, exit codes 0/1/2, JSON shape, text table.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -76,3 +76,11 @@ test('empty and comment-only files are valid and safe', () => {
   expect(r.code).toBe(0);
   for (const rep of JSON.parse(r.stdout)) expect(rep).toMatchObject({ isValid: true, classification: 'safe', operations: [] });
 });
+
+test('npm run test:migrations validates every file of the repository\'s migrations/', () => {
+  const r = spawnSync('npm', ['run', '--silent', 'test:migrations'], { cwd: ROOT, encoding: 'utf8' });
+  expect(r.status).toBe(0);
+  const files = readdirSync(path.join(ROOT, 'migrations')).filter((f) => f.endsWith('.sql'));
+  expect(files.length).toBeGreaterThan(0);
+  for (const f of files) expect(r.stdout).toMatch(new RegExp(`^migrations/${f.replace('.', '\\.')}: valid, (safe|risky|maintenance)`, 'm'));
+}, 60_000);

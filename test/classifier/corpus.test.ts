@@ -2,13 +2,18 @@
  * Every file of the shared corpus (real migrations from public projects) gets a report without
  * a crash; the ones PostgreSQL's parser rejects are invalid with the parser's line and column.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as lq from 'libpg-query';
 import { classifySqlSync, loadParser } from '../../src/classifier';
 
-const CORPUS = path.resolve(__dirname, '../../../shared/corpus');
-const files = readFileSync(path.join(CORPUS, 'MANIFEST.tsv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t')[3]);
+/** PGFLIP_CORPUS, or the shared corpus next to the repository's checkout */
+const CORPUS = path.resolve(process.env.PGFLIP_CORPUS ?? path.join(__dirname, '../../../shared/corpus'));
+const MANIFEST = path.join(CORPUS, 'MANIFEST.tsv');
+const present = existsSync(MANIFEST);
+if (!present) process.stderr.write(`corpus tests did not run: no ${MANIFEST} (set PGFLIP_CORPUS to the corpus directory)\n`);
+const files = present ? readFileSync(MANIFEST, 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t')[3]) : [];
+const corpusTest = present ? test : test.skip;
 
 /** where the parser itself says the error is, counted independently of the classifier */
 function parserError(sql: string): { line: number; column: number } | undefined {
@@ -22,11 +27,11 @@ function parserError(sql: string): { line: number; column: number } | undefined 
 
 beforeAll(() => loadParser());
 
-test('the corpus manifest lists 1,183 files', () => {
+corpusTest('the corpus manifest lists 1,183 files', () => {
   expect(files).toHaveLength(1183);
 });
 
-test('every corpus file gets a report; files the parser rejects are invalid with line and column', () => {
+corpusTest('every corpus file gets a report; files the parser rejects are invalid with line and column', () => {
   let rejected = 0;
   for (const f of files) {
     const sql = readFileSync(path.join(CORPUS, f), 'utf8');
@@ -49,7 +54,7 @@ test('every corpus file gets a report; files the parser rejects are invalid with
   expect(rejected).toBeGreaterThan(0);
 });
 
-test('comment-only corpus files are valid and safe', () => {
+corpusTest('comment-only corpus files are valid and safe', () => {
   const statements = (sql: string) => { try { return (lq.parseSync(sql).stmts ?? []).length; } catch { return -1; } };
   const commentOnly = files.filter((f) => statements(readFileSync(path.join(CORPUS, f), 'utf8')) === 0);
   expect(commentOnly).toHaveLength(5); // as the corpus README says

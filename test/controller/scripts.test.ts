@@ -2,8 +2,10 @@
  * The operator scripts as an operator runs them: health, switch, status and
  * the latency baseline, through the CLI and the API.
  */
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
 import { freePort } from '../../src/pgcluster/local-cluster';
-import { cli, Env, script, startEnv } from './helpers';
+import { cli, Env, ROOT, script, startEnv } from './helpers';
 
 let env: Env;
 beforeAll(async () => { env = await startEnv(); });
@@ -64,7 +66,7 @@ test('performance-baseline.sh and migrate usage errors', async () => {
   expect((await script('performance-baseline.sh', ['--bogus'], env.env)).code).toBe(2);
   const noType = await script('execute-migration.sh', ['x.sql'], env.env);
   expect(noType.code).toBe(2);
-  expect(noType.stderr).toMatch(/required option '--type <class>' not specified/);
+  expect(noType.stderr).toMatch(/required option '--type <class>' not specified \(only --dry-run may leave it out\)/);
   const badType = await script('execute-migration.sh', ['--type', 'fast', 'x.sql'], env.env);
   expect(badType.code).toBe(2);
   expect(badType.stderr).toMatch(/Allowed choices are safe, risky, maintenance/);
@@ -74,4 +76,31 @@ test('performance-baseline.sh and migrate usage errors', async () => {
   const missing = await script('execute-migration.sh', ['--type', 'safe', '/nonexistent/x.sql'], env.env);
   expect(missing.code).toBe(1);
   expect(missing.stderr).toBe('pgflip: /nonexistent/x.sql: cannot read (ENOENT)\n');
+});
+
+test('execute-migration.sh --dry-run without --type: each file planned as classified; an applied one skipped; only an invalid file fails', async () => {
+  const dir = path.join(ROOT, 'migrations');
+  const files = readdirSync(dir).filter((f) => f.endsWith('.sql')).sort().map((f) => path.join(dir, f));
+  // as deployed: the example schema is applied, the later files are pending
+  expect((await script('execute-migration.sh', ['--type', 'safe', files[0]], env.env)).code).toBe(0);
+  const tables = () => env.blue.query("SELECT string_agg(relname || ':' || relnatts, ',' ORDER BY relname) AS t FROM pg_class WHERE relnamespace = 'public'::regnamespace");
+  const before = await tables();
+  const ok = await script('execute-migration.sh', ['--dry-run', ...files], env.env);
+  expect(ok.stderr).not.toMatch(/error/);
+  expect(ok.code).toBe(0);
+  expect(ok.stdout).toMatch(new RegExp(`^${files[0]}: skipped: 000_example_schema.sql was already applied on blue`, 'm'));
+  // one report per pending file: its class, the strategy, and a numbered plan
+  expect(ok.stdout).toContain(`${path.join(dir, '001_add_nullable_column.sql')}: safe — runs on the live side`);
+  expect(ok.stdout).toContain(`${path.join(dir, '002_drop_unused_table.sql')}: risky — applied to the idle side, synced, then flipped`);
+  expect(ok.stdout.match(/^ {2}1\. /gm)).toHaveLength(files.length - 1);
+  expect(ok.stdout).toContain(`${files.length} of ${files.length} files planned\n`);
+  expect(await tables()).toEqual(before); // nothing changed
+
+  const bad = env.migration('bad.sql', 'CREATE TABLE t (id int);\nALTER TABLE t ADD COLUMN;\n');
+  const mixed = await script('execute-migration.sh', ['--dry-run', bad, files[1]], env.env);
+  expect(mixed.code).toBe(1);
+  expect(mixed.stderr).toMatch(new RegExp(`^${bad}: invalid SQL: bad\\.sql:2:\\d+: syntax error at or near ";"; nothing applied`, 'm'));
+  // the invalid file does not stop the next one
+  expect(mixed.stdout).toContain(`${files[1]}: safe — runs on the live side`);
+  expect(mixed.stdout).toContain('1 of 2 files planned; 1 failed\n');
 });

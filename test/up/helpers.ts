@@ -3,7 +3,7 @@
  * process, its stdout read line by line, its logs (stderr) kept for messages.
  */
 import { ChildProcess, spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -93,4 +93,22 @@ export async function migrate(info: UpInfo, name: string, sql: string, type: 'sa
     if (Date.now() > end) throw new Error(`migration ${r.body.id} still ${rec.state}`);
     await new Promise((res) => setTimeout(res, 100));
   }
+}
+
+/** The pid in a side's postmaster.pid, or undefined when the server is not running. */
+export function postmasterPid(dataDir: string, side: 'blue' | 'green'): number | undefined {
+  const f = path.join(dataDir, side, 'data', 'postmaster.pid');
+  return existsSync(f) ? Number(readFileSync(f, 'utf8').split('\n')[0]) : undefined;
+}
+
+/** a process that exists and is not a zombie waiting to be reaped */
+export function alive(pid: number): boolean {
+  try { process.kill(pid, 0); } catch { return false; }
+  try { return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
+}
+
+/** A server removes its pid file just before it exits: give it a moment to be gone. */
+export async function gone(pid: number): Promise<boolean> {
+  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  return !alive(pid);
 }

@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
-import { api, migrate, ROOT, runCli, Running, startUp, stopUp, tempDataDir, UpRun } from './helpers';
+import { alive, api, gone, migrate, postmasterPid as serverPid, ROOT, runCli, Running, startUp, stopUp, tempDataDir, UpRun } from './helpers';
 
 const dir = tempDataDir('pgflip-up-test-');
 const dataDir = path.join(dir, 'data');
@@ -31,22 +31,7 @@ async function query<T = Record<string, unknown>>(url: string, sql: string, para
   try { return (await c.query(sql, params)).rows as T[]; } finally { await c.end(); }
 }
 
-const postmasterPid = (side: string): number | undefined => {
-  const f = path.join(dataDir, side, 'data', 'postmaster.pid');
-  return existsSync(f) ? Number(readFileSync(f, 'utf8').split('\n')[0]) : undefined;
-};
-
-/** a process that exists and is not a zombie waiting to be reaped */
-const alive = (pid: number): boolean => {
-  try { process.kill(pid, 0); } catch { return false; }
-  try { return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8')); } catch { return false; }
-};
-
-/** A server removes its pid file just before it exits: give it a moment to be gone. */
-async function gone(pid: number): Promise<boolean> {
-  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
-  return !alive(pid);
-}
+const postmasterPid = (side: 'blue' | 'green') => serverPid(dataDir, side);
 
 test('up --json: one line with real ports, SCRAM through the proxy, an authenticated API, a clean stop on SIGTERM', async () => {
   const r = await up();
@@ -83,10 +68,10 @@ test('up --json: one line with real ports, SCRAM through the proxy, an authentic
   expect(r.stderr()).toMatch(/controller listening/);
   for (const secret of [info.apiToken, decodeURIComponent(app.password)]) expect(r.stderr()).not.toContain(secret);
 
-  const pids = ['blue', 'green'].map(postmasterPid);
+  const pids = (['blue', 'green'] as const).map(postmasterPid);
   expect(pids.every((p) => p !== undefined && alive(p))).toBe(true);
   expect(await stopUp(r)).toEqual({ code: 0, signal: null });
-  for (const side of ['blue', 'green']) expect(postmasterPid(side)).toBeUndefined();
+  for (const side of ['blue', 'green'] as const) expect(postmasterPid(side)).toBeUndefined();
   for (const p of pids) expect(await gone(p!)).toBe(true);
 }, 120_000);
 
@@ -111,7 +96,7 @@ test('a second up on the same data dir keeps the clusters and secrets; after a r
   expect((await api(r.info, 'GET', '/health')).status).toBe(200);
 
   // killed outright: no clean stop, its PostgreSQL servers keep running
-  const orphans = ['blue', 'green'].map(postmasterPid);
+  const orphans = (['blue', 'green'] as const).map(postmasterPid);
   r.child.kill('SIGKILL');
   await r.exited;
   expect(orphans.every((p) => p !== undefined && alive(p))).toBe(true);
@@ -126,7 +111,7 @@ test('a second up on the same data dir keeps the clusters and secrets; after a r
   expect(await query(again.info.greenUrl, `SELECT name FROM users WHERE name IN ('kept', 'after-restart') ORDER BY name`))
     .toEqual([{ name: 'after-restart' }, { name: 'kept' }]);
   expect(await stopUp(again)).toEqual({ code: 0, signal: null });
-  for (const side of ['blue', 'green']) expect(postmasterPid(side)).toBeUndefined();
+  for (const side of ['blue', 'green'] as const) expect(postmasterPid(side)).toBeUndefined();
 }, 150_000);
 
 test('bad flags are usage errors (exit 2) naming the option; nothing is started', async () => {
