@@ -14,6 +14,7 @@ import { probeSide, proxyAdminUrls, scrapeTraffic, windowStats } from './health'
 import { controllerMetrics } from './metrics';
 import type { Orchestrator } from './orchestrator';
 import { checksumOf, ConflictError, NotFoundError, STORE_KEYS } from './records';
+import { StateStoreUnreachable } from '../state/store';
 import type { ClassifyPort } from './ports';
 import { RollbackPoints } from './rollback-points';
 import { MigrationClass, MigrationRequest } from './types';
@@ -152,7 +153,7 @@ const ROUTES: RouteDef[] = [
   },
   {
     method: 'post', path: '/switch', summary: 'manual flip of every proxy to a side, with the flip protocol\'s guarantees', auth: true, body: SCHEMAS.switch,
-    audit: 'switch', responses: { 200: 'new active side and epoch', 409: 'a migration is running' },
+    audit: 'switch', responses: { 200: 'new active side and epoch', 409: 'a migration is running', 503: 'the state store is unreachable: flips are refused' },
     handler: (d) => async (req, res) => {
       const body = validateBody<{ target: Side }>(SCHEMAS.switch, req.body);
       res.locals.target = body.target;
@@ -293,6 +294,7 @@ export function createApp(d: ApiDeps): express.Express {
     if (err instanceof RequestError) { res.status(err.status).json({ error: err.message, field: err.field }); return; }
     if (err instanceof NotFoundError) { res.status(404).json({ error: err.message }); return; }
     if (err instanceof ConflictError) { res.status(409).json({ error: err.message }); return; }
+    if (err instanceof StateStoreUnreachable) { res.status(503).json({ error: err.message }); return; }
     if (err.type && err.status && err.status < 500) { res.status(err.status).json({ error: `body: ${err.message}`, field: 'body' }); return; }
     logger().error({ err: err.message }, 'API error');
     res.status(500).json({ error: err.message });

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { adminUrl, PgflipConfig } from '../config';
 import type { Side } from '../side';
-import type { StateStore } from '../state/store';
+import { StateStoreUnreachable, type StateStore } from '../state/store';
 import { logger } from '../observability/logger';
 import { Applier, ApplyCancelled } from './apply';
 import type { AuditLog } from './audit';
@@ -128,6 +128,7 @@ export class Orchestrator {
 
   /** A manual flip (manual-switch.ts); refused while a migration runs or a predecessor's is being finished. */
   async switchTo(target: Side): Promise<ManualSwitchResult> {
+    if (!this.d.store.reachable()) throw new StateStoreUnreachable(`switch to ${target}`);
     if (!this.isLeader) throw new ConflictError('this controller is not the leader');
     if (this.running) throw new ConflictError(`migration ${this.running.rec.id} is running; abort it first`);
     if (this.recovering) throw new ConflictError('the controller is finishing a migration left by its predecessor; try again shortly');

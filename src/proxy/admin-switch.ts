@@ -13,7 +13,7 @@ import { timingSafeEqual, createHash } from 'node:crypto';
 import type http from 'node:http';
 import type { Logger } from 'pino';
 import type { PgflipConfig } from '../config';
-import type { StateStore } from '../state/store';
+import { StateStoreError, StateStoreUnreachable, type StateStore } from '../state/store';
 import { FlipCoordinator } from '../switch/coordinator';
 
 export const DEFAULT_SWITCH_DEADLINE_MS = 5000;
@@ -53,7 +53,18 @@ export class AdminSwitch {
 
     this.coordinator ??= new FlipCoordinator(this.store);
     const leaseMs = (deadlineMs as number) + 5000 + 15_000;
-    const lease = await this.store.acquireLeadership(`proxy-admin:${this.proxyId}`, leaseMs);
+    // the store down (or failing) is a 503 naming why, with the store's own error as detail
+    const unavailable = (e?: Error): AdminReply => ({
+      status: 503,
+      body: { error: new StateStoreUnreachable(`switch to ${target}`).message, ...(e && !(e instanceof StateStoreUnreachable) ? { detail: e.message } : {}) },
+    });
+    if (!this.store.reachable()) return unavailable();
+    let lease;
+    try {
+      lease = await this.store.acquireLeadership(`proxy-admin:${this.proxyId}`, leaseMs);
+    } catch (e) {
+      return unavailable(e as Error);
+    }
     if (!lease) {
       const leader = await this.store.currentLeader();
       return { status: 409, body: { error: `the leader lock is held by ${leader?.holder ?? 'another controller'}: switch through it` } };
@@ -65,6 +76,7 @@ export class AdminSwitch {
       const reply = { ...out, maxPauseMs: pauses.length ? Math.max(...pauses) : null };
       return { status: out.ok ? 200 : 409, body: reply };
     } catch (e) {
+      if (e instanceof StateStoreError || !this.store.reachable()) return unavailable(e as Error);
       return { status: 500, body: { error: (e as Error).message } };
     } finally {
       await this.store.releaseLeadership(lease).catch(() => undefined);

@@ -160,6 +160,10 @@ export class ProxyFlipParticipant implements FlipParticipant {
     return this.epoch;
   }
 
+  currentSide(): Side {
+    return this.host.activeSide();
+  }
+
   pause(deadline: number): Promise<PauseResult> {
     if (this.run && this.run.phase !== 'over') this.endRun(this.run, 'a new pause replaced it');
     this.cancelMoves();

@@ -59,6 +59,13 @@ export class MemoryStateStore implements StateStore {
     return { ...this.active };
   }
 
+  async seedActive(state: ActiveState): Promise<ActiveState> {
+    if (!this.active || this.active.epoch < state.epoch) this.active = { active: state.active, epoch: state.epoch };
+    return { ...this.active };
+  }
+
+  reachable(): boolean { return true; }
+
   async compareAndSetActive(expectEpoch: number, next: ActiveState, opts: { fencingToken?: number } = {}): Promise<boolean> {
     if (this.fenced(opts.fencingToken)) return false;
     const cur = this.active?.epoch ?? 0;

@@ -34,6 +34,10 @@ const LUA = {
   initActive: `
 if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('HSET', KEYS[1], 'side', ARGV[1], 'epoch', '0') end
 return redis.call('HMGET', KEYS[1], 'side', 'epoch')`,
+  seedActive: `
+local cur = redis.call('HGET', KEYS[1], 'epoch')
+if not cur or tonumber(cur) < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], 'side', ARGV[1], 'epoch', ARGV[2]) end
+return redis.call('HMGET', KEYS[1], 'side', 'epoch')`,
   casActive: `${FENCED}
 if fenced(KEYS[1], ARGV[1]) then return 0 end
 local cur = tonumber(redis.call('HGET', KEYS[2], 'epoch') or '0')
@@ -127,8 +131,15 @@ export class RedisStateStore implements StateStore {
     this.sub = new Redis(url, { ...base, maxRetriesPerRequest: null });
     for (const [name, conn] of [['commands', this.cmd], ['subscriptions', this.sub]] as const) {
       let readyBefore = false;
-      conn.on('error', (err: Error) => this.log.warn({ connection: name, err: err.message }, 'redis connection error'));
+      // one line per outage, not one per reconnect attempt
+      let failing = false;
+      conn.on('error', (err: Error) => {
+        if (failing) return;
+        failing = true;
+        this.log.warn({ connection: name, err: err.message }, 'redis connection error; reconnecting');
+      });
       conn.on('ready', () => {
+        failing = false;
         if (readyBefore) {
           this.log.info({ connection: name }, 'redis reconnected');
           for (const h of this.reconnectHandlers) h();
@@ -173,6 +184,13 @@ export class RedisStateStore implements StateStore {
     const [s, e] = (await this.run('initActive', [KEYS.active], [side])) as [string, string];
     return { active: s as Side, epoch: Number(e) };
   }
+
+  async seedActive(state: ActiveState): Promise<ActiveState> {
+    const [side, epoch] = (await this.run('seedActive', [KEYS.active], [state.active, state.epoch])) as [string, string];
+    return { active: side as Side, epoch: Number(epoch) };
+  }
+
+  reachable(): boolean { return this.cmd.status === 'ready'; }
 
   async compareAndSetActive(expectEpoch: number, next: ActiveState, opts: { fencingToken?: number } = {}): Promise<boolean> {
     return (await this.run('casActive', [KEYS.leader, KEYS.active], [tok(opts.fencingToken), expectEpoch, next.active, next.epoch])) === 1;

@@ -107,6 +107,17 @@ export interface StateStore {
    * and `next.epoch` is greater. False on a lost race or a stale fencing token.
    */
   compareAndSetActive(expectEpoch: number, next: ActiveState, opts?: { fencingToken?: number }): Promise<boolean>;
+  /**
+   * Writes `state` when the store holds no active side or an older epoch (a Redis that came
+   * back empty or behind), so the fleet's last committed choice is what the store says again;
+   * returns what is stored afterwards.
+   */
+  seedActive(state: ActiveState): Promise<ActiveState>;
+  /**
+   * False while the store is known to be unreachable (its connection is down). Proxies keep
+   * serving on their last committed side and epoch; flips are refused (StateStoreUnreachable).
+   */
+  reachable(): boolean;
 
   // ---- flip record (see src/switch) ----
   /** stores a new record in state `pausing`; false while another flip is `pausing` */
@@ -179,6 +190,14 @@ export class StateStoreError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'StateStoreError';
+  }
+}
+
+/** The store cannot be reached: coordination (flips, leadership) is refused until it is back. */
+export class StateStoreUnreachable extends StateStoreError {
+  constructor(what: string) {
+    super(`the state store is unreachable: ${what} refused until it is back (proxies keep serving their side)`);
+    this.name = 'StateStoreUnreachable';
   }
 }
 

@@ -16,7 +16,7 @@ import { logger } from '../observability/logger';
 import { CHANNELS } from '../state/keys';
 import type { Side } from '../side';
 import { sleep } from '../util/sleep';
-import type { FlipRecord, StateStore, Unsubscribe } from '../state/store';
+import { FlipRecord, StateStore, StateStoreUnreachable, Unsubscribe } from '../state/store';
 import { FlipAck, parseFlipAck, PauseCommand } from './messages';
 
 export interface FlipOptions {
@@ -108,6 +108,8 @@ export class FlipCoordinator {
     if (opts.target !== 'blue' && opts.target !== 'green') throw new Error(`flip target must be blue or green, not ${JSON.stringify(opts.target)}`);
     if (!(opts.deadlineMs > 0)) throw new Error(`flip deadlineMs must be a positive number of milliseconds, not ${opts.deadlineMs}`);
     if (this.running) throw new Error('a flip is already running in this controller');
+    // without the store no flip can be decided safely: refuse before anyone pauses
+    if (!this.store.reachable()) throw new StateStoreUnreachable(`flip to ${opts.target}`);
     this.running = true;
     try {
       return await this.run(opts);

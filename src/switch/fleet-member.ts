@@ -10,6 +10,11 @@
  * never decide differently. Epochs order everything else: a member that finds
  * a newer epoch than its own (late start, lost connection, missed message)
  * adopts it before serving on.
+ *
+ * The store coordinates flips; it does not admit clients. While it is unreachable the member
+ * keeps serving its last committed side and epoch (flips are refused by the coordinator), and
+ * a store that comes back empty or behind (a Redis restarted without persistence) is written
+ * back from what the members serve (seedActive: the highest epoch wins), never from a default.
  */
 import os from 'node:os';
 import { logger } from '../observability/logger';
@@ -29,6 +34,12 @@ export interface FleetMemberOptions {
   defaultActive?: Side;
   /** shown in the registration (admin URL, listen address, version…) */
   meta?: Record<string, unknown>;
+  /**
+   * At start with no active side in the store, how long to wait for a running member to write
+   * back the one it serves before recording defaultActive (default: 1.5 × heartbeat on Redis,
+   * 0 in memory, where nothing else could).
+   */
+  seedWaitMs?: number;
 }
 
 interface LocalFlip {
@@ -50,12 +61,16 @@ export class FleetMember {
   /** adopt, pause start and switch run one at a time, in arrival order; abort does not wait */
   private chain: Promise<unknown> = Promise.resolve();
   private stopped = false;
+  /** since when the store has been unreachable (logged once, and its end) */
+  private storeDownSince: number | null = null;
+  private readonly seedWaitMs: number;
 
   constructor(private readonly store: StateStore, private readonly participant: FlipParticipant, private readonly opts: FleetMemberOptions = {}) {
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
     this.ttlMs = opts.ttlMs ?? this.heartbeatMs * 3;
     if (this.ttlMs <= this.heartbeatMs) throw new Error(`fleet member ${participant.id}: ttlMs (${this.ttlMs}) must exceed heartbeatMs (${this.heartbeatMs})`);
     this.log = logger().child({ component: 'fleet-member', proxyId: participant.id });
+    this.seedWaitMs = opts.seedWaitMs ?? (store.kind === 'redis' ? Math.round(this.heartbeatMs * 1.5) : 0);
   }
 
   get id(): string {
@@ -72,7 +87,14 @@ export class FleetMember {
     this.offReconnect = this.store.onReconnect(() => { void this.tick(); });
     const current = await this.serial(async () => {
       await this.waitOutFlipInProgress();
-      const active = (await this.store.getActive()) ?? (await this.store.initActive(this.opts.defaultActive ?? 'blue'));
+      let active = await this.store.getActive();
+      if (!active && this.seedWaitMs > 0) {
+        // a fleet whose store came back empty: a running member writes back its side within a heartbeat
+        this.log.info({ waitMs: this.seedWaitMs }, 'no active side in the state store: waiting for a running proxy to write back the one it serves');
+        await sleep(this.seedWaitMs);
+        active = await this.store.getActive();
+      }
+      active ??= await this.store.initActive(this.opts.defaultActive ?? 'blue');
       await this.participant.adopt(active.active, active.epoch);
       return active;
     });
@@ -232,9 +254,14 @@ export class FleetMember {
     }
   }
 
-  /** heartbeat, re-registration after expiry, and re-synchronisation to a newer epoch */
+  /**
+   * Heartbeat, re-registration after expiry, re-synchronisation to a newer epoch, and writing
+   * back the side this member serves into a store that lost it.
+   */
   private async tick(): Promise<void> {
     if (this.stopped) return;
+    // commands to a store that is down would only queue behind its reconnects
+    if (!this.store.reachable()) { this.storeDown('connection down'); return; }
     try {
       if (!(await this.store.heartbeat(this.id, this.ttlMs))) {
         this.log.warn('registration had expired; registering again');
@@ -242,15 +269,32 @@ export class FleetMember {
       }
       await this.serial(async () => {
         if (this.stopped || (this.flip && this.flip.phase !== 'done')) return;
-        const active = await this.store.getActive();
-        if (active && active.epoch > this.participant.currentEpoch()) {
+        let active = await this.store.getActive();
+        const own = { active: this.participant.currentSide(), epoch: this.participant.currentEpoch() };
+        if (!active || active.epoch < own.epoch) {
+          const stored = active;
+          active = await this.store.seedActive(own);
+          this.log.warn({ stored, serving: own, now: active }, 'the state store had lost the active side: wrote back the one this proxy serves');
+        }
+        if (active.epoch > this.participant.currentEpoch()) {
           this.log.warn({ active: active.active, epoch: active.epoch, own: this.participant.currentEpoch() }, 'found a newer epoch; re-synchronising');
           await this.participant.adopt(active.active, active.epoch);
         }
       });
+      if (this.storeDownSince !== null) {
+        this.log.info({ downMs: Date.now() - this.storeDownSince }, 'state store reachable again');
+        this.storeDownSince = null;
+      }
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'heartbeat failed');
+      this.storeDown((err as Error).message);
     }
+  }
+
+  private storeDown(why: string): void {
+    if (this.storeDownSince !== null) return;
+    this.storeDownSince = Date.now();
+    this.log.error({ err: why, active: this.participant.currentSide(), epoch: this.participant.currentEpoch() },
+      'state store unreachable: serving on the last committed side; flips are refused until it is back');
   }
 
   private async ack(a: FlipAck): Promise<void> {

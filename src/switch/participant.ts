@@ -43,6 +43,8 @@ export interface FlipParticipant {
   abort(): void;
   /** the epoch the proxy is serving under */
   currentEpoch(): number;
+  /** the side the proxy is serving (its last committed one) */
+  currentSide(): Side;
   /**
    * Serve `active` under `epoch` from now on, without a coordinated pause: at
    * start-up before the first client is accepted, and when the proxy finds it

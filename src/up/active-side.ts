@@ -43,6 +43,12 @@ export class DataDirStateStore extends MemoryStateStore {
     return r;
   }
 
+  override async seedActive(state: ActiveState): Promise<ActiveState> {
+    const r = await super.seedActive(state);
+    await this.save();
+    return r;
+  }
+
   override async compareAndSetActive(expectEpoch: number, next: ActiveState, opts?: { fencingToken?: number }): Promise<boolean> {
     const ok = await super.compareAndSetActive(expectEpoch, next, opts);
     if (ok) await this.save();

@@ -15,3 +15,11 @@ export async function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     throw err;
   }
 }
+
+/** `p`'s value, or `fallback` when `p` takes longer than `ms` or rejects (p keeps running). */
+export function within<T>(p: Promise<T>, ms: number, fallback: T): Promise<T> {
+  return new Promise<T>((resolve) => {
+    const timer = setTimeout(() => resolve(fallback), ms);
+    p.then((v) => { clearTimeout(timer); resolve(v); }, () => { clearTimeout(timer); resolve(fallback); });
+  });
+}

@@ -4,23 +4,19 @@
  * one reaches a session of the other, and a proxy killed (SIGKILL) mid-pause makes the flip abort
  * while the other proxy's clients carry on, on the old side, without an error.
  */
-import { ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import { serialize } from 'pg-protocol';
 import { startPair, startRedis, TestCluster, TestRedis } from '../harness/clusters';
-import { PROXY_PASSWORD, PROXY_USER } from '../harness/proxy';
+import { ProxyProcess, spawnProxyProcess } from '../harness/proxy-process';
 import { RawClient } from '../proxy/raw-client';
 import { RedisStateStore } from '../../src/state/redis-store';
 import { FlipCoordinator } from '../../src/switch/coordinator';
 
-const MAIN = path.join(__dirname, '..', '..', 'dist', 'cli', 'main.js');
 const TOKEN = 'flip-test-token-0123456789';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-interface ProxyProcess { id: string; child: ChildProcess; port: number; admin: string; url: string }
 
 let pair: { blue: TestCluster; green: TestCluster; stop(): Promise<void> };
 let redis: TestRedis;
@@ -33,29 +29,7 @@ const clients: Client[] = [];
 const clientErrors: Record<string, string[]> = {};
 
 async function spawnProxy(id: string): Promise<ProxyProcess> {
-  const cfgFile = path.join(tmp, `${id}.json`);
-  writeFileSync(cfgFile, JSON.stringify({
-    blue: { url: pair.blue.url('app') },
-    green: { url: pair.green.url('app') },
-    proxy: {
-      listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0 },
-      users: { [PROXY_USER]: { password: PROXY_PASSWORD } },
-      healthCheck: { intervalMs: 500, query: 'SELECT 1', timeoutMs: 1000 },
-    },
-  }));
-  const child = spawn(process.execPath, [MAIN, 'proxy', '--config', cfgFile], {
-    env: { ...process.env, REDIS_URL: redis.url, PGFLIP_REDIS_PREFIX: redis.prefix, PGFLIP_PROXY_ID: id, PGFLIP_API_TOKEN: TOKEN, PGFLIP_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  child.stderr!.on('data', (d) => { err += d; });
-  const line = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (d) => { out += d; if (/pgflip proxy \S+ joined the fleet.*\n/.test(out)) resolve(out); });
-    child.once('exit', (code) => reject(new Error(`proxy ${id} exited ${code}: ${out}${err}`)));
-  });
-  const m = /pgflip proxy listening on 127\.0\.0\.1:(\d+) \(admin (http:\/\/[^)]+)\)/.exec(line)!;
-  const p: ProxyProcess = { id, child, port: Number(m[1]), admin: m[2], url: `postgres://${PROXY_USER}:${PROXY_PASSWORD}@127.0.0.1:${m[1]}/app` };
+  const p = await spawnProxyProcess({ id, pair, redis, dir: tmp, token: TOKEN });
   procs.push(p);
   return p;
 }

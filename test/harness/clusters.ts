@@ -96,31 +96,51 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-/** REDIS_URL when set, else a redis-server of our own on a free port. */
-export async function startRedis(): Promise<TestRedis> {
-  const prefix = `pgflip-test:${runId()}:${process.pid}:${Date.now()}:`;
-  if (process.env.REDIS_URL) return { url: process.env.REDIS_URL, prefix, stop: async () => undefined };
-  const port = await freePort();
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgflip-redis-'));
+/** A redis-server of this test's own, for outages: killed, and started again on its port. */
+export interface OwnRedis extends TestRedis {
+  /** SIGKILL: connections drop at once, nothing is kept */
+  kill(): Promise<void>;
+  /** a new server on the same port, empty (no persistence) */
+  restart(): Promise<void>;
+}
+
+async function spawnRedis(port: number, dir: string): Promise<ChildProcess> {
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
   liveRedis.add(child);
-  const url = `redis://127.0.0.1:${port}`;
   const deadline = Date.now() + 10_000;
   for (;;) {
     try {
       execFileSync('redis-cli', ['-p', String(port), 'ping'], { stdio: 'pipe' });
-      break;
+      return child;
     } catch {
       if (Date.now() > deadline) throw new Error(`redis-server on port ${port} did not start`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
+}
+
+function killRedis(child: ChildProcess): Promise<void> {
+  liveRedis.delete(child);
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => { child.once('exit', () => resolve()); child.kill('SIGKILL'); });
+}
+
+/** REDIS_URL when set (unless `own`), else a redis-server of our own on a free port. */
+export async function startRedis(): Promise<TestRedis>;
+export async function startRedis(o: { own: true }): Promise<OwnRedis>;
+export async function startRedis(o: { own?: boolean } = {}): Promise<TestRedis | OwnRedis> {
+  const prefix = `pgflip-test:${runId()}:${process.pid}:${Date.now()}:`;
+  if (process.env.REDIS_URL && !o.own) return { url: process.env.REDIS_URL, prefix, stop: async () => undefined };
+  const port = await freePort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'pgflip-redis-'));
+  let child = await spawnRedis(port, dir);
   return {
-    url,
+    url: `redis://127.0.0.1:${port}`,
     prefix,
+    kill: () => killRedis(child),
+    async restart() { await killRedis(child); child = await spawnRedis(port, dir); },
     async stop() {
-      liveRedis.delete(child);
-      child.kill('SIGKILL');
+      await killRedis(child);
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -48,6 +48,19 @@ describe.each(factories)('%s state store', (_name, make) => {
     expect(await b.getActive()).toEqual({ active: 'green', epoch: 1 });
   });
 
+  it('seeds the active side only into a store that holds none or an older epoch', async () => {
+    expect(a.reachable()).toBe(true);
+    expect(await a.seedActive({ active: 'green', epoch: 4 })).toEqual({ active: 'green', epoch: 4 });
+    expect(await b.getActive()).toEqual({ active: 'green', epoch: 4 });
+    // behind or equal: what is stored wins
+    expect(await b.seedActive({ active: 'blue', epoch: 3 })).toEqual({ active: 'green', epoch: 4 });
+    expect(await b.seedActive({ active: 'blue', epoch: 4 })).toEqual({ active: 'green', epoch: 4 });
+    // newer: the seed wins, and the epoch goes on from there
+    expect(await b.seedActive({ active: 'blue', epoch: 6 })).toEqual({ active: 'blue', epoch: 6 });
+    expect(await a.compareAndSetActive(6, { active: 'green', epoch: 7 })).toBe(true);
+    expect(await a.initActive('blue')).toEqual({ active: 'green', epoch: 7 });
+  });
+
   it('decides a flip once: commit and abort cannot both win', async () => {
     await a.initActive('blue');
     expect(await a.beginFlip({ id: 'f1', fromEpoch: 0, from: 'blue', target: 'green', startedAt: Date.now(), holdMs: 1000 })).toBe(true);

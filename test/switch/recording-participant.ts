@@ -60,6 +60,11 @@ export class RecordingParticipant implements FlipParticipant {
     return this.epoch;
   }
 
+  currentSide(): Side {
+    if (!this.side) throw new Error(`${this.id}: no side adopted yet`);
+    return this.side;
+  }
+
   async adopt(active: Side, epoch: number): Promise<void> {
     this.record(`adopt:${active}:${epoch}`);
     this.side = active;
