@@ -14,6 +14,8 @@ import { OwnRedis, startPair, startRedis, TestCluster } from '../harness/cluster
 import { ProxyProcess, spawnProxyProcess } from '../harness/proxy-process';
 import { RawClient } from '../proxy/raw-client';
 import { RedisStateStore } from '../../src/state/redis-store';
+import { defaultConfig, merge, PgflipConfig } from '../../src/config';
+import { ControllerHandle, startController } from '../../src/controller/wiring';
 
 const TOKEN = 'outage-test-token-0123456789';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -22,6 +24,7 @@ let pair: { blue: TestCluster; green: TestCluster; stop(): Promise<void> };
 let redis: OwnRedis;
 let tmp: string;
 let store: RedisStateStore;
+let ctl: ControllerHandle | undefined;
 const procs: ProxyProcess[] = [];
 const clients: Client[] = [];
 const clientErrors: string[] = [];
@@ -35,6 +38,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
   for (const p of procs) p.child.kill('SIGKILL');
+  await ctl?.close();
   await store?.close();
   await redis?.stop();
   await pair?.stop();
@@ -49,8 +53,10 @@ async function client(p: ProxyProcess, app: string): Promise<Client> {
   return c;
 }
 const sideOf = async (c: Client) => (await c.query('SELECT side FROM whoami')).rows[0].side as string;
-const postSwitch = (p: ProxyProcess, target: string) => fetch(`${p.admin}/switch`, {
-  method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ target, deadlineMs: 5000 }),
+/** POST /switch on a proxy's admin port (with a pause deadline) or on the controller */
+const postSwitch = (p: { admin: string }, target: string) => fetch(`${p.admin}/switch`, {
+  method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+  body: JSON.stringify('child' in p ? { target, deadlineMs: 5000 } : { target }),
 });
 
 /** a CancelRequest for `c`'s session sent to proxy `via`: resolves with the SQLSTATE its pg_sleep ended with */
@@ -77,6 +83,13 @@ test('a Redis outage refuses only flips; an empty Redis is re-seeded from the fl
   expect((await postSwitch(a, 'green')).status).toBe(200);
   expect(await store.getActive()).toEqual({ active: 'green', epoch: 1 });
   expect([await sideOf(ca), await sideOf(cb)]).toEqual(['green', 'green']);
+  // a controller on the same Redis
+  const cfg = merge(defaultConfig(), {
+    blue: { url: pair.blue.url('app') }, green: { url: pair.green.url('app') }, redisUrl: redis.url,
+    controller: { listen: { host: '127.0.0.1', port: 0 }, apiToken: TOKEN, backupDir: path.join(tmp, 'backups'), auditLog: path.join(tmp, 'audit.log') },
+  }) as PgflipConfig;
+  ctl = await startController(cfg, { prefix: redis.prefix, leaderWaitMs: 15_000 });
+  const controller = { admin: ctl.url };
 
   await redis.kill();
 
@@ -94,6 +107,9 @@ test('a Redis outage refuses only flips; an empty Redis is re-seeded from the fl
   const refused = await postSwitch(b, 'blue');
   expect(refused.status).toBe(503);
   expect(((await refused.json()) as { error: string }).error).toMatch(/^the state store is unreachable: switch to blue refused until it is back/);
+  const refusedByController = await postSwitch(controller, 'blue');
+  expect(refusedByController.status).toBe(503);
+  expect(((await refusedByController.json()) as { error: string }).error).toMatch(/^the state store is unreachable: switch to blue refused/);
   expect(await sideOf(ca)).toBe('green');
   // each proxy says so once (at its next heartbeat), however long the outage lasts
   const OUTAGE = /state store unreachable: serving on the last committed side/g;
@@ -110,9 +126,15 @@ test('a Redis outage refuses only flips; an empty Redis is re-seeded from the fl
   expect(seeded).toEqual({ active: 'green', epoch: 1 });
   // both proxies registered again: a flip reaches every session, also those admitted during the outage
   for (let i = 0; i < 100 && (await store.liveProxies()).length < 2; i++) await sleep(50);
-  const back = await postSwitch(a, 'blue');
-  expect(back.status).toBe(200);
-  expect(await back.json()).toMatchObject({ ok: true, active: 'blue', epoch: 2, proxies: ['proxy-a', 'proxy-b'] });
+  // the controller takes its lease again and switches
+  let back: Response | undefined;
+  for (let i = 0; i < 100; i++) {
+    back = await postSwitch(controller, 'blue');
+    if (back.status !== 409 && back.status !== 503) break;
+    await sleep(100);
+  }
+  if (back!.status !== 200) throw new Error(`${back!.status} ${await back!.text()}`);
+  expect(await back!.json()).toMatchObject({ active: 'blue', epoch: 2, changed: true });
   expect(await Promise.all([ca, cb, na, nb].map(sideOf))).toEqual(['blue', 'blue', 'blue', 'blue']);
   // the keys issued during the outage were claimed once Redis answered: a cancel crosses proxies again
   expect(await cancelThrough(na, 'during-a', b, pair.blue)).toBe('57014');
