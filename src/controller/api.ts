@@ -81,13 +81,15 @@ const ROUTES: RouteDef[] = [
     responses: { 200: 'status' },
     handler: (d) => async (_req, res) => {
       const o = d.orchestrator;
-      const [active, h, running, flip, proxies] = await Promise.all([
-        o.activeSide(), health(d), o.current(), o.store.currentFlip().catch(() => null), o.store.liveProxies().catch(() => []),
+      const [active, h, running, flip, proxies, [last]] = await Promise.all([
+        o.activeSide(), health(d), o.current(), o.store.currentFlip().catch(() => null), o.store.liveProxies().catch(() => []), o.list(1).catch(() => []),
       ]);
       const sides: Record<string, unknown> = {};
       for (const s of SIDES) sides[s] = { url: redactUrl(o.sideUrl(s)), ...(h.components[s] as object), lag: running?.side === s ? running.lag ?? null : null };
       res.json({
         active: active.active, epoch: active.epoch, health: h.status, leader: o.isLeader, sides, migration: running ?? null, lastFlip: flip,
+        // the newest migration, also when it has ended: how it ended is what an operator looks for
+        lastMigration: last ? { id: last.id, name: last.name, type: last.type, state: last.state, outcome: last.outcome ?? null, finishedAt: last.finishedAt ?? null } : null,
         proxies: proxies.map((p) => ({ id: p.id, host: p.host, startedAt: new Date(p.startedAt).toISOString(), meta: p.meta })),
       });
     },

@@ -80,6 +80,11 @@ export interface SyncFactory {
   forward(o: { migrationId: string; source: Side; target: Side; sql: string; mapping: SchemaMapping }): ForwardSync;
   reverse(o: { migrationId: string; source: Side; target: Side; mapping: SchemaMapping }): ReverseSync;
   /**
+   * What a rollback through reverse sync could not carry back, checked against the old side's
+   * catalog: `problems` make a rollback lose or refuse writes, `warnings` do not.
+   */
+  inverse(o: { mapping: SchemaMapping; oldSide: Side }): Promise<{ problems: string[]; warnings: string[] }>;
+  /**
    * drops every slot, publication and origin of a migration on both sides
    * (after a restart); without an id, those of every earlier migration (one runs at a time)
    */

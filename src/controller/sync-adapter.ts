@@ -73,6 +73,10 @@ export function syncFactory(cfg: PgflipConfig): SyncFactory {
         async cleanup() { await session.cleanup(); },
       };
     },
+    async inverse({ mapping, oldSide }) {
+      const inv = await withClient(adminUrl(cfg, oldSide), async (c) => invertMapping(mapping, await readCatalog(c)), CONTROLLER_APP);
+      return { problems: inv.problems, warnings: inv.warnings };
+    },
     reverse({ migrationId, source, target, mapping }): ReverseSync {
       const slotName = `${slotPrefix(migrationId)}_r`;
       let session: SyncSession | undefined;

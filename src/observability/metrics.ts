@@ -14,6 +14,7 @@ export const METRIC = {
   migrationProgress: 'migration_progress',
   migrationDuration: 'migration_duration_seconds',
   migrationErrors: 'migration_errors_total',
+  rollbackImpossible: 'pgflip_rollback_impossible_total',
   // proxy
   clientConnections: 'pgflip_client_connections',
   queries: 'pgflip_queries_total',
@@ -71,7 +72,7 @@ export function proxyMetrics(reg: prom.Registry = registry): ProxyMetrics {
   };
 }
 
-export interface MigrationMetrics { progress: prom.Gauge; duration: prom.Histogram; errors: prom.Counter }
+export interface MigrationMetrics { progress: prom.Gauge; duration: prom.Histogram; errors: prom.Counter; rollbackImpossible: prom.Counter }
 
 export function migrationMetrics(reg: prom.Registry = registry): MigrationMetrics {
   const registers = [reg];
@@ -82,6 +83,9 @@ export function migrationMetrics(reg: prom.Registry = registry): MigrationMetric
       buckets: [0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600], registers,
     })),
     errors: once(reg, METRIC.migrationErrors, () => new prom.Counter({ name: METRIC.migrationErrors, help: 'failed migrations', registers })),
+    rollbackImpossible: once(reg, METRIC.rollbackImpossible, () => new prom.Counter({
+      name: METRIC.rollbackImpossible, help: 'rollbacks refused because the reverse stream could not carry the new side\'s writes back (traffic stayed on the new side)', registers,
+    })),
   };
 }
 

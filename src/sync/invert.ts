@@ -66,6 +66,19 @@ export function isWidening(fromText: string, toText: string): boolean {
   return false;
 }
 
+/**
+ * True when converting `from` to `to` (an assignment cast, as ALTER COLUMN TYPE does) either
+ * keeps every value exactly or fails the statement: a narrower integer (out of range is an
+ * error) or a shorter varchar (too long is an error). Its inverse is then a widening.
+ */
+function keepsOrRefuses(fromText: string, toText: string): boolean {
+  const from = normaliseType(fromText);
+  const to = normaliseType(toText);
+  if (INT_RANK[from.base] && INT_RANK[to.base]) return true;
+  const isVarchar = (t: NormType) => t.base === 'character varying' || t.base === 'text';
+  return isVarchar(from) && isVarchar(to);
+}
+
 /** A USING expression that is only the column itself, possibly cast to the new type. */
 function isPlainCast(using: string | undefined, oldName: string, newType: string): boolean {
   if (!using) return true;
@@ -125,7 +138,12 @@ export function invertMapping(mapping: SchemaMapping, oldCatalog: TableCatalog):
       const oldCol = oldNameOf(t, change.column);
       const c = column(oldCol);
       if (!c) { problems.push(`${oldKey}.${oldCol}: type-changed column not found in the old side's catalog`); continue; }
-      if (!isWidening(c.type, change.newType) || !isPlainCast(change.using, oldCol, change.newType)) {
+      const plain = isPlainCast(change.using, oldCol, change.newType);
+      if (plain && isWidening(c.type, change.newType)) {
+        if (!isWidening(change.newType, c.type)) {
+          warnings.push(`${oldKey}.${oldCol}: a value written after the flip that does not fit ${c.type} cannot go back: a rollback then stops as impossible and traffic stays on the new side`);
+        }
+      } else if (!plain || !keepsOrRefuses(c.type, change.newType)) {
         problems.push(`${oldKey}.${oldCol}: type change ${c.type} → ${change.newType}${change.using ? ` USING ${change.using}` : ''} can lose data; writing rows back after the flip would overwrite the old side's values`);
       }
       const back: ColumnTypeChange = { column: oldCol, newType: c.type };

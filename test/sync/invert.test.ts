@@ -55,3 +55,16 @@ test('widening rules', () => {
   expect(isWidening('smallint', 'numeric(5,0)')).toBe(true);
   expect(isWidening('timestamp', 'timestamptz')).toBe(false);
 });
+
+test('a widening inverts with a warning (values that do not fit back make a rollback impossible); an exact-or-error narrowing inverts cleanly', () => {
+  const inv = invertMapping({
+    tables: [{ ...base, table: 'public.t', typeChanges: [
+      { column: 'n', newType: 'bigint' }, { column: 'name', newType: 'varchar(200)' }, { column: 'small', newType: 'integer' }, { column: 'price', newType: 'numeric(12,1)' },
+    ] }],
+    newTables: [], droppedTables: [],
+  }, catalog([['id', 'integer', true], ['n', 'integer'], ['name', 'text'], ['small', 'bigint'], ['price', 'numeric(12,2)']]));
+  // numeric(12,2) → numeric(12,1) rounds: the rounded value written back would replace the exact one
+  expect(inv.problems).toEqual(['public.t.price: type change numeric(12,2) → numeric(12,1) can lose data; writing rows back after the flip would overwrite the old side\'s values']);
+  // int → bigint: the way back can fail; text → varchar(200) and bigint → integer refuse what they cannot keep, so they come back unchanged
+  expect(inv.warnings).toEqual(['public.t.n: a value written after the flip that does not fit integer cannot go back: a rollback then stops as impossible and traffic stays on the new side']);
+});

@@ -14,6 +14,8 @@ import { advanceSequencesToData, CONTROLLER_APP } from '../db';
 import { copyLedger, recordLedger } from '../ledger';
 import type { ReverseSync, SyncPort } from '../ports';
 import { errMsg, FlowEnd } from '../steps';
+import { controllerMetrics } from '../metrics';
+import { probeSide } from '../health';
 import { watchWindow, WatchVerdict } from '../watch';
 import { sleep } from '../../util/sleep';
 import { dryRunEnd, noMapping, rollbackPoint, rollbackPointPlan, validate } from './common';
@@ -57,6 +59,15 @@ async function run(ctx: Ctx): Promise<void> {
   const flipper = d.flipper;
   if (!sync || !flipper) throw new Error('risky migrations need the sync engine and the flip coordinator, which this controller was started without');
   // every sync stream this run opened: before the flip, a failure discards them all
+  // a rollback must carry every write made on the new side back to the old one: check it now
+  if (!rec.noRollback) {
+    const inv = await sync.inverse({ mapping: mapping ?? noMapping(), oldSide: source });
+    rec.warnings.push(...inv.warnings.map((w) => `rollback: ${w}`));
+    if (inv.problems.length) {
+      rec.errors.push(...inv.problems);
+      throw new FlowEnd('failed', `refused: a rollback could not carry the writes made after the flip back to ${source} (${inv.problems.join('; ')}); make the change reversible, or run with --no-rollback to give up automatic rollback; nothing changed`);
+    }
+  }
   const syncs: SyncPort[] = [];
   const fwd = sync.forward({ migrationId: rec.id, source, target, sql: rec.sql, mapping: mapping ?? noMapping() });
   syncs.push(fwd);
@@ -161,7 +172,15 @@ async function run(ctx: Ctx): Promise<void> {
     });
     const v = verdict as WatchVerdict;
     if (!v.ok && !rec.noRollback) {
-      await rollBackFlip(ctx, source, target, rev, v.reason);
+      await rollBackFlip(ctx, source, target, rev, v.reason).catch(async (err) => {
+        // staying on the new side: the sync of this migration is over in both directions
+        if (err instanceof FlowEnd && err.state === 'failed') {
+          await rev.stop().catch(() => undefined);
+          await rev.cleanup().catch((e) => rec.warnings.push(`could not drop the reverse slot: ${errMsg(e)}`));
+          await fwd.cleanup().catch((e) => rec.warnings.push(`could not drop the forward slot: ${errMsg(e)}`));
+        }
+        throw err;
+      });
     }
     await steps.run('finalize', async (s) => {
       await rev.stop();
@@ -180,18 +199,41 @@ async function run(ctx: Ctx): Promise<void> {
   }
 }
 
-/** Flips back to the old side through the reverse stream; ends the flow rolled back, or throws why it could not. */
+/**
+ * Flips back to the old side through the reverse stream; ends the flow rolled back. Only once
+ * the reverse stream has applied everything the new side committed up to the pause: when it
+ * cannot (a value that does not fit the old column, a stream that stopped), flipping back
+ * would lose those writes, so traffic stays on the new side and the flow ends failed with
+ * "rollback impossible: …".
+ */
 async function rollBackFlip(ctx: Ctx, source: Side, target: Side, rev: ReverseSync, reason: string): Promise<never> {
   const { rec, d } = ctx;
+  const holdMs = d.cfg.controller.holdLimitSeconds * 1000;
+  let impossible: string | undefined;
+  /**
+   * The reverse stream failed. With the new side alive, flipping back would drop what it has not
+   * carried: refuse. With the new side dead, what it applied so far is all there is, and staying
+   * would be an outage: go back, saying what may be missing.
+   */
+  const reverseFailed = async (err: unknown): Promise<void> => {
+    const probe = await probeSide(ctx.sideUrl(target));
+    if (!probe.up) {
+      rec.warnings.push(`final reverse catch-up failed (${errMsg(err)}) and ${target} is unreachable (${probe.error}): writes acknowledged on ${target} after its last synced change are not on ${source}`);
+      return;
+    }
+    impossible = `the reverse stream cannot carry the writes made on ${target} back to ${source}: ${errMsg(err)}`;
+    throw new Error(impossible);
+  };
   await ctx.steps.run('roll back', async (s) => {
+    // most of the backlog outside the pause; a stream that already stopped shows here
+    let failed = false;
+    await rev.catchUp({ maxLagMs: 1000, timeoutMs: 10 * 60_000 }).catch(async (err) => { failed = true; await reverseFailed(err); });
     const o = await d.flipper!.flip({
       target: source,
       deadlineMs: 10_000,
       onAbort: async () => { await d.fence?.fence(source); },
       beforeCommit: async () => {
-        // the new side may be dead: then what reverse sync applied so far is what the old side has
-        await rev.catchUp({ maxLagMs: 0, timeoutMs: d.cfg.controller.holdLimitSeconds * 1000 })
-          .catch((err) => rec.warnings.push(`final reverse catch-up failed (${errMsg(err)}): writes acknowledged on ${target} after its last synced change are not on ${source}`));
+        if (!failed) await rev.catchUp({ maxLagMs: 0, timeoutMs: holdMs }).catch(reverseFailed);
         await rev.stop();
         await advanceSequencesToData(ctx.sideUrl(source));
         await d.fence?.unfence(source);
@@ -200,6 +242,10 @@ async function rollBackFlip(ctx: Ctx, source: Side, target: Side, rev: ReverseSy
     if (!o.committed) throw new Error(`rollback flip aborted: ${o.reason}; traffic is still on ${target}`);
     await rev.cleanup().catch(() => undefined);
     s.detail = `traffic back on ${source} (epoch ${o.epoch}); writes made on ${target} were synced back`;
+  }).catch((err) => {
+    if (!impossible) throw err;
+    controllerMetrics().rollbackImpossible.inc();
+    throw new FlowEnd('failed', `rollback impossible: ${impossible}; traffic stays on ${target}, where the migration is applied and every acknowledged write is (the rollback was for: ${reason})`);
   });
   throw new FlowEnd('rolled_back', `rolled back to ${source}: ${reason}`);
 }
