@@ -43,22 +43,39 @@ const appUrl = (side: 'blue' | 'green'): string => {
   return u.toString();
 };
 
-/** Inserts rows as the application on the given side until stopped; returns the acknowledged names. */
-function writer(side: 'blue' | 'green', tag: string) {
+/**
+ * Inserts rows as the application, connected directly to the given side, until stopped; returns
+ * the acknowledged names. With `reconnect`, a connection ended by the fence (57P01, as a pool
+ * would see it) is replaced, and a write the fence refuses (42501) is retried; both are counted
+ * instead of ending the writer.
+ */
+function writer(side: 'blue' | 'green', tag: string, o: { reconnect?: boolean } = {}) {
   const acked: string[] = [];
+  const terminated: string[] = [];
+  const refused: string[] = [];
   let stop = false;
   const done = (async () => {
-    const c = new Client({ connectionString: appUrl(side) });
-    await c.connect();
+    let c: Client | undefined;
     try {
       for (let i = 0; !stop; i++) {
-        await c.query('INSERT INTO users (name, email) VALUES ($1, $2)', [`${tag}${i}`, `${tag}${i}@example.com`]);
-        acked.push(`${tag}${i}`);
+        if (!c) { c = new Client({ connectionString: appUrl(side) }); c.on('error', () => undefined); await c.connect(); }
+        try {
+          await c.query('INSERT INTO users (name, email) VALUES ($1, $2)', [`${tag}${i}`, `${tag}${i}@example.com`]);
+          acked.push(`${tag}${i}`);
+        } catch (err) {
+          // a connection the fence ended shows as 57P01, or (ended while idle) as a broken client
+          const code = (err as { code?: string }).code ?? (/connection error|Connection terminated/.test((err as Error).message) ? '57P01' : undefined);
+          if (!o.reconnect || !['57P01', '42501', '25006'].includes(code!)) throw err;
+          // ended by the fence, or refused by it while it holds: an application retries. A
+          // connection opened while fenced keeps its read-only default (25006): it reconnects.
+          (code === '57P01' ? terminated : refused).push((err as Error).message);
+          if (code !== '42501') { await c.end().catch(() => undefined); c = undefined; }
+        }
         await new Promise((r) => setTimeout(r, 5));
       }
-    } finally { await c.end(); }
+    } finally { await c?.end(); }
   })();
-  return { acked, stop: async () => { stop = true; await done; } };
+  return { acked, terminated, refused, stop: async () => { stop = true; await done; } };
 }
 
 async function waitForStep(id: () => string | undefined, step: string): Promise<void> {
@@ -213,6 +230,11 @@ test('errors on the new side above the threshold during the window: automatic ro
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/031_add_column\.sql: rolled_back — rolled back to green: error rate 100\.0% on blue above 5\.0%/);
     expect(await env.ctl.store.getActive()).toMatchObject({ active: 'green' });
+    // the rollback fenced the side it left, as a forward flip does: a direct write there is refused
+    const late = new Client({ connectionString: appUrl('blue') });
+    await late.connect();
+    await expect(late.query(`INSERT INTO users (name, email) VALUES ('late', 'late@example.com')`)).rejects.toMatchObject({ code: '25006' });
+    await late.end();
     const rec = await waitFor(env, id);
     expect(rec.steps.find((s: { name: string }) => s.name === 'watch').detail).toMatch(/error rate 100\.0% on blue/);
   } finally {
@@ -284,7 +306,7 @@ test('writers through a real proxy across the whole migration and its flip: 0 cl
     expect(await env.blue.query(`SELECT character_maximum_length AS n FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'name'`)).toEqual([{ n: 300 }]);
     expect(proxy.activeSide).toBe('blue');
     const [rec] = (await api(env, 'GET', '/migrations?limit=1')).body;
-    expect(rec.steps.find((s: { name: string }) => s.name === 'flip').detail).toMatch(/all proxies on blue \(epoch \d+, pause \d+ ms: final catch-up \d+ ms, verify \d+ ms, fence \d+ ms, reverse sync \d+ ms\); green fenced, reverse sync running/);
+    expect(rec.steps.find((s: { name: string }) => s.name === 'flip').detail).toMatch(/all proxies on blue \(epoch \d+, pause \d+ ms: fence \d+ ms, final catch-up \d+ ms, verify \d+ ms, reverse sync \d+ ms\); green fenced, reverse sync running/);
   } finally {
     stop = true;
     await Promise.all(writers).catch(() => undefined);
@@ -294,9 +316,28 @@ test('writers through a real proxy across the whole migration and its flip: 0 cl
   }
 }, 120_000);
 
+test('a writer connected directly to the old side through the flip: each of its writes is on the new side, or refused', async () => {
+  const { active } = (await env.ctl.store.getActive())!;
+  const next = active === 'blue' ? 'green' : 'blue';
+  const w = writer(active, 'direct', { reconnect: true });
+  try {
+    await new Promise((res) => setTimeout(res, 300));
+    const f = env.migration('035_widen_email.sql', 'ALTER TABLE users ALTER COLUMN email TYPE varchar(400);\n');
+    const r = await script('execute-migration.sh', ['--type', 'risky', '--yes', f], env.env);
+    expect(r.stdout).toMatch(new RegExp(`035_widen_email\\.sql: completed — switched to ${next}`));
+    await new Promise((res) => setTimeout(res, 300)); // the writer keeps knocking on the fenced side
+  } finally {
+    await w.stop();
+  }
+  expect(w.acked.length).toBeGreaterThan(20);
+  expect(w.refused.length).toBeGreaterThan(0);
+  const onNew = new Set((await env[next].query<{ name: string }>(`SELECT name FROM users WHERE name LIKE 'direct%'`)).map((x) => x.name));
+  expect(w.acked.filter((n) => !onNew.has(n))).toEqual([]);
+}, 120_000);
+
 test('a table that differs after every comparison fails the flip while writes are held: traffic stays, the old side keeps taking writes', async () => {
   const { active } = (await env.ctl.store.getActive())!;
-  const w = writer(active, 'diverge');
+  const w = writer(active, 'diverge', { reconnect: true });
   try {
     // The idle copy is made to diverge by the migration itself: an ALWAYS trigger (it fires for
     // the sync's replica-role apply too) alters every row streamed in after the migration.
@@ -315,13 +356,18 @@ test('a table that differs after every comparison fails the flip while writes ar
     expect(step('verify')).toMatchObject({ state: 'done', detail: expect.stringMatching(/^\d+ of \d+ table\(s\) match; public\.users changed while compared: compared again while writes are held$/) });
     expect(step('final verify')).toMatchObject({ state: 'failed' });
     expect(await env.ctl.store.getActive()).toMatchObject({ active });
-    // the old side was not fenced: the application keeps writing there
+    // the fence came first (a direct connection is ended, never left writing past the goal);
+    // the abort lifted it: the application, connected again, keeps writing there
+    expect(w.terminated.length).toBeGreaterThan(0);
+    for (const m of w.refused) expect(['permission denied for table users', 'cannot execute INSERT in a read-only transaction']).toContain(m);
     const before = w.acked.length;
     await new Promise((res) => setTimeout(res, 300));
     expect(w.acked.length).toBeGreaterThan(before);
   } finally {
     await w.stop();
   }
+  const kept = new Set((await env[active].query<{ name: string }>(`SELECT name FROM users WHERE name LIKE 'diverge%'`)).map((x) => x.name));
+  expect(w.acked.filter((n) => !kept.has(n))).toEqual([]);
   for (const side of [env.blue, env.green]) expect(await side.query(`SELECT slot_name FROM pg_replication_slots`)).toEqual([]);
 }, 120_000);
 

@@ -147,6 +147,10 @@ async function run(ctx: Ctx): Promise<void> {
         deadlineMs: Math.min(d.cfg.controller.holdLimitSeconds * 1000, 10_000),
         onAbort: async () => { await d.fence?.unfence(source); await rev.stop().catch(() => undefined); },
         beforeCommit: async () => {
+          // Fence first: a writer that bypasses the proxy (a cron job, another application)
+          // either committed before the fence, and so before the goal of the final catch-up
+          // read next, or is refused; nothing lands on the old side after the goal.
+          await held.time('fence', async () => { await d.fence?.fence(source); });
           await held.time('final catch-up', () => fwd.catchUp({ maxLagMs: 0, timeoutMs: d.cfg.controller.holdLimitSeconds * 1000 }));
           // the tables that differed while writes ran: now the sides must be equal, or the flip aborts
           await held.time('verify', () => s.inner('final verify', async (v) => {
@@ -156,7 +160,6 @@ async function run(ctx: Ctx): Promise<void> {
             v.detail = `${pending.join(', ')}: row counts and checksums match (writes held)`;
           }));
           await fwd.stop();
-          await held.time('fence', async () => { await d.fence?.fence(source); });
           await held.time('reverse sync', async () => { if (!earlySlot) await rev.createSlot(); await rev.startStreaming(); });
         },
       });
@@ -228,11 +231,18 @@ async function rollBackFlip(ctx: Ctx, source: Side, target: Side, rev: ReverseSy
     // most of the backlog outside the pause; a stream that already stopped shows here
     let failed = false;
     await rev.catchUp({ maxLagMs: 1000, timeoutMs: 10 * 60_000 }).catch(async (err) => { failed = true; await reverseFailed(err); });
+    let fencedTarget = false;
     const o = await d.flipper!.flip({
       target: source,
       deadlineMs: 10_000,
-      onAbort: async () => { await d.fence?.fence(source); },
+      onAbort: async () => {
+        await d.fence?.fence(source);
+        if (fencedTarget) await d.fence?.unfence(target);
+      },
       beforeCommit: async () => {
+        // the side left is fenced first, as in the forward flip: a direct writer there either
+        // committed before the final reverse catch-up's goal or is refused
+        await fenceLeaving(ctx, target).then((ok) => { fencedTarget = ok; });
         if (!failed) await rev.catchUp({ maxLagMs: 0, timeoutMs: holdMs }).catch(reverseFailed);
         await rev.stop();
         await advanceSequencesToData(ctx.sideUrl(source));
@@ -241,13 +251,30 @@ async function rollBackFlip(ctx: Ctx, source: Side, target: Side, rev: ReverseSy
     });
     if (!o.committed) throw new Error(`rollback flip aborted: ${o.reason}; traffic is still on ${target}`);
     await rev.cleanup().catch(() => undefined);
-    s.detail = `traffic back on ${source} (epoch ${o.epoch}); writes made on ${target} were synced back`;
+    s.detail = `traffic back on ${source} (epoch ${o.epoch}); writes made on ${target} were synced back; ${target} ${fencedTarget ? 'fenced' : 'not fenced (unreachable)'}`;
   }).catch((err) => {
     if (!impossible) throw err;
     controllerMetrics().rollbackImpossible.inc();
     throw new FlowEnd('failed', `rollback impossible: ${impossible}; traffic stays on ${target}, where the migration is applied and every acknowledged write is (the rollback was for: ${reason})`);
   });
   throw new FlowEnd('rolled_back', `rolled back to ${source}: ${reason}`);
+}
+
+/**
+ * Fences the side a rollback leaves. A dead side cannot be fenced and takes no writes while it
+ * is down: that is a warning, not a reason to stay on it.
+ */
+async function fenceLeaving(ctx: Ctx, side: Side): Promise<boolean> {
+  if (!ctx.d.fence) return false;
+  try {
+    await ctx.d.fence.fence(side);
+    return true;
+  } catch (err) {
+    const probe = await probeSide(ctx.sideUrl(side));
+    if (probe.up) throw err;
+    ctx.rec.warnings.push(`${side} could not be fenced (${errMsg(err)}; unreachable: ${probe.error}): fence it before it serves anything again`);
+    return false;
+  }
 }
 
 /** Before the flip nothing changed for the application: discard. After it, go back to the old side. */
