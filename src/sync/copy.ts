@@ -9,7 +9,8 @@
  * overlap because a snapshot fixes every row's ctid.
  */
 import os from 'node:os';
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { syncClient } from './connection';
 import { TableInfo } from './catalog';
 import { relayCopy } from './copy-relay';
 import { qi, ql, qtable, tableKey } from './sql';
@@ -132,7 +133,7 @@ export class CopyWorkers {
   }
 
   private async connect(url: string): Promise<Client> {
-    const c = new Client({ connectionString: url });
+    const c = syncClient(url);
     c.on('error', () => undefined); // failures surface through the copy queries
     this.clients.push(c);
     await c.connect();

@@ -7,7 +7,8 @@
  * Flow control pauses the socket: the walsender then blocks on TCP, so a slow
  * target holds WAL on the source instead of memory in this process.
  */
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { syncClient } from './connection';
 import { decodePgoutput, PgoutputMessage } from './pgoutput';
 import { formatLsn, Lsn, msToPgMicros, parseLsn, pgMicrosToMs } from './lsn';
 import { qi, ql } from './sql';
@@ -43,7 +44,7 @@ export class ReplicationConnection {
 
   static async connect(url: string): Promise<ReplicationConnection> {
     // `replication` is a libpq startup parameter that @types/pg does not list.
-    const client = new Client({ connectionString: url, replication: 'database' } as unknown as ConstructorParameters<typeof Client>[0]);
+    const client = syncClient(url, { replication: 'database' });
     client.on('error', () => undefined); // reported through queries, or by start()'s handler
     await client.connect();
     const { rows } = await client.query('SHOW server_version_num');

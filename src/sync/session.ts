@@ -10,7 +10,8 @@
  * pgflip.sync_state row says what was applied), or removes leftovers with
  * SyncSession.cleanupLeftovers().
  */
-import { Client } from 'pg';
+import type { Client } from 'pg';
+import { syncClient } from './connection';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { emptyMapping, SchemaMapping } from '../classifier/mapping';
@@ -254,7 +255,7 @@ export class SyncSession {
     connecting.catch(() => undefined); // awaited below, or closed in finally
     const parallel = this.o.parallel ?? defaultCopyWorkers(this.o.source, this.o.target);
     const chunkBytes = this.o.chunkBytes ?? 8 * 1024 * 1024;
-    const catalogClient = new Client({ connectionString: this.o.source });
+    const catalogClient = syncClient(this.o.source);
     catalogClient.on('error', () => undefined); // failures surface through the queries
     let workers: CopyWorkers | undefined;
     let rep: ReplicationConnection | undefined;
@@ -377,14 +378,14 @@ export class SyncSession {
     if (this.rep) return;
     this.stopping = false;
     this.failure = undefined;
-    const monitor = new Client({ connectionString: this.o.source });
+    const monitor = syncClient(this.o.source);
     monitor.on('error', (err) => { if (!this.stopping) this.fail(err); });
     await monitor.connect();
     this.monitor = monitor;
     const { rows: slots } = await monitor.query('SELECT confirmed_flush_lsn::text AS lsn FROM pg_replication_slots WHERE slot_name = $1', [this.slotName]);
     if (!slots.length) throw new SyncStateError(`slot ${this.slotName} does not exist on the source: run initialCopy() or createSlot() first`);
 
-    const target = new Client({ connectionString: this.o.target });
+    const target = syncClient(this.o.target);
     target.on('error', (err) => { if (!this.stopping) this.fail(err); });
     await target.connect();
     this.applyClient = target;
@@ -552,8 +553,8 @@ export class SyncSession {
    */
   async verify(only?: string[]): Promise<VerifyResult> {
     const tables = (await this.streamedTables()).filter((t) => !only || only.includes(tableKey(t)));
-    const src = new Client({ connectionString: this.o.source });
-    const tgt = new Client({ connectionString: this.o.target });
+    const src = syncClient(this.o.source);
+    const tgt = syncClient(this.o.target);
     for (const c of [src, tgt]) c.on('error', () => undefined); // failures surface through the queries
     await Promise.all([src.connect(), tgt.connect()]);
     try {
