@@ -51,6 +51,7 @@ export function flipPort(store: StateStore, token: () => number | undefined, hol
         target: otherSide(cur.active),
         deadlineMs: o.deadlineMs,
         fencingToken: token(),
+        hold: true,
         beforeCommit: async () => {
           ran = true;
           try { await o.during(); } catch (err) { failure = err as Error; }

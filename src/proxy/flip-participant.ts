@@ -72,6 +72,8 @@ interface Entry {
 interface PauseRun {
   from: Side;
   target: Side;
+  /** a hold: nothing is prepared on the target and nothing will move (pins do not matter) */
+  hold: boolean;
   deadline: number;
   startedAt: number;
   entries: Map<Session, Entry>;
@@ -164,14 +166,14 @@ export class ProxyFlipParticipant implements FlipParticipant {
     return this.host.activeSide();
   }
 
-  pause(deadline: number): Promise<PauseResult> {
+  pause(deadline: number, opts: { hold?: boolean } = {}): Promise<PauseResult> {
     if (this.run && this.run.phase !== 'over') this.endRun(this.run, 'a new pause replaced it');
     this.cancelMoves();
     const from = this.host.activeSide();
     let finish!: (r: PauseResult) => void;
     const result = new Promise<PauseResult>((r) => { finish = r; });
     const run: PauseRun = {
-      from, target: otherSide(from), deadline, startedAt: performance.now(), entries: new Map(), finish, result,
+      from, target: otherSide(from), hold: opts.hold === true, deadline, startedAt: performance.now(), entries: new Map(), finish, result,
       phase: 'preparing', holdStartedAt: 0, holdStartedAtEpochMs: 0, attempts: 0, lastHeldAt: 0, queue: [], running: 0, waitingFor: new Set(), catalogs: new Map(), checkScheduled: false,
     };
     this.run = run;
@@ -179,7 +181,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
     this.log.info({ from, target: run.target, sessions: run.entries.size, deadlineInMs: deadline - Date.now() }, 'flip: preparing target connections');
     run.deadlineTimer = setTimeout(() => this.atDeadline(run), Math.max(0, deadline - Date.now()));
     // under policy abort a pinned session makes the flip fail: say so now, not at the deadline
-    if (this.host.cfg.proxy.pinnedPolicy === 'abort') {
+    if (this.host.cfg.proxy.pinnedPolicy === 'abort' && !run.hold) {
       const pinned = [...run.entries.values()].filter((e) => e.s.state!.pinnedReasons().length);
       if (pinned.length) { this.fail(run, pinned.map((e) => `${label(e.s)}: pinned (${e.s.state!.pinnedReasons().join(', ')})`)); return result; }
     }
@@ -271,6 +273,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
 
   /** start prepare jobs up to proxy.prepareConcurrency */
   private pump(run: PauseRun): void {
+    if (run.hold) return;
     while (run.running < this.host.cfg.proxy.prepareConcurrency && run.queue.length && (run.phase === 'preparing' || run.phase === 'holding' || run.phase === 'waiting')) {
       const e = run.queue.shift()!;
       if (e.s.isClosed || e.prepared || e.preparing || !run.entries.has(e.s)) continue;
@@ -340,7 +343,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
   /** every session prepared: hold them all at their switch points, for at most holdGraceMs */
   private startAttempt(run: PauseRun): void {
     const pinned = [...run.entries.values()].filter((e) => e.s.state!.pinnedReasons().length);
-    if (pinned.length && this.host.cfg.proxy.pinnedPolicy === 'abort') {
+    if (pinned.length && this.host.cfg.proxy.pinnedPolicy === 'abort' && !run.hold) {
       return this.fail(run, pinned.map((e) => `${label(e.s)}: pinned (${e.s.state!.pinnedReasons().join(', ')})`));
     }
     run.phase = 'holding';
@@ -363,8 +366,9 @@ export class ProxyFlipParticipant implements FlipParticipant {
       e.s.hold();
       e.held = true;
       run.lastHeldAt = performance.now();
-      const pinned = e.s.state!.pinnedReasons();
-      if (pinned.length) {
+      const pinned = run.hold ? [] : e.s.state!.pinnedReasons();
+      if (run.hold) e.ready = true; // nothing moves: nothing to bring up to date
+      else if (pinned.length) {
         // policy terminate (abort failed the attempt before it started): ended once the fleet committed
         e.terminate = pinned;
         closePrepared(e.prepared);
@@ -407,7 +411,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
     const failed = entries.filter((e) => e.error);
     if (failed.length) return this.fail(run, failed.map((e) => `${label(e.s)}: cannot prepare its ${run.target} backend: ${e.error}`));
     if (run.phase === 'preparing') {
-      if (run.running === 0 && entries.every((e) => e.prepared || e.s.state!.pinnedReasons().length || e.s.isClosed)) this.startAttempt(run);
+      if (run.hold || run.running === 0 && entries.every((e) => e.prepared || e.s.state!.pinnedReasons().length || e.s.isClosed)) this.startAttempt(run);
       return;
     }
     if (run.phase !== 'holding') return;

@@ -29,6 +29,8 @@ export interface FlipOptions {
   onAbort?: (reason: string) => Promise<void>;
   /** the controller's leader token: a stale leader's flip is refused by the store */
   fencingToken?: number;
+  /** a hold: proxies hold clients without preparing the target (beforeCommit must decline the commit) */
+  hold?: boolean;
 }
 
 export interface BlockedProxy {
@@ -170,7 +172,7 @@ export class FlipCoordinator {
       proxies.push(...(await this.store.liveProxies()).map((p) => p.id).sort());
       const pause: PauseCommand = {
         type: 'pause', flipId, fromEpoch: cur.epoch, from: cur.active, epoch: cur.epoch + 1, target: opts.target,
-        timeoutMs: opts.deadlineMs, commitWindowMs: this.commitWindowMs,
+        timeoutMs: opts.deadlineMs, commitWindowMs: this.commitWindowMs, ...(opts.hold ? { hold: true } : {}),
       };
       this.log.info({ flipId, from: cur.active, target: opts.target, epoch: cur.epoch + 1, proxies }, 'pausing the fleet');
       const pausedAt = Date.now();

@@ -172,7 +172,7 @@ export class FleetMember {
       }
       if (cmd.fromEpoch > mine) await this.participant.adopt(cmd.from, cmd.fromEpoch);
       const deadline = receivedAt + cmd.timeoutMs;
-      const f: LocalFlip = { cmd, receivedAt, phase: 'pausing', pausing: this.participant.pause(deadline) };
+      const f: LocalFlip = { cmd, receivedAt, phase: 'pausing', pausing: this.participant.pause(deadline, { hold: cmd.hold === true }) };
       f.resolveTimer = setTimeout(() => { void this.resolveFromStore(f); }, cmd.timeoutMs + cmd.commitWindowMs);
       this.flip = f;
       return f;

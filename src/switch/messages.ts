@@ -18,6 +18,11 @@ export interface PauseCommand {
   timeoutMs: number;
   /** after the deadline, how long a paused member waits for switch/abort before asking the store */
   commitWindowMs: number;
+  /**
+   * A hold (maintenance): clients are held at transaction boundaries and released where they
+   * are; this flip never commits, so nothing is prepared on the other side, which may be down.
+   */
+  hold?: boolean;
 }
 
 export interface SwitchCommand { type: 'switch'; flipId: string; epoch: number; target: Side }

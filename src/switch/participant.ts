@@ -34,7 +34,7 @@ export interface FlipParticipant {
    * this machine's clock) with `paused: false` and the blocking sessions.
    * Must also resolve (paused: false) promptly when abort() is called meanwhile.
    */
-  pause(deadline: number): Promise<PauseResult>;
+  pause(deadline: number, opts?: { hold?: boolean }): Promise<PauseResult>;
   /** moves every held session to `target`; sessions stay held until resume() */
   switchTo(target: Side, epoch: number): Promise<SwitchResult>;
   /** releases held sessions and connections (after switchTo) */

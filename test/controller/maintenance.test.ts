@@ -124,3 +124,33 @@ test('a client idle at a real proxy sends a query during the hold: it is answere
     await proxyStore.close();
   }
 });
+
+test('the idle side down and a pinned session do not block maintenance: the hold prepares nothing there and moves nobody', async () => {
+  for (const m of members.splice(0)) await m.stop();
+  const proxyStore = await RedisStateStore.connect(env.redis!.url, { prefix: env.redis!.prefix });
+  const real = await startProxy(proxyConfigFor({ blue: env.blue, green: env.green }), { store: proxyStore, registry: new prom.Registry(), fleet: { heartbeatMs: 200 } });
+  const client = new Client({ connectionString: `postgres://${PROXY_USER}:${PROXY_PASSWORD}@127.0.0.1:${real.port}/app` });
+  const plain = new Client({ connectionString: `postgres://${PROXY_USER}:${PROXY_PASSWORD}@127.0.0.1:${real.port}/app` });
+  try {
+    await client.connect();
+    // a temporary table pins this session to its backend: a flip could not move it; a hold need not
+    await client.query('CREATE TEMP TABLE scratch (n int); INSERT INTO scratch VALUES (1)');
+    // and an ordinary session, which a flip would prepare a connection on green for
+    await plain.connect();
+    await plain.query('SELECT 1');
+    await env.green.kill();
+    const f = env.migration('023_idle_down.sql', "UPDATE users SET name = upper(name) WHERE id = 1;\n");
+    const r = await script('execute-migration.sh', ['--type', 'maintenance', '--yes', '--no-rollback', f], env.env);
+    expect(r.stderr).toMatch(/hold traffic done — all proxies hold their sessions/);
+    expect(r.stdout).toMatch(/023_idle_down\.sql: completed — applied on blue with traffic held/);
+    expect(r.code).toBe(0);
+    expect((await client.query('SELECT (SELECT n FROM scratch) AS n, (SELECT name FROM users WHERE id = 1) AS name')).rows).toEqual([{ n: 1, name: 'U1' }]);
+    expect((await plain.query('SELECT name FROM users WHERE id = 1')).rows).toEqual([{ name: 'U1' }]);
+  } finally {
+    await client.end().catch(() => undefined);
+    await plain.end().catch(() => undefined);
+    await real.close();
+    await proxyStore.close();
+    await env.green.restart();
+  }
+}, 60_000);

@@ -26,7 +26,7 @@ export class RecordingParticipant implements FlipParticipant {
     this.onCall?.(call);
   }
 
-  pause(deadline: number): Promise<PauseResult> {
+  pause(deadline: number, _opts?: { hold?: boolean }): Promise<PauseResult> {
     this.record('pause');
     this.state = 'held';
     const b = this.behaviour;
