@@ -30,10 +30,10 @@ export interface FlipPort {
   flip(o: { target: Side; deadlineMs: number; beforeCommit?: () => Promise<void>; onAbort?: (reason: string) => Promise<void> }): Promise<FlipOutcome>;
   /**
    * Holds every proxy's sessions at transaction boundaries, runs `during`, and
-   * resumes them on the same side (maintenance). committed = `during` succeeded
-   * while traffic was held.
+   * resumes them on the same side (maintenance). committed = `during` ran and succeeded;
+   * releasedEarly = the proxies stopped holding before it finished (their hold limit passed).
    */
-  hold(o: { deadlineMs: number; during: () => Promise<void> }): Promise<FlipOutcome>;
+  hold(o: { deadlineMs: number; during: () => Promise<void> }): Promise<FlipOutcome & { releasedEarly?: boolean }>;
 }
 
 export interface SyncStatus {

@@ -60,7 +60,8 @@ export function flipPort(store: StateStore, token: () => number | undefined, hol
       });
       const pauses = Object.values(r.pauseMs);
       const pauseMs = pauses.length ? Math.max(...pauses) : undefined;
-      if (ran && !failure && r.reason?.includes(HOLD_RELEASE)) return { committed: true, epoch: r.epoch, pauseMs };
+      // what `during` did is what counts: it may have committed after the proxies gave up holding
+      if (ran && !failure) return { committed: true, epoch: r.epoch, pauseMs, ...(r.reason?.includes(HOLD_RELEASE) ? {} : { releasedEarly: true }) };
       return { committed: false, epoch: r.epoch, pauseMs, reason: failure?.message ?? r.reason };
     },
     close: () => coordinator.close(),

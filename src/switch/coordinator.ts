@@ -146,8 +146,10 @@ export class FlipCoordinator {
     this.ackListeners.add(listener);
     let beforeCommitRan = false;
     const proxies: string[] = [];
-    const fail = async (reason: string, blocked?: BlockedProxy[]): Promise<FleetFlipOutcome> => {
-      const rec = await this.store.abortFlip(flipId, reason);
+    const fail = async (why: string, blocked?: BlockedProxy[]): Promise<FleetFlipOutcome> => {
+      const rec = await this.store.abortFlip(flipId, why);
+      // a member that gave up waiting may have aborted it first: its reason is what happened
+      const reason = rec?.state === 'aborted' && rec.reason ? rec.reason : why;
       if (rec?.state === 'committed') {
         // the commit went through although its reply was lost
         await this.store.publish(CHANNELS.flip, { type: 'switch', flipId, epoch: cur.epoch + 1, target: opts.target });

@@ -154,3 +154,20 @@ test('the idle side down and a pinned session do not block maintenance: the hold
     await env.green.restart();
   }
 }, 60_000);
+
+test('an apply that outlasts the proxies\' hold limit and then commits is recorded as applied, with the hold\'s early end said', async () => {
+  env.cfg.controller.holdLimitSeconds = 1;
+  await env.restart();
+  try {
+    await join(new RecordingParticipant('proxy-slow'));
+    const f = env.migration('024_outlasts_hold.sql', "SELECT pg_sleep(3);\nUPDATE users SET name = 'outlasted' WHERE id = 2;\n");
+    const r = await script('execute-migration.sh', ['--type', 'maintenance', '--yes', '--no-rollback', f], env.env);
+    expect(r.stdout).toMatch(/024_outlasts_hold\.sql: completed — applied on blue; traffic was held only for part of it \(the proxies stopped holding at their limit \(controller\.holdLimitSeconds 1s\) before the apply finished\)/);
+    expect(r.code).toBe(0);
+    expect(await env.blue.query('SELECT name FROM users WHERE id = 2')).toEqual([{ name: 'outlasted' }]);
+  } finally {
+    for (const m of members.splice(0)) await m.stop();
+    env.cfg.controller.holdLimitSeconds = 5;
+    await env.restart();
+  }
+}, 60_000);

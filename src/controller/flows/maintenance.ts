@@ -55,6 +55,14 @@ export const maintenanceFlow: Flow<MaintenanceStep> = {
       if (apply?.state === 'failed') throw new FlowEnd('failed', `${apply.detail}; traffic resumed on ${side}`);
       throw new FlowEnd('failed', `could not hold traffic: ${outcome.reason ?? 'the proxies did not pause'}; nothing applied, traffic resumed on ${side}`);
     }
+    if (outcome.releasedEarly) {
+      // committed, but not all of it under the hold: say so rather than claim either extreme
+      const why = `the proxies stopped holding at their limit (controller.holdLimitSeconds ${d.cfg.controller.holdLimitSeconds}s) before the apply finished`;
+      rec.warnings.push(`${why}: clients ran against ${side} while the last statements were applied`);
+      await ctx.steps.run('resume traffic', async (s) => { s.detail = `${why}; proxies resumed on ${side}`; });
+      rec.outcome = `applied on ${side}; traffic was held only for part of it (${why})`;
+      return;
+    }
     await ctx.steps.run('resume traffic', async (s) => { s.detail = `proxies resumed on ${side} (epoch ${outcome.epoch}${outcome.pauseMs !== undefined ? `, held ${Math.round(outcome.pauseMs)} ms` : ''})`; });
     rec.outcome = `applied on ${side} with traffic held`;
   },
