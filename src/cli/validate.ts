@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { classifyFile, loadParser, MAX_PG_VERSION, MIN_PG_VERSION, ValidationReport } from '../classifier';
 import { loadCatalog } from '../classifier/catalog';
 import { formatReport } from '../classifier/format';
+import { formatGithub, formatSarif } from '../classifier/ci-formats';
 import { redactUrl } from '../observability/logger';
 
 function pgVersion(value: string): number {
@@ -12,10 +13,12 @@ function pgVersion(value: string): number {
   return n;
 }
 
-interface ValidateFlags { json?: boolean; pgVersion?: number; databaseUrl?: string }
+type Format = 'table' | 'json' | 'github' | 'sarif';
+interface ValidateFlags { json?: boolean; format?: Format; pgVersion?: number; databaseUrl?: string }
 
 /**
- * `pgflip validate [--json] [--pg-version N] [--database-url URL] FILE...` (docs/classifier.md).
+ * `pgflip validate [--json | --format table|json|github|sarif] [--pg-version N] [--database-url URL] FILE...`
+ * (docs/classifier.md).
  * Exit 0 when every file is valid without errors, 1 otherwise (an unreadable file is an
  * invalid report), 2 for usage errors (commander).
  */
@@ -23,10 +26,11 @@ export function registerValidate(program: Command): void {
   program.command('validate')
     .description('classify migration files as safe, risky or maintenance, and say why')
     .argument('<file...>', 'SQL migration files')
-    .option('--json', 'print the JSON report (one object for one file, an array for several)')
+    .option('--json', 'print the JSON report (one object for one file, an array for several); same as --format json')
+    .addOption(new Option('--format <format>', 'table (default), json, github (workflow annotations on file and line), sarif (code scanning)').choices(['table', 'json', 'github', 'sarif']))
     .addOption(new Option('--pg-version <N>', 'target PostgreSQL major version (default 15, or the server\'s with --database-url)').argParser(pgVersion))
     .option('--database-url <url>', 'read version, table sizes and the catalog from this database (read-only)')
-    .action(async (files: string[], flags: ValidateFlags) => {
+    .action(async (files: string[], flags: ValidateFlags, cmd: Command) => {
       await loadParser();
       const reports: ValidationReport[] = [];
       if (flags.databaseUrl) {
@@ -38,8 +42,15 @@ export function registerValidate(program: Command): void {
         }
       }
       for (const f of files) reports.push(await classifyFile(f, { pgVersion: flags.pgVersion, databaseUrl: flags.databaseUrl }));
-      if (flags.json) process.stdout.write(`${JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2)}\n`);
-      else process.stdout.write(`${reports.map(formatReport).join('\n\n')}\n`);
+      const format: Format = flags.format ?? (flags.json ? 'json' : 'table');
+      if (flags.json && format !== 'json') cmd.error(`error: --json and --format ${format} ask for two formats`, { exitCode: 2 });
+      const out = {
+        table: () => reports.map(formatReport).join('\n\n'),
+        json: () => JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2),
+        github: () => formatGithub(reports),
+        sarif: () => JSON.stringify(formatSarif(reports, require('../../package.json').version), null, 2),
+      }[format]();
+      process.stdout.write(`${out}\n`);
       process.exitCode = reports.every((r) => r.isValid && r.errors.length === 0) ? 0 : 1;
     });
 }

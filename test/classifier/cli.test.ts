@@ -84,3 +84,28 @@ test('npm run test:migrations validates every file of the repository\'s migratio
   expect(files.length).toBeGreaterThan(0);
   for (const f of files) expect(r.stdout).toMatch(new RegExp(`^migrations/${f.replace('.', '\\.')}: valid, (safe|risky|maintenance)`, 'm'));
 }, 60_000);
+
+test('--format github: an annotation on the file and line of each finding, escaped as workflow commands', () => {
+  const r = pgflip('--format', 'github', risky, broken);
+  expect(r.code).toBe(1);
+  const lines = r.stdout.trim().split('\n');
+  expect(lines).toContain(`::warning file=${risky.replace(/:/g, '%3A')},line=1,title=pgflip%3A risky DROP_TABLE::DROP_TABLE on legacy_sessions is risky (HIGH, ACCESS EXCLUSIVE lock): destructive: breaks the running application. Safer: stop using the table in the application first, then drop it in a later migration`);
+  expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^::error file=${broken.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')},line=2,col=\\d+,title=pgflip%3A invalid SQL::syntax error at or near ";"$`)));
+  expect(lines.filter((l) => l.startsWith('::notice ')).map((l) => l.replace(/^.*::/, ''))).toEqual([`${risky}: valid, risky (HIGH), PostgreSQL 15`, `${broken}: invalid, risky (MEDIUM), PostgreSQL 15`]);
+  for (const l of lines) expect(l).toMatch(/^::(error|warning|notice) file=[^,]+(,line=\d+)?(,col=\d+)?,title=[^:]+::\S/);
+  expect(pgflip('--format', 'github', safe).code).toBe(0);
+  expect(pgflip('--format', 'xml', safe)).toMatchObject({ code: 2, stderr: expect.stringMatching(/Allowed choices are table, json, github, sarif/) });
+  expect(pgflip('--json', '--format', 'sarif', safe)).toMatchObject({ code: 2, stderr: expect.stringMatching(/--json and --format sarif ask for two formats/) });
+});
+
+test('--format sarif: a SARIF 2.1.0 log, one result per finding with its region', () => {
+  const r = pgflip('--format', 'sarif', risky, broken);
+  expect(r.code).toBe(1);
+  const log = JSON.parse(r.stdout);
+  expect(log).toMatchObject({ version: '2.1.0', runs: [{ tool: { driver: { name: 'pgflip' } } }] });
+  const results = log.runs[0].results as Array<{ ruleId: string; level: string; locations: Array<{ physicalLocation: { artifactLocation: { uri: string }; region?: { startLine: number; startColumn?: number } } }> }>;
+  expect(results.find((x) => x.ruleId === 'DROP_TABLE')).toMatchObject({ level: 'warning', locations: [{ physicalLocation: { artifactLocation: { uri: risky }, region: { startLine: 1 } } }] });
+  expect(results.find((x) => x.ruleId === 'invalid-sql')).toMatchObject({ level: 'error', locations: [{ physicalLocation: { artifactLocation: { uri: broken }, region: { startLine: 2, startColumn: expect.any(Number) } } }] });
+  const ruleIds = (log.runs[0].tool.driver.rules as Array<{ id: string }>).map((x) => x.id);
+  for (const x of results) expect(ruleIds).toContain(x.ruleId);
+});
