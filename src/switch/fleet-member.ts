@@ -16,7 +16,7 @@ import { logger } from '../observability/logger';
 import { CHANNELS } from '../state/keys';
 import type { Side } from '../side';
 import { sleep } from '../util/sleep';
-import type { ActiveState, ProxyRegistration, StateStore, Unsubscribe } from '../state/store';
+import type { ActiveState, ProxyMeta, ProxyRegistration, StateStore, Unsubscribe } from '../state/store';
 import { AbortCommand, FlipAck, FlipCommand, parseFlipCommand, PauseCommand, SwitchCommand } from './messages';
 import type { FlipParticipant, PauseResult } from './participant';
 
@@ -27,8 +27,8 @@ export interface FleetMemberOptions {
   ttlMs?: number;
   /** side to record when the store holds none yet (first start of a fleet) */
   defaultActive?: Side;
-  /** shown in the registration (admin URL, listen address, version…) */
-  meta?: Record<string, unknown>;
+  /** published in the registration (admin URL, listen address) */
+  meta?: ProxyMeta;
 }
 
 interface LocalFlip {

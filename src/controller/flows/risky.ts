@@ -14,7 +14,7 @@ import { advanceSequencesToData, CONTROLLER_APP } from '../db';
 import { copyLedger, recordLedger } from '../ledger';
 import type { ReverseSync, SyncPort } from '../ports';
 import { errMsg, FlowEnd } from '../steps';
-import { watchWindow, WatchVerdict } from '../watch';
+import { PreFlip, preFlipRate, trafficSnapshot, watchWindow, WatchVerdict } from '../watch';
 import { sleep } from '../../util/sleep';
 import { dryRunEnd, noMapping, rollbackPoint, rollbackPointPlan, validate } from './common';
 import type { Flow, FlowContext, Recovery } from './flow';
@@ -39,7 +39,7 @@ export const riskyFlow: Flow<RiskyStep> = {
     const idle = otherSide(side);
     return [rollbackPointPlan(cfg, rec, side), `prepare ${idle} (schema of ${side})`, `copy ${side} → ${idle} under one snapshot, then stream changes`, `apply ${statements.length} statement(s) on ${idle}`, 'catch up and verify row counts and checksums',
       rec.switchDelaySeconds ? `wait ${rec.switchDelaySeconds}s` : 'no switch delay', `flip all proxies to ${idle}; fence ${side}; start reverse sync ${idle} → ${side}`,
-      rec.noRollback ? 'no automatic rollback (--no-rollback)' : `watch ${c.watchWindowSeconds}s (error rate > ${c.errorRateThreshold * 100}%, p95 > ${c.latencyFactor}× baseline, ${c.healthFailureLimit} failed health checks, ${idle} unreachable → roll back)`,
+      rec.noRollback ? 'no automatic rollback (--no-rollback)' : `watch ${c.watchWindowSeconds}s (error rate > the pre-flip rate + ${c.errorRateThreshold * 100}%, p95 > ${c.latencyFactor}× baseline, ${c.healthFailureLimit} failed health checks, ${idle} unreachable → roll back)`,
       'finalize: stop reverse sync, clean up'];
   },
 };
@@ -70,6 +70,9 @@ async function run(ctx: Ctx): Promise<void> {
     await dryRunEnd(ctx, riskyFlow, source, statements);
   }
   let flipped = false;
+  // the application's traffic on the old side from here to the flip: its error rate before the flip
+  const trafficAtStart = await trafficSnapshot(d.cfg.controller, d.store);
+  let preFlip: PreFlip | undefined;
   try {
     await rollbackPoint(ctx, source);
     await steps.run('prepare idle side', async (s) => {
@@ -127,6 +130,7 @@ async function run(ctx: Ctx): Promise<void> {
       // the new side, and the reverse stream skips its transactions by their replication
       // origin. Without the origin (no superuser on the new side) it is created inside the
       // pause, once the forward stream has stopped.
+      preFlip = preFlipRate(source, trafficAtStart, await trafficSnapshot(d.cfg.controller, d.store));
       const earlySlot = fwd.tagsOrigin();
       if (earlySlot) await rev.createSlot();
       // what the pause is made of, for the step's detail
@@ -156,7 +160,7 @@ async function run(ctx: Ctx): Promise<void> {
     flipped = true;
     let verdict: WatchVerdict = { ok: true, reason: 'no watch window' };
     await steps.run('watch', async (s) => {
-      verdict = await watchWindow({ cfg: d.cfg.controller, store: d.store, url: ctx.sideUrl(target), side: target, signal: ctx.signal });
+      verdict = await watchWindow({ cfg: d.cfg.controller, store: d.store, url: ctx.sideUrl(target), side: target, signal: ctx.signal, preFlip });
       s.detail = verdict.reason;
     });
     const v = verdict as WatchVerdict;
