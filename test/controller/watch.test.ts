@@ -169,3 +169,33 @@ test('an application whose own error rate is above the threshold before the flip
     await app.stop();
   }
 }, 180_000);
+
+test('--timeout shorter than the whole migration: it is how long health is watched after the switch, and the healthy migration completes', async () => {
+  const target = (await store.getActive())!.active === 'blue' ? 'green' : 'blue';
+  const app = application(2, 'timed', Number.MAX_SAFE_INTEGER);
+  try {
+    const f = migration('042_widen_name_again.sql', 'ALTER TABLE accounts ALTER COLUMN name TYPE varchar(400);\n');
+    // the switch delay alone outlasts --timeout; the watch lasts --timeout, not watchWindowSeconds (4)
+    const r = await script('execute-migration.sh', ['--type', 'risky', '--yes', '--timeout', '2', '--switch-delay', '3', f], env);
+    await app.stop();
+    expect(r.stdout).toContain(`042_widen_name_again.sql: completed — switched to ${target}`);
+    expect(r.code).toBe(0);
+    expect(r.stderr).not.toMatch(/timeout of 2s|abort/);
+    const rec = await lastRecord();
+    expect(rec.state).toBe('completed');
+    expect(rec.steps.find((s: { name: string }) => s.name === 'switch delay')).toMatchObject({ state: 'done', detail: '3s' });
+    expect(rec.steps.find((s: { name: string }) => s.name === 'watch').detail).toMatch(/^healthy for 2s \(\d+ checks, traffic from 1 proxy\(ies\)/);
+    expect(Date.parse(rec.finishedAt) - Date.parse(rec.startedAt)).toBeGreaterThan(2000);
+    expect(app.errors).toEqual([]);
+    expect(proxy.activeSide).toBe(target);
+    expect(await pair[target].query(`SELECT character_maximum_length AS n FROM information_schema.columns WHERE table_name = 'accounts' AND column_name = 'name'`)).toEqual([{ n: 400 }]);
+  } finally {
+    await app.stop();
+  }
+}, 180_000);
+
+test('--help of execute-migration.sh says what --timeout is', async () => {
+  const r = await script('execute-migration.sh', ['--help'], env);
+  expect(r.code).toBe(0);
+  expect(r.stdout.replace(/\s+/g, ' ')).toMatch(/--timeout <seconds> risky: the health-check timeout, how long health is watched after the switch and must hold before the migration completes \(the watch window; default controller\.watchWindowSeconds\)\. Never a budget: a healthy migration is not aborted however long it takes/);
+});

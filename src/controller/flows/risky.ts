@@ -8,6 +8,7 @@
  * catch up → verify → switch delay → flip (final verify inside it) → watch →
  * finalize; or roll back after the flip.
  */
+import type { PgflipConfig } from '../../config';
 import { otherSide, Side } from '../../side';
 import { connectClient } from '../../util/pg';
 import { advanceSequencesToData, CONTROLLER_APP } from '../db';
@@ -39,7 +40,7 @@ export const riskyFlow: Flow<RiskyStep> = {
     const idle = otherSide(side);
     return [rollbackPointPlan(cfg, rec, side), `prepare ${idle} (schema of ${side})`, `copy ${side} → ${idle} under one snapshot, then stream changes`, `apply ${statements.length} statement(s) on ${idle}`, 'catch up and verify row counts and checksums',
       rec.switchDelaySeconds ? `wait ${rec.switchDelaySeconds}s` : 'no switch delay', `flip all proxies to ${idle}; fence ${side}; start reverse sync ${idle} → ${side}`,
-      rec.noRollback ? 'no automatic rollback (--no-rollback)' : `watch ${c.watchWindowSeconds}s (error rate > the pre-flip rate + ${c.errorRateThreshold * 100}%, p95 > ${c.latencyFactor}× baseline, ${c.healthFailureLimit} failed health checks, ${idle} unreachable → roll back)`,
+      rec.noRollback ? `watch ${watchSeconds(cfg, rec)}s; no automatic rollback (--no-rollback)` : `watch ${watchSeconds(cfg, rec)}s${rec.timeoutSeconds ? ' (--timeout)' : ''} (error rate > the pre-flip rate + ${c.errorRateThreshold * 100}%, p95 > ${c.latencyFactor}× baseline, ${c.healthFailureLimit} failed health checks, ${idle} unreachable → roll back)`,
       'finalize: stop reverse sync, clean up'];
   },
 };
@@ -160,7 +161,7 @@ async function run(ctx: Ctx): Promise<void> {
     flipped = true;
     let verdict: WatchVerdict = { ok: true, reason: 'no watch window' };
     await steps.run('watch', async (s) => {
-      verdict = await watchWindow({ cfg: d.cfg.controller, store: d.store, url: ctx.sideUrl(target), side: target, signal: ctx.signal, preFlip });
+      verdict = await watchWindow({ cfg: d.cfg.controller, windowSeconds: watchSeconds(d.cfg, rec), store: d.store, url: ctx.sideUrl(target), side: target, signal: ctx.signal, preFlip });
       s.detail = verdict.reason;
     });
     const v = verdict as WatchVerdict;
@@ -182,6 +183,11 @@ async function run(ctx: Ctx): Promise<void> {
     }
     throw err;
   }
+}
+
+/** How long health is watched after the flip: the migration's --timeout, else controller.watchWindowSeconds. */
+function watchSeconds(cfg: PgflipConfig, rec: { timeoutSeconds?: number }): number {
+  return rec.timeoutSeconds ?? cfg.controller.watchWindowSeconds;
 }
 
 /** Flips back to the old side through the reverse stream; ends the flow rolled back, or throws why it could not. */
