@@ -198,3 +198,18 @@ test('risky flip failing right after the fence: the migration fails, traffic sta
   expect(await store.getActive()).toMatchObject({ active: 'blue', epoch: 0 });
   await expectWritableAfter('risky', s, 'blue');
 }, 120_000);
+
+test('a session that logged in while its side was still fenced: once the fence is lifted, the backend that replaces the one a flip\'s fence ended is not read-only', async () => {
+  // a fence not lifted yet (a controller that died between fence and commit leaves one)
+  await fence(pair.blue.url(), { roles: [APP.user], database: 'app' });
+  const early = await connect('logged-in-while-fenced');
+  expect(await canWrite(early, 'while fenced')).toEqual({ ok: false, code: '25006' });
+  await unfence(pair.blue.url(), { database: 'app' });
+  // a switch whose fence ends this session's backend, then fails: the proxy reconnects the session on blue
+  failAfterFence = 'injected: failure right after the fence';
+  const r = await fetch(`${ctl.url}/switch`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: 'green' }) });
+  expect(r.status).toBeGreaterThanOrEqual(400);
+  expect(await store.getActive()).toMatchObject({ active: 'blue' });
+  expect(await canWrite(early, 'after the reconnect')).toEqual({ ok: true, readOnly: 'off' });
+  expect((await pair.blue.query("SELECT count(*)::int AS n FROM notes WHERE note = 'after the reconnect'"))[0].n).toBe(1);
+}, 60_000);
