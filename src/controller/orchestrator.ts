@@ -85,8 +85,9 @@ export class Orchestrator {
     if (r) {
       r.abort.abort();
       await r.applier?.cancel();
-      await this.done.get(r.rec.id)?.catch(() => undefined);
     }
+    // a flow recording its end is no longer `running`: wait for it too
+    await Promise.all([...this.done.values()].map((p) => p.catch(() => undefined)));
     await this.leadership.release();
   }
 
@@ -168,7 +169,7 @@ export class Orchestrator {
     // risky flip (flows/risky.ts). A healthy migration is never aborted because time passed;
     // a blocked statement is bounded by lock_timeout and its retries, a flip by its deadline.
     const p = this.execute(this.context(rec, running), resume).finally(() => {
-      this.running = undefined;
+      if (this.running === running) this.running = undefined;
     });
     this.done.set(rec.id, p);
   }
@@ -200,6 +201,9 @@ export class Orchestrator {
   }
 
   private async finish(rec: StoredMigration, state: StoredMigration['state'], outcome: string): Promise<void> {
+    // the flow's work is over: once its end is saved, the next migration may start (`pgflip
+    // migrate a.sql b.sql` submits b as soon as it reads a's end; earlier it could get 409)
+    if (this.running?.rec === rec) this.running = undefined;
     rec.state = state;
     rec.outcome = outcome;
     rec.finishedAt = now();
