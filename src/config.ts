@@ -68,7 +68,7 @@ export interface PgflipConfig {
     /** observation window after a risky flip, with reverse sync running */
     watchWindowSeconds: number;
     watchIntervalMs: number;
-    /** roll back when the new side's error rate exceeds this fraction */
+    /** roll back when the new side's error rate exceeds the application's error rate before the flip by this fraction */
     errorRateThreshold: number;
     /** roll back when p95 latency exceeds this factor of the pre-flip baseline */
     latencyFactor: number;

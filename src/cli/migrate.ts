@@ -56,7 +56,7 @@ export function registerMigrate(program: Command): void {
     .option('--dry-run', 'validate, check prerequisites, plan and estimate; change nothing')
     .option('--yes', 'do not ask before a risky or maintenance migration')
     .option('--no-rollback', 'no rollback point and no automatic rollback after the flip')
-    .option('--timeout <seconds>', 'abort a migration that takes longer', seconds('--timeout', 1))
+    .option('--timeout <seconds>', 'risky: the health-check timeout, how long health is watched after the switch and must hold before the migration completes (the watch window; default controller.watchWindowSeconds). Never a budget: a healthy migration is not aborted however long it takes', seconds('--timeout', 1))
     .option('--switch-delay <seconds>', 'risky: wait between verification and the flip', seconds('--switch-delay', 0))
     .argument('<file...>', 'migration files')
     .action(async (files: string[], o: MigrateOptions, cmd: Command) => {

@@ -109,7 +109,7 @@ export async function proxyAdminUrls(configured: string[], store: StateStore): P
   const urls = new Set(configured);
   for (const p of await store.liveProxies().catch(() => [])) {
     const u = p.meta?.adminUrl;
-    if (typeof u === 'string' && /^https?:\/\//.test(u)) urls.add(u);
+    if (typeof u === 'string' && /^https?:\/\//.test(u)) urls.add(u.replace(/\/$/, ''));
   }
   return [...urls];
 }

@@ -85,8 +85,9 @@ export class Orchestrator {
     if (r) {
       r.abort.abort();
       await r.applier?.cancel();
-      await this.done.get(r.rec.id)?.catch(() => undefined);
     }
+    // a flow recording its end is no longer `running`: wait for it too
+    await Promise.all([...this.done.values()].map((p) => p.catch(() => undefined)));
     await this.leadership.release();
   }
 
@@ -108,6 +109,9 @@ export class Orchestrator {
       timeoutSeconds: req.timeoutSeconds, switchDelaySeconds: req.switchDelaySeconds,
       state: 'queued', progress: 0, steps: [], errors: [], warnings: [], requestedBy: who, createdAt: now(), sql: req.sql,
     };
+    if (req.timeoutSeconds && req.type !== 'risky') {
+      rec.warnings.push(`--timeout ${req.timeoutSeconds}: the health-check window after a risky migration's switch; a ${req.type} migration has no switch, so it is not used`);
+    }
     await this.records.add(rec, this.d.cfg.controller.historyLimit);
     this.launch(rec);
     return publicRecord(rec);
@@ -162,19 +166,11 @@ export class Orchestrator {
     const abort = new AbortController();
     const running: Running = { rec, abort };
     this.running = running;
-    let timer: NodeJS.Timeout | undefined;
-    if (rec.timeoutSeconds) {
-      timer = setTimeout(() => {
-        rec.warnings.push(`timeout of ${rec.timeoutSeconds}s reached: aborting`);
-        rec.abortRequested = true;
-        abort.abort(new Error(`timeout of ${rec.timeoutSeconds}s`));
-        void running.applier?.cancel();
-      }, rec.timeoutSeconds * 1000);
-      timer.unref();
-    }
+    // No budget for the whole migration: timeoutSeconds is how long health is watched after a
+    // risky flip (flows/risky.ts). A healthy migration is never aborted because time passed;
+    // a blocked statement is bounded by lock_timeout and its retries, a flip by its deadline.
     const p = this.execute(this.context(rec, running), resume).finally(() => {
-      if (timer) clearTimeout(timer);
-      this.running = undefined;
+      if (this.running === running) this.running = undefined;
     });
     this.done.set(rec.id, p);
   }
@@ -206,6 +202,9 @@ export class Orchestrator {
   }
 
   private async finish(rec: StoredMigration, state: StoredMigration['state'], outcome: string): Promise<void> {
+    // the flow's work is over: once its end is saved, the next migration may start (`pgflip
+    // migrate a.sql b.sql` submits b as soon as it reads a's end; earlier it could get 409)
+    if (this.running?.rec === rec) this.running = undefined;
     rec.state = state;
     rec.outcome = outcome;
     rec.finishedAt = now();

@@ -84,7 +84,7 @@ export const SCHEMAS = {
       type: { type: 'string', enum: MIGRATION_TYPES, description: 'the strategy allowed; a file whose class exceeds it is refused' },
       dryRun: { type: 'boolean', description: 'validate, check prerequisites, plan and estimate; change nothing' },
       noRollback: { type: 'boolean', description: 'no rollback point, no automatic rollback after a flip' },
-      timeoutSeconds: { type: 'integer', minimum: 1, description: 'abort (back to the state before) when the migration takes longer' },
+      timeoutSeconds: { type: 'integer', minimum: 1, description: 'risky: the health-check timeout, how long health is watched after the switch and must hold (the watch window; default controller.watchWindowSeconds); never a budget that aborts a healthy migration' },
       switchDelaySeconds: { type: 'integer', minimum: 0, description: 'risky: wait this long between verification and the flip' },
     },
     required: ['type'],

@@ -15,7 +15,7 @@ import { Side, SIDES } from '../side';
 import { logger, redactUrl } from '../observability/logger';
 import { proxyMetrics, registry as defaultRegistry } from '../observability/metrics';
 import { openStateStore } from '../state';
-import type { StateStore } from '../state/store';
+import type { ProxyMeta, StateStore } from '../state/store';
 import { FleetMember, FleetMemberOptions } from '../switch/fleet-member';
 import { AdminSwitch } from './admin-switch';
 import { BackendTarget, parseBackendUrl } from './backend-connect';
@@ -213,13 +213,13 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
       send(res, 404, { error: 'not found', paths: ['/metrics', '/healthz', '/status', 'POST /switch'] });
     })().catch((e) => send(res, 500, { error: (e as Error).message }));
   });
-  const meta: Record<string, unknown> = { listen: `${cfg.proxy.listen.host}:${port}` };
+  const meta: ProxyMeta = { listen: `${cfg.proxy.listen.host}:${port}` };
   const member = new FleetMember(store, participant, { ...opts.fleet, defaultActive: cfg.active, meta });
   let adminPort = 0;
   try {
     await listen(admin, cfg.proxy.admin.host, cfg.proxy.admin.port, 'proxy.admin');
     adminPort = (admin.address() as net.AddressInfo).port;
-    meta.admin = `http://${cfg.proxy.admin.host}:${adminPort}`;
+    meta.adminUrl = advertisedUrl(cfg.proxy.admin.host, adminPort);
     await cancel.start();
     // adopts the fleet's active side and epoch, then opens admission
     await member.start();
@@ -280,6 +280,15 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
       return closing;
     },
   };
+}
+
+/**
+ * The admin URL other machines reach this proxy at (the controller scrapes its
+ * /metrics during a watch window): a wildcard listen address names this host.
+ */
+function advertisedUrl(host: string, port: number): string {
+  const h = host === '' || host === '0.0.0.0' || host === '::' ? os.hostname() : host;
+  return `http://${h.includes(':') ? `[${h}]` : h}:${port}`;
 }
 
 function send(res: http.ServerResponse, code: number, body: unknown): void {

@@ -441,16 +441,20 @@ export class Session {
   }
 
   /**
-   * An authenticated backend on `side` for this session: same startup
-   * parameters and database, and the default_transaction_read_only its
-   * current backend started with (as a startup parameter, so RESET returns
-   * to it): a side the controller has fenced so far starts its sessions
-   * read-only, which this session did not.
+   * An authenticated backend on `side` for this session (a flip's target, or
+   * the replacement of a backend that was ended): same startup parameters and
+   * database. A session that started read-write keeps that default (as a
+   * startup parameter, so RESET returns to it): a side the controller has
+   * fenced so far starts its sessions read-only, which this session did not.
+   * A read-only default is carried only when the client asked for it: one
+   * that came from the side (a session that logged in while the side was
+   * fenced) is not, so the next backend takes the side's own default again
+   * instead of keeping the fence's for good.
    */
   openBackend(side: Side): Promise<BackendConnection> {
     const params = new Map(this.state!.startupParams);
     const readOnly = this.backendConn && reportedParameter(this.backendConn, 'default_transaction_read_only');
-    if (readOnly && !params.has('default_transaction_read_only')) params.set('default_transaction_read_only', readOnly);
+    if (readOnly === 'off' && !params.has('default_transaction_read_only')) params.set('default_transaction_read_only', readOnly);
     return connectBackend(this.ctx.targets[side], params, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
   }
 

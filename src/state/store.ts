@@ -22,8 +22,20 @@ export interface ProxyRegistration {
   pid?: number;
   /** ms since 1970 on the proxy's clock, informational */
   startedAt: number;
-  /** the admin URL, version, listen address… whatever the status page shows */
-  meta?: Record<string, unknown>;
+  /** what the proxy publishes about itself (ProxyMeta): the one place its key names are defined */
+  meta?: ProxyMeta;
+}
+
+/**
+ * What a proxy registers about itself in the fleet. Written by the proxy
+ * (src/proxy/index.ts), read by the controller (its status page, and the
+ * watch window, which scrapes `adminUrl` for each live proxy's traffic).
+ */
+export interface ProxyMeta {
+  /** host:port clients connect to */
+  listen?: string;
+  /** base URL of the proxy's admin HTTP server (`/metrics`, `/healthz`, `/status`) */
+  adminUrl?: string;
 }
 
 export interface SideHealthReport {

@@ -25,7 +25,7 @@ export interface FlipOptions {
   deadlineMs: number;
   /** runs while every proxy holds its clients; throwing aborts the flip */
   beforeCommit?: () => Promise<void>;
-  /** runs after an abort decided after beforeCommit started (e.g. to lift fencing) */
+  /** runs after an abort decided after beforeCommit started (e.g. to lift fencing), before any proxy is told to resume */
   onAbort?: (reason: string) => Promise<void>;
   /** the controller's leader token: a stale leader's flip is refused by the store */
   fencingToken?: number;
@@ -155,9 +155,11 @@ export class FlipCoordinator {
         await this.store.publish(CHANNELS.flip, { type: 'switch', flipId, epoch: cur.epoch + 1, target: opts.target });
         return this.afterCommit(opts, cur.epoch + 1, proxies, acks, t0, base);
       }
+      // undo what beforeCommit did (the fence of the side left) while the proxies still hold:
+      // a session resumed there first would find it read-only
+      if (beforeCommitRan && opts.onAbort) await opts.onAbort(reason).catch((e: Error) => this.log.error({ err: e.message }, 'onAbort failed'));
       await this.store.publish(CHANNELS.flip, { type: 'abort', flipId, reason });
       this.log.warn({ flipId, reason, blocked }, 'flip aborted');
-      if (beforeCommitRan && opts.onAbort) await opts.onAbort(reason).catch((e: Error) => this.log.error({ err: e.message }, 'onAbort failed'));
       // the proxies that paused answer promptly: wait briefly for how long they held their clients
       const responsive = proxies.filter((p) => acks.some((a) => a.type === 'paused' && a.proxyId === p && a.paused));
       await this.waitForAcks(responsive, 'aborted', acks, Math.min(1000, this.switchAckTimeoutMs));

@@ -21,7 +21,7 @@ import { logger } from '../observability/logger';
 import { CHANNELS } from '../state/keys';
 import type { Side } from '../side';
 import { sleep } from '../util/sleep';
-import type { ActiveState, ProxyRegistration, StateStore, Unsubscribe } from '../state/store';
+import type { ActiveState, ProxyMeta, ProxyRegistration, StateStore, Unsubscribe } from '../state/store';
 import { AbortCommand, FlipAck, FlipCommand, parseFlipCommand, PauseCommand, SwitchCommand } from './messages';
 import type { FlipParticipant, PauseResult } from './participant';
 
@@ -32,8 +32,8 @@ export interface FleetMemberOptions {
   ttlMs?: number;
   /** side to record when the store holds none yet (first start of a fleet) */
   defaultActive?: Side;
-  /** shown in the registration (admin URL, listen address, version…) */
-  meta?: Record<string, unknown>;
+  /** published in the registration (admin URL, listen address) */
+  meta?: ProxyMeta;
   /**
    * At start with no active side in the store, how long to wait for a running member to write
    * back the one it serves before recording defaultActive (default: 1.5 × heartbeat on Redis,

@@ -90,10 +90,10 @@ describe.each(factories)('%s state store', (_name, make) => {
   });
 
   it('sees a proxy as live only while its heartbeat keeps the registration fresh', async () => {
-    await a.registerProxy({ id: 'p1', startedAt: 1, meta: { admin: 'http://h:9187' } }, 300);
+    await a.registerProxy({ id: 'p1', startedAt: 1, meta: { adminUrl: 'http://h:9187' } }, 300);
     await a.registerProxy({ id: 'p2', startedAt: 2 }, 5000);
     expect((await b.liveProxies()).map((p) => p.id).sort()).toEqual(['p1', 'p2']);
-    expect((await b.liveProxies()).find((p) => p.id === 'p1')?.meta).toEqual({ admin: 'http://h:9187' });
+    expect((await b.liveProxies()).find((p) => p.id === 'p1')?.meta).toEqual({ adminUrl: 'http://h:9187' });
     expect(await a.heartbeat('p1', 300)).toBe(true);
     await sleep(450);
     expect((await b.liveProxies()).map((p) => p.id)).toEqual(['p2']);

@@ -8,6 +8,7 @@
  * catch up → verify → switch delay → flip (final verify inside it) → watch →
  * finalize; or roll back after the flip.
  */
+import type { PgflipConfig } from '../../config';
 import { otherSide, Side } from '../../side';
 import { connectClient } from '../../util/pg';
 import { advanceSequencesToData, CONTROLLER_APP } from '../db';
@@ -16,7 +17,7 @@ import type { ReverseSync, SyncPort } from '../ports';
 import { errMsg, FlowEnd } from '../steps';
 import { controllerMetrics } from '../metrics';
 import { probeSide } from '../health';
-import { watchWindow, WatchVerdict } from '../watch';
+import { PreFlip, preFlipRate, trafficSnapshot, watchWindow, WatchVerdict } from '../watch';
 import { sleep } from '../../util/sleep';
 import { dryRunEnd, noMapping, rollbackPoint, rollbackPointPlan, validate } from './common';
 import type { Flow, FlowContext, Recovery } from './flow';
@@ -41,7 +42,7 @@ export const riskyFlow: Flow<RiskyStep> = {
     const idle = otherSide(side);
     return [rollbackPointPlan(cfg, rec, side), `prepare ${idle} (schema of ${side})`, `copy ${side} → ${idle} under one snapshot, then stream changes`, `apply ${statements.length} statement(s) on ${idle}`, 'catch up and verify row counts and checksums',
       rec.switchDelaySeconds ? `wait ${rec.switchDelaySeconds}s` : 'no switch delay', `flip all proxies to ${idle}; fence ${side}; start reverse sync ${idle} → ${side}`,
-      rec.noRollback ? 'no automatic rollback (--no-rollback)' : `watch ${c.watchWindowSeconds}s (error rate > ${c.errorRateThreshold * 100}%, p95 > ${c.latencyFactor}× baseline, ${c.healthFailureLimit} failed health checks, ${idle} unreachable → roll back)`,
+      rec.noRollback ? `watch ${watchSeconds(cfg, rec)}s; no automatic rollback (--no-rollback)` : `watch ${watchSeconds(cfg, rec)}s${rec.timeoutSeconds ? ' (--timeout)' : ''} (error rate > the pre-flip rate + ${c.errorRateThreshold * 100}%, p95 > ${c.latencyFactor}× baseline, ${c.healthFailureLimit} failed health checks, ${idle} unreachable → roll back)`,
       'finalize: stop reverse sync, clean up'];
   },
 };
@@ -81,6 +82,9 @@ async function run(ctx: Ctx): Promise<void> {
     await dryRunEnd(ctx, riskyFlow, source, statements);
   }
   let flipped = false;
+  // the application's traffic on the old side from here to the flip: its error rate before the flip
+  const trafficAtStart = await trafficSnapshot(d.cfg.controller, d.store);
+  let preFlip: PreFlip | undefined;
   try {
     await rollbackPoint(ctx, source);
     await steps.run('prepare idle side', async (s) => {
@@ -138,6 +142,7 @@ async function run(ctx: Ctx): Promise<void> {
       // the new side, and the reverse stream skips its transactions by their replication
       // origin. Without the origin (no superuser on the new side) it is created inside the
       // pause, once the forward stream has stopped.
+      preFlip = preFlipRate(source, trafficAtStart, await trafficSnapshot(d.cfg.controller, d.store));
       const earlySlot = fwd.tagsOrigin();
       if (earlySlot) await rev.createSlot();
       // what the pause is made of, for the step's detail
@@ -170,7 +175,7 @@ async function run(ctx: Ctx): Promise<void> {
     flipped = true;
     let verdict: WatchVerdict = { ok: true, reason: 'no watch window' };
     await steps.run('watch', async (s) => {
-      verdict = await watchWindow({ cfg: d.cfg.controller, store: d.store, url: ctx.sideUrl(target), side: target, signal: ctx.signal });
+      verdict = await watchWindow({ cfg: d.cfg.controller, windowSeconds: watchSeconds(d.cfg, rec), store: d.store, url: ctx.sideUrl(target), side: target, signal: ctx.signal, preFlip });
       s.detail = verdict.reason;
     });
     const v = verdict as WatchVerdict;
@@ -200,6 +205,11 @@ async function run(ctx: Ctx): Promise<void> {
     }
     throw err;
   }
+}
+
+/** How long health is watched after the flip: the migration's --timeout, else controller.watchWindowSeconds. */
+function watchSeconds(cfg: PgflipConfig, rec: { timeoutSeconds?: number }): number {
+  return rec.timeoutSeconds ?? cfg.controller.watchWindowSeconds;
 }
 
 /**
