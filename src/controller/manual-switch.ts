@@ -11,10 +11,19 @@ export interface ManualSwitchResult { active: Side; epoch: number; pauseMs?: num
 export async function switchSides(o: { flipper: FlipPort; fence?: FencePort }, from: { active: Side; epoch: number }, target: Side): Promise<ManualSwitchResult> {
   const { active, epoch } = from;
   if (active === target) return { active, epoch, changed: false };
+  // the side switched to was fenced when traffic last left it: an abort must leave it so again
+  let targetWasFenced = false;
   const r = await o.flipper.flip({
     target, deadlineMs: 10_000,
-    beforeCommit: async () => { await o.fence?.unfence(target); await o.fence?.fence(active); },
-    onAbort: async () => { await o.fence?.unfence(active); },
+    beforeCommit: async () => {
+      targetWasFenced = (await o.fence?.isFenced(target)) ?? false;
+      await o.fence?.unfence(target);
+      await o.fence?.fence(active);
+    },
+    onAbort: async () => {
+      await o.fence?.unfence(active);
+      if (targetWasFenced) await o.fence?.fence(target);
+    },
   });
   if (!r.committed) {
     throw new Error(`switch to ${target} aborted: ${r.reason ?? 'unknown'}; traffic stays on ${active}`);

@@ -167,6 +167,8 @@ async function expectWritableAfter(tag: string, s: Awaited<ReturnType<typeof ses
 
 test('manual switch failing right after the fence: aborted, the old side unfenced before the sessions resume; every session writes there', async () => {
   const s = await sessions('manual');
+  // green as traffic leaves it after a flip: fenced; the aborted switch must leave it fenced
+  await fence(pair.green.url(), { roles: [APP.user], database: 'app' });
   failAfterFence = 'injected: failure right after the fence';
   s.late = loginDuringPause('manual-late');
   const r = await fetch(`${ctl.url}/switch`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: 'green' }) });
@@ -175,6 +177,8 @@ test('manual switch failing right after the fence: aborted, the old side unfence
   expect(body.error).toMatch(/switch to green aborted: beforeCommit failed: injected: failure right after the fence; traffic stays on blue/);
   expect(await store.getActive()).toMatchObject({ active: 'blue', epoch: 0 });
   await expectWritableAfter('manual', s, 'blue');
+  expect(await isFenced(pair.green.url(), 'app')).toBe(true);
+  await unfence(pair.green.url(), { roles: [APP.user], database: 'app' });
 }, 60_000);
 
 test('risky flip failing right after the fence: the migration fails, traffic stays, the old side unfenced before the sessions resume; every session writes there', async () => {
