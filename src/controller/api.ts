@@ -157,9 +157,9 @@ const ROUTES: RouteDef[] = [
     method: 'post', path: '/switch', summary: 'manual flip of every proxy to a side, with the flip protocol\'s guarantees', auth: true, body: SCHEMAS.switch,
     audit: 'switch', responses: { 200: 'new active side and epoch', 409: 'a migration is running', 503: 'the state store is unreachable: flips are refused' },
     handler: (d) => async (req, res) => {
-      const body = validateBody<{ target: Side }>(SCHEMAS.switch, req.body);
+      const body = validateBody<{ target: Side; force?: boolean }>(SCHEMAS.switch, req.body);
       res.locals.target = body.target;
-      const r = await d.orchestrator.switchTo(body.target);
+      const r = await d.orchestrator.switchTo(body.target, { force: body.force === true });
       res.locals.outcome = r.changed ? `switched (epoch ${r.epoch})` : 'already active';
       res.json(r);
     },

@@ -21,6 +21,9 @@ import { controllerMetrics } from './metrics';
 import type { ClassifyPort, FencePort, FlipPort, SyncFactory } from './ports';
 import { checksumOf, ConflictError, MigrationRecords, NotFoundError, publicRecord } from './records';
 import { repairAfterRestart } from './recovery';
+import { CONTROLLER_APP } from './db';
+import { ledgerRows } from './ledger';
+import { withClient } from '../util/pg';
 import type { RollbackPoints } from './rollback-points';
 import { errMsg, FlowEnd, StepFaults, StepRunner } from './steps';
 import { isTerminal, MigrationRecord, MigrationRequest, StoredMigration } from './types';
@@ -131,13 +134,36 @@ export class Orchestrator {
   }
 
   /** A manual flip (manual-switch.ts); refused while a migration runs or a predecessor's is being finished. */
-  async switchTo(target: Side): Promise<ManualSwitchResult> {
+  async switchTo(target: Side, opts: { force?: boolean } = {}): Promise<ManualSwitchResult> {
     if (!this.d.store.reachable()) throw new StateStoreUnreachable(`switch to ${target}`);
     if (!this.isLeader) throw new ConflictError('this controller is not the leader');
     if (this.running) throw new ConflictError(`migration ${this.running.rec.id} is running; abort it first`);
     if (this.recovering) throw new ConflictError('the controller is finishing a migration left by its predecessor; try again shortly');
     if (!this.d.flipper) throw new Error('no flip coordinator configured');
-    return switchSides({ flipper: this.d.flipper, fence: this.d.fence }, await this.activeSide(), target);
+    const from = await this.activeSide();
+    if (!opts.force && from.active !== target) await this.refuseStaleTarget(from.active, target);
+    return switchSides({ flipper: this.d.flipper, fence: this.d.fence }, from, target);
+  }
+
+  /**
+   * A side that does not hold the migrations the active side holds stopped receiving writes when
+   * one of them ran (a risky migration leaves the old side behind once it finalizes): switching
+   * there serves old data. The ledgers tell; where a side cannot be read (the active one died),
+   * the switch is left to go ahead.
+   */
+  private async refuseStaleTarget(active: Side, target: Side): Promise<void> {
+    const read = (side: Side) => withClient(this.sideUrl(side), ledgerRows, CONTROLLER_APP).catch(() => undefined);
+    const [a, t] = await Promise.all([read(active), read(target)]);
+    if (!a || !t) return;
+    const key = (r: { name: string; checksum: string }) => `${r.name}\0${r.checksum}`;
+    const onlyActive = a.filter((r) => !t.some((x) => key(x) === key(r))).map((r) => r.name);
+    const onlyTarget = t.filter((r) => !a.some((x) => key(x) === key(r))).map((r) => r.name);
+    if (!onlyActive.length && !onlyTarget.length) return;
+    const what = [
+      onlyActive.length ? `${onlyActive.join(', ')} applied on ${active} only` : '',
+      onlyTarget.length ? `${onlyTarget.join(', ')} applied on ${target} only` : '',
+    ].filter(Boolean).join('; ');
+    throw new ConflictError(`${target} is not in step with ${active} (${what}): it stopped receiving writes then, and a switch would serve old data; pass force to switch anyway`);
   }
 
   /** The flow's view of one migration: its step runner, its abort signal, saving. */

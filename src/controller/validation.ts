@@ -93,7 +93,10 @@ export const SCHEMAS = {
   },
   switch: {
     type: 'object',
-    properties: { target: { type: 'string', enum: ['blue', 'green'], description: 'side to route all traffic to' } },
+    properties: {
+      target: { type: 'string', enum: ['blue', 'green'], description: 'side to route all traffic to' },
+      force: { type: 'boolean', description: 'switch although the target does not hold the migrations the active side holds (it stopped receiving writes)' },
+    },
     required: ['target'],
     additionalProperties: false,
   },

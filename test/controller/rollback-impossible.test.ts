@@ -81,6 +81,16 @@ test('int → bigint, then a value above 2^31 on the new side: the rollback is i
     const metrics = await (await fetch(`${env.ctl.url}/metrics`)).text();
     expect(metrics).toMatch(/^pgflip_rollback_impossible_total 1$/m);
     await waitFor(env, rec.id);
+
+    // blue stopped receiving writes when the flip committed: a manual switch there is refused
+    const back = await script('proxy-switch.sh', ['blue'], env.env);
+    expect(back.code).toBe(1);
+    expect(back.stderr).toMatch(/HTTP 409: blue is not in step with green \(041_widen_counter\.sql applied on green only\): it stopped receiving writes then, and a switch would serve old data; pass force to switch anyway/);
+    expect(await env.ctl.store.getActive()).toMatchObject({ active: 'green' });
+    // an operator who knows better says so
+    const forced = await script('proxy-switch.sh', ['blue', '--force'], env.env);
+    expect(forced.stdout).toMatch(/^active: blue \(epoch \d+/);
+    expect(forced.code).toBe(0);
   } finally {
     await c.end().catch(() => undefined);
     await proxy.close();

@@ -49,7 +49,7 @@ test('proxy-switch.sh: status, a manual flip each way, usage errors', async () =
   expect((await script('proxy-switch.sh', ['blue'], env.env)).stdout).toMatch(/^active: blue \(epoch 2/);
   const bad = await script('proxy-switch.sh', ['purple'], env.env);
   expect(bad.code).toBe(2);
-  expect(bad.stderr).toBe('usage: proxy-switch.sh blue|green|status\n');
+  expect(bad.stderr).toBe('usage: proxy-switch.sh blue|green [--force] | status\n');
   const noToken = await script('proxy-switch.sh', ['green'], { ...env.env, PGFLIP_API_TOKEN: '' });
   expect(noToken.code).toBe(1);
   expect(noToken.stderr).toMatch(/HTTP 401: .*Bearer token is required.*\(set PGFLIP_API_TOKEN\)/);

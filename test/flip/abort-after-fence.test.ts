@@ -210,8 +210,9 @@ test('a session that logged in while its side was still fenced: once the fence i
   expect(await canWrite(early, 'while fenced')).toEqual({ ok: false, code: '25006' });
   await unfence(pair.blue.url(), { database: 'app' });
   // a switch whose fence ends this session's backend, then fails: the proxy reconnects the session on blue
+  // (forced: the failed risky migration above left its ledger row on green, which a switch refuses)
   failAfterFence = 'injected: failure right after the fence';
-  const r = await fetch(`${ctl.url}/switch`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: 'green' }) });
+  const r = await fetch(`${ctl.url}/switch`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: 'green', force: true }) });
   expect(r.status).toBeGreaterThanOrEqual(400);
   expect(await store.getActive()).toMatchObject({ active: 'blue' });
   expect(await canWrite(early, 'after the reconnect')).toEqual({ ok: true, readOnly: 'off' });
