@@ -5,6 +5,7 @@
  */
 import type { SchemaEffect } from './extract';
 import { emptyMapping, SchemaMapping, TableMapping } from './mapping';
+import { scanTokens } from './parser';
 
 export class MappingBuilder {
   private readonly mapping = emptyMapping();
@@ -75,7 +76,9 @@ export class MappingBuilder {
       case 'typeChange': {
         if (t.addedColumns.some((c) => c.column === e.column)) return;
         t.typeChanges = t.typeChanges.filter((c) => c.column !== e.column);
-        t.typeChanges.push({ column: e.column, newType: e.typeText, ...(e.using !== undefined ? { using: e.using } : {}) });
+        // the sync engine evaluates USING over the source table's row: columns named as renamed earlier in the file get their source names
+        const using = e.using === undefined ? undefined : toSourceNames(e.using, oldNameOf);
+        t.typeChanges.push({ column: e.column, newType: e.typeText, ...(using !== undefined ? { using } : {}) });
         return;
       }
       default:
@@ -87,4 +90,28 @@ export class MappingBuilder {
     const changed = (t: TableMapping) => t.renamedTo !== undefined || Object.keys(t.renamedColumns).length > 0 || t.droppedColumns.length > 0 || t.addedColumns.length > 0 || t.typeChanges.length > 0;
     return { ...this.mapping, tables: [...this.tables.values()].filter(changed) };
   }
+}
+
+/**
+ * `expr` with each column it names by a name given earlier in the file (a rename) written as
+ * the source table's column instead, quoted. Function names (a name followed by `(`) are left.
+ * Token offsets are byte offsets, hence the buffer.
+ */
+export function toSourceNames(expr: string, sourceOf: (current: string) => string): string {
+  let tokens: ReturnType<typeof scanTokens>;
+  try { tokens = scanTokens(expr); } catch { return expr; }
+  const buf = Buffer.from(expr, 'utf8');
+  let out = '';
+  let at = 0;
+  tokens.forEach((tk, i) => {
+    const isName = tk.tokenName === 'IDENT' || tk.keywordName === 'UNRESERVED_KEYWORD';
+    if (!isName || tokens[i + 1]?.text === '(') return;
+    const raw = buf.subarray(tk.start, tk.end).toString('utf8');
+    const name = raw.startsWith('"') ? raw.slice(1, -1).replace(/""/g, '"') : raw.toLowerCase();
+    const source = sourceOf(name);
+    if (source === name) return;
+    out += `${buf.subarray(at, tk.start).toString('utf8')}"${source.replace(/"/g, '""')}"`;
+    at = tk.end;
+  });
+  return out + buf.subarray(at).toString('utf8');
 }
