@@ -104,12 +104,18 @@ export function windowStats(before: Traffic | undefined, after: Traffic | undefi
   return { queries, errorRate, p95Ms };
 }
 
+/** The admin URL a proxy registered (`meta.admin`, set by src/proxy; `meta.adminUrl` accepted too). */
+export function registeredAdminUrl(meta: Record<string, unknown> | undefined): string | undefined {
+  for (const u of [meta?.admin, meta?.adminUrl]) if (typeof u === 'string' && /^https?:\/\//.test(u)) return u;
+  return undefined;
+}
+
 /** Admin URLs to scrape: configured ones plus those the live proxies registered. */
 export async function proxyAdminUrls(configured: string[], store: StateStore): Promise<string[]> {
   const urls = new Set(configured);
   for (const p of await store.liveProxies().catch(() => [])) {
-    const u = p.meta?.adminUrl;
-    if (typeof u === 'string' && /^https?:\/\//.test(u)) urls.add(u);
+    const u = registeredAdminUrl(p.meta);
+    if (u) urls.add(u);
   }
   return [...urls];
 }
