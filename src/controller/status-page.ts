@@ -32,7 +32,7 @@ section.wide { grid-column: 1 / -1; }
 h2 { font-size: 14px; margin: 0 0 8px; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); }
 table { width: 100%; border-collapse: collapse; }
 th, td { text-align: left; padding: 3px 6px; border-bottom: 1px solid var(--line); vertical-align: top; overflow-wrap: anywhere; }
-th { font-weight: 600; color: var(--muted); font-size: 12px; }
+th { font-weight: 600; color: var(--muted); font-size: 12px; white-space: nowrap; }
 .scroll { overflow-x: auto; }
 .muted { color: var(--muted); } .bad { color: var(--bad); } .good { color: var(--green); } .warn { color: var(--warn); }
 .bar { height: 10px; background: var(--line); border-radius: 5px; overflow: hidden; margin: 4px 0; }
@@ -136,7 +136,7 @@ function renderPair(s) {
     return { attrs: { 'data-side': side }, cells: [
       h('span', { class: 'badge ' + (v.active ? side : '') }, side + (v.active ? ' (active)' : '')),
       v.up ? h('span', { class: 'good' }, 'up ' + (v.latencyMs !== undefined ? v.latencyMs + ' ms' : '')) : h('span', { class: 'bad', title: v.error || '' }, 'down'),
-      v.version || '',
+      h('span', { title: v.version || '' }, (v.version || '').split(' ')[0]),
       v.fenced === null || v.fenced === undefined ? h('span', { class: 'muted' }, '?') : yes(!v.fenced, 'no', 'fenced', 'muted'),
       t ? t.qps + ' q/s' : '', t ? pct(t.errorRate) : '', t && t.p95Ms !== null ? t.p95Ms + ' ms' : '',
     ] };
@@ -144,7 +144,7 @@ function renderPair(s) {
   var d = s.drift; var drift;
   if (!d) drift = h('p', { class: 'muted' }, 'schema drift: not checked yet');
   else if (d.same) drift = h('p', { class: 'good' }, 'schema: the same on both sides (checked ' + time(d.checkedAt) + ')');
-  else drift = h('div', null, h('p', { class: 'warn' }, 'schema drift (checked ' + time(d.checkedAt) + ')'),
+  else drift = h('div', null, h('p', { class: 'warn' }, 'schema differs between the sides (checked ' + time(d.checkedAt) + '; a risky migration rebuilds the idle side from the active one)'),
     table(['table', 'blue', 'green'],
       d.onlyOn.blue.map(function (t) { return [t, 'present', 'missing']; })
         .concat(d.onlyOn.green.map(function (t) { return [t, 'missing', 'present']; }))
@@ -202,13 +202,12 @@ function renderHistory(s) {
   fill('history', h('h2', null, 'Migrations'),
     table(['when', 'name', 'class', 'outcome', 'took', 'pause'], hs.migrations.map(function (m) {
       return [when(m.createdAt), m.name + (m.dryRun ? ' (dry run)' : ''), m.type, h('span', { class: stateClass(m.state), title: m.outcome || '' }, m.state), dur(m.durationMs), m.pauseMs !== undefined ? dur(m.pauseMs) : ''];
-    }), 'no migration yet'),
-    h('h2', null, 'Flips'),
-    h('div', { id: 'flips' }, table(['when', 'flip', 'outcome', 'pause', 'migration'], hs.flips.map(function (f) {
+    }), 'no migration yet'));
+  fill('flips', h('h2', null, 'Flips'),
+    h('div', { id: 'flip-list' }, table(['when', 'flip', 'outcome', 'pause', 'migration'], hs.flips.map(function (f) {
       return [when(f.at), f.kind === 'hold' ? 'hold on ' + f.from : f.from + ' → ' + f.target, f.committed ? h('span', { class: 'good' }, 'epoch ' + f.epoch) : h('span', { class: 'bad', title: f.reason || '' }, 'aborted'), f.pauseMs !== undefined ? dur(f.pauseMs) : '', f.migration || 'manual'];
-    }), 'no flip yet')),
-    h('h2', null, 'Rollback points'),
-    h('div', { id: 'rollback-points' }, table(['taken', 'side', 'database', ''], hs.rollbackPoints.map(function (p) {
+    }), 'no flip yet')));
+  fill('points', h('h2', null, 'Rollback points'), h('div', { id: 'rollback-points' }, table(['taken', 'side', 'database', ''], hs.rollbackPoints.map(function (p) {
       return [when(p.createdAt), p.side, p.database, h('button', { class: 'danger restore', 'data-id': p.id, onclick: function () {
         confirmAction('Restore ' + p.side + ' from ' + p.id + '? This replaces the schema and data of ' + p.side + ' (' + p.database + ') with the rollback point.', 'POST', '/rollback-points/' + encodeURIComponent(p.id) + '/restore', { confirm: true });
       } }, 'Restore…')];
@@ -300,8 +299,10 @@ const BODY = `
   <section id="pair"><h2>Pair</h2></section>
   <section id="fleet"><h2>Fleet</h2></section>
   <section id="migration" class="wide"><h2>Migration</h2></section>
-  <section id="history"><h2>History</h2></section>
-  <section id="audit"><h2>Audit log</h2></section>
+  <section id="history"><h2>Migrations</h2></section>
+  <section id="flips"><h2>Flips</h2></section>
+  <section id="points"><h2>Rollback points</h2></section>
+  <section id="audit" class="wide"><h2>Audit log</h2></section>
 </main>
 <dialog id="confirm">
   <form method="dialog">
@@ -320,7 +321,7 @@ let cached: { html: string; csp: string } | undefined;
 export function statusPage(): { html: string; csp: string } {
   cached ??= {
     html: `<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">`
-      + `<title>pgflip status</title><style>${STYLE}</style></head><body>${BODY}<script>${SCRIPT}</script></body></html>\n`,
+      + `<title>pgflip status</title><link rel="icon" href="data:,"><style>${STYLE}</style></head><body>${BODY}<script>${SCRIPT}</script></body></html>\n`,
     csp: [
       "default-src 'none'", `script-src ${hash(SCRIPT)}`, `style-src ${hash(STYLE)}`, "connect-src 'self'", "img-src 'self' data:",
       "base-uri 'none'", "form-action 'none'", "frame-ancestors 'none'",

@@ -18,6 +18,7 @@ import { AuditLog } from './audit';
 import { Orchestrator, OrchestratorDeps } from './orchestrator';
 import type { ClassifyPort, FencePort, FlipOutcome, FlipPort, SyncFactory } from './ports';
 import { RollbackPoints } from './rollback-points';
+import { controllerMetrics } from './metrics';
 import { FlipHistoryEntry, Overview, recordFlip } from './overview';
 
 /** The classifier's programmatic API (src/classifier). */
@@ -40,8 +41,12 @@ const toOutcome = (o: FleetFlipOutcome): FlipOutcome => {
 export function flipPort(store: StateStore, token: () => number | undefined, holdLimitMs: number, migrationId: () => string | undefined = () => undefined): FlipPort & { close(): Promise<void> } {
   // members wait up to the hold limit after the pause deadline before giving up on us
   const coordinator = new FlipCoordinator(store, { commitWindowMs: holdLimitMs });
-  const remember = (e: Omit<FlipHistoryEntry, 'at' | 'migration'>) =>
-    recordFlip(store, { at: new Date().toISOString(), ...e, ...(migrationId() ? { migration: migrationId() } : {}) });
+  const flips = controllerMetrics().flips;
+  for (const kind of ['flip', 'hold']) for (const outcome of ['committed', 'aborted']) flips.labels(kind, outcome).inc(0);
+  const remember = (e: Omit<FlipHistoryEntry, 'at' | 'migration'>) => {
+    flips.labels(e.kind, e.committed ? 'committed' : 'aborted').inc();
+    return recordFlip(store, { at: new Date().toISOString(), ...e, ...(migrationId() ? { migration: migrationId() } : {}) });
+  };
   return {
     async flip(o) {
       const from = (await store.getActive())?.active;

@@ -14,6 +14,8 @@ export const METRIC = {
   migrationProgress: 'migration_progress',
   migrationDuration: 'migration_duration_seconds',
   migrationErrors: 'migration_errors_total',
+  // controller: fleet flips and maintenance holds as they end
+  flips: 'pgflip_flips_total',
   // proxy
   clientConnections: 'pgflip_client_connections',
   queries: 'pgflip_queries_total',
@@ -71,7 +73,7 @@ export function proxyMetrics(reg: prom.Registry = registry): ProxyMetrics {
   };
 }
 
-export interface MigrationMetrics { progress: prom.Gauge; duration: prom.Histogram; errors: prom.Counter }
+export interface MigrationMetrics { progress: prom.Gauge; duration: prom.Histogram; errors: prom.Counter; flips: prom.Counter<'kind' | 'outcome'> }
 
 export function migrationMetrics(reg: prom.Registry = registry): MigrationMetrics {
   const registers = [reg];
@@ -82,6 +84,10 @@ export function migrationMetrics(reg: prom.Registry = registry): MigrationMetric
       buckets: [0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600], registers,
     })),
     errors: once(reg, METRIC.migrationErrors, () => new prom.Counter({ name: METRIC.migrationErrors, help: 'failed migrations', registers })),
+    flips: once(reg, METRIC.flips, () => new prom.Counter({
+      name: METRIC.flips, help: 'fleet flips (kind flip) and maintenance holds (kind hold) the controller ran, by outcome: committed or aborted',
+      labelNames: ['kind', 'outcome'] as const, registers,
+    })),
   };
 }
 
