@@ -47,6 +47,7 @@ export function registerUp(program: Command): void {
           'pgflip is up.',
           `  application URL  ${info.appUrl}`,
           `  controller       ${info.controllerUrl}   (API token: ${info.apiToken})`,
+          `  status page      ${info.controllerUrl}/   (open in a browser; actions ask for the API token)`,
           `  blue             ${info.blueUrl}`,
           `  green            ${info.greenUrl}`,
           '',

@@ -20,6 +20,8 @@ import { RollbackPoints } from './rollback-points';
 import { MigrationClass, MigrationRequest } from './types';
 import { BodySchema, RequestError, SCHEMAS, validateBody } from './validation';
 import type { Baseline } from './watch';
+import type { Overview } from './overview';
+import { statusPage } from './status-page';
 import { sleep } from '../util/sleep';
 
 export interface ApiDeps {
@@ -28,6 +30,8 @@ export interface ApiDeps {
   rollbackPoints: RollbackPoints;
   audit: AuditLog;
   apiToken: string | undefined;
+  /** the status page's data (GET /overview, GET /events) */
+  overview: Overview;
 }
 
 type Handler = (req: Request, res: Response) => Promise<unknown>;
@@ -71,6 +75,53 @@ async function health(d: ApiDeps): Promise<{ status: 'ok' | 'degraded'; componen
 }
 
 const ROUTES: RouteDef[] = [
+  {
+    method: 'get', path: '/', summary: 'the status page (text/html) for a browser; for any other client a JSON index of the routes', auth: false,
+    responses: { 200: 'text/html when the client prefers it (a browser), else {name, version, statusPage, routes}' },
+    handler: () => async (req, res) => {
+      if (req.accepts(['json', 'html']) === 'html') {
+        const page = statusPage();
+        res.set({
+          'content-type': 'text/html; charset=utf-8',
+          // the page's own inline script and style only; no frames (a restore button must not be clickjacked)
+          'content-security-policy': page.csp,
+          'x-frame-options': 'DENY',
+          'x-content-type-options': 'nosniff',
+          'referrer-policy': 'no-referrer',
+          'cache-control': 'no-store',
+        });
+        res.send(page.html);
+        return;
+      }
+      res.json({ name: 'pgflip controller', version: require('../../package.json').version, statusPage: 'GET / with Accept: text/html', openapi: '/openapi.json', routes: ROUTE_LIST });
+    },
+  },
+  {
+    method: 'get', path: '/overview', summary: 'everything the status page shows, as one JSON snapshot', auth: false,
+    responses: { 200: 'pair, sides, drift, traffic, fleet, migration, lag series, watch window, history, audit' },
+    handler: (d) => async (_req, res) => res.json(await d.overview.snapshot()),
+  },
+  {
+    method: 'get', path: '/events', summary: 'Server-Sent Events: the /overview snapshot every second (event "overview")', auth: false,
+    responses: { 200: 'text/event-stream' },
+    handler: (d) => (req, res) => new Promise<void>((resolve) => {
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      res.write('retry: 2000\n\n');
+      const off = d.overview.subscribe((s) => { res.write(`event: overview\ndata: ${JSON.stringify(s)}\n\n`); });
+      const done = () => { off(); resolve(); };
+      req.on('close', done);
+      res.on('error', done);
+    }),
+  },
+  {
+    method: 'get', path: '/audit', summary: 'the audit log\'s newest entries, newest first (token fingerprints only)', auth: false,
+    responses: { 200: 'list of audit entries' },
+    handler: (d) => async (req, res) => {
+      const limit = req.query.limit === undefined ? 50 : Number(req.query.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RequestError('limit', 'must be an integer from 1 to 1000');
+      res.json(await d.audit.tail(limit));
+    },
+  },
   {
     method: 'get', path: '/health', summary: 'liveness of controller, proxies, blue and green', auth: false,
     responses: { 200: 'status ok or degraded, one entry per component' },

@@ -6,7 +6,7 @@
  */
 import { Client } from 'pg';
 import type { Side } from '../side';
-import type { StateStore } from '../state/store';
+import type { ProxyMeta, StateStore } from '../state/store';
 import { METRIC } from '../observability/metrics';
 
 export interface Probe { up: boolean; latencyMs?: number; error?: string }
@@ -104,12 +104,18 @@ export function windowStats(before: Traffic | undefined, after: Traffic | undefi
   return { queries, errorRate, p95Ms };
 }
 
+/** The admin URL a proxy registered in the fleet (ProxyMeta.adminUrl), without a trailing slash. */
+export function registeredAdminUrl(meta: ProxyMeta | undefined): string | undefined {
+  const u = meta?.adminUrl;
+  return typeof u === 'string' && /^https?:\/\//.test(u) ? u.replace(/\/$/, '') : undefined;
+}
+
 /** Admin URLs to scrape: configured ones plus those the live proxies registered. */
 export async function proxyAdminUrls(configured: string[], store: StateStore): Promise<string[]> {
   const urls = new Set(configured);
   for (const p of await store.liveProxies().catch(() => [])) {
-    const u = p.meta?.adminUrl;
-    if (typeof u === 'string' && /^https?:\/\//.test(u)) urls.add(u.replace(/\/$/, ''));
+    const u = registeredAdminUrl(p.meta);
+    if (u) urls.add(u);
   }
   return [...urls];
 }

@@ -66,6 +66,8 @@ export class Orchestrator {
   get isLeader(): boolean { return this.leadership.isLeader; }
   get leaseToken(): number | undefined { return this.leadership.token; }
   get runningId(): string | undefined { return this.running?.rec.id; }
+  /** fencing of the old side, when application roles are configured */
+  get fence(): FencePort | undefined { return this.d.fence; }
 
   sideUrl(side: Side): string { return adminUrl(this.d.cfg, side); }
 

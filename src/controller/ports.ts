@@ -11,6 +11,16 @@ export interface ClassifyPort {
   classify(sql: string, opts: { fileName: string; databaseUrl?: string; pgVersion?: number }): Promise<ValidationReport>;
 }
 
+/** One table's comparison: row counts on both sides and whether the checksums matched. */
+export interface TableVerifyResult {
+  table: string;
+  sourceRows: number;
+  targetRows: number;
+  equal: boolean;
+  /** the first key whose row differs, when found */
+  firstDifference?: string;
+}
+
 export interface FlipOutcome {
   committed: boolean;
   /** epoch after the flip (committed) or unchanged (aborted) */
@@ -40,6 +50,9 @@ export interface SyncStatus {
   /** initial copy 0..1 */
   copyFraction?: number;
   rowsCopied?: number;
+  /** bytes of table data copied so far, and the tables' total size on the source */
+  bytesCopied?: number;
+  bytesTotal?: number;
   lagSeconds?: number;
   lagBytes?: number;
 }
@@ -64,7 +77,7 @@ export interface ForwardSync extends SyncPort {
   initialCopy(onProgress: (p: SyncStatus) => void): Promise<void>;
   migrateTarget(): Promise<void>;
   /** all tables, or those named (the source's `schema.table`); `unequal` names the ones that differ */
-  verify(tables?: string[]): Promise<{ ok: boolean; problems: string[]; tables: number; unequal: string[] }>;
+  verify(tables?: string[]): Promise<{ ok: boolean; problems: string[]; tables: number; unequal: string[]; results?: TableVerifyResult[] }>;
   progress(): SyncStatus;
   /** whether the running stream's transactions carry pgflip's origin (a reverse stream skips them) */
   tagsOrigin(): boolean;

@@ -25,15 +25,26 @@ export function syncFactory(cfg: PgflipConfig): SyncFactory {
     leftovers: (migrationId) => cleanupMigrationSync(cfg, migrationId),
     forward({ migrationId, source, target, sql, mapping }): ForwardSync {
       let onCopy: ((p: SyncStatus) => void) | undefined;
-      const copied = { rows: 0, fraction: 0 };
+      const copied = { rows: 0, fraction: 0, bytes: 0, total: 0 };
+      // the copy reports per table; the migration's progress is the sum over tables
+      const tables = new Map<string, { rows: number; bytes: number; size: number; done: boolean }>();
       const session = new SyncSession({
         source: adminUrl(cfg, source), target: adminUrl(cfg, target), mapping, migrationSql: sql,
         slotName: `${slotPrefix(migrationId)}_f`, direction: 'forward', registry, parallel: cfg.controller.copyWorkers,
         onProgress: (p) => {
-          if (p.phase !== 'copy') return;
-          if (p.rows !== undefined) copied.rows = Math.max(copied.rows, p.rows);
-          if (p.percent !== undefined) copied.fraction = Math.min(0.99, p.percent / 100);
-          onCopy?.({ copyFraction: copied.fraction, rowsCopied: copied.rows });
+          if (p.phase !== 'copy' || !p.table) return;
+          tables.set(p.table, { rows: p.rows ?? 0, bytes: p.bytes ?? 0, size: p.tableBytes ?? 0, done: !!p.done });
+          let rows = 0, bytes = 0, size = 0, doneSize = 0, done = 0;
+          for (const t of tables.values()) {
+            rows += t.rows; bytes += t.bytes; size += t.size;
+            doneSize += t.done ? t.size : Math.min(t.bytes, t.size);
+            if (t.done) done++;
+          }
+          copied.rows = rows;
+          copied.bytes = bytes;
+          copied.total = size;
+          copied.fraction = Math.min(0.99, size > 0 ? doneSize / size : done / tables.size);
+          onCopy?.({ copyFraction: copied.fraction, rowsCopied: copied.rows, bytesCopied: copied.bytes, bytesTotal: copied.total });
         },
       });
       return {
@@ -49,6 +60,7 @@ export function syncFactory(cfg: PgflipConfig): SyncFactory {
           onCopy = onProgress;
           const s = await session.initialCopy();
           copied.rows = s.rows;
+          copied.bytes = s.bytes;
           copied.fraction = 1;
         },
         migrateTarget: () => session.migrateTarget(),
@@ -62,11 +74,15 @@ export function syncFactory(cfg: PgflipConfig): SyncFactory {
             problems: unequal.map((t) => `${t.table}: ${t.sourceRows} rows on the source, ${t.targetRows} on the target${t.firstDifference ? `, first difference at ${t.firstDifference.key}` : ''}`),
             tables: r.tables.length,
             unequal: unequal.map((t) => t.table),
+            results: r.tables.map((t) => ({
+              table: t.table, sourceRows: t.sourceRows, targetRows: t.targetRows, equal: t.equal,
+              ...(t.firstDifference ? { firstDifference: t.firstDifference.key } : {}),
+            })),
           };
         },
         progress() {
           const lag = session.lag();
-          return { copyFraction: copied.fraction, rowsCopied: copied.rows, lagSeconds: lag.seconds, lagBytes: lag.bytes };
+          return { copyFraction: copied.fraction, rowsCopied: copied.rows, bytesCopied: copied.bytes, bytesTotal: copied.total, lagSeconds: lag.seconds, lagBytes: lag.bytes };
         },
         tagsOrigin: () => session.tagsOrigin,
         stop: () => session.stop(),

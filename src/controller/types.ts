@@ -68,7 +68,9 @@ export interface MigrationRecord {
   rollbackPoint?: string;
   statements?: StatementProgress;
   /** risky: copy progress and replication lag while streaming */
-  copy?: { fraction: number; rows?: number };
+  copy?: { fraction: number; rows?: number; bytes?: number; totalBytes?: number };
+  /** risky: the latest comparison of each table (row counts, checksums) */
+  verify?: Array<{ table: string; sourceRows: number; targetRows: number; equal: boolean; firstDifference?: string; at: string }>;
   lag?: { seconds: number; bytes: number };
   /** what --dry-run found: the plan and the estimates */
   plan?: string[];

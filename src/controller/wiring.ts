@@ -18,6 +18,8 @@ import { AuditLog } from './audit';
 import { Orchestrator, OrchestratorDeps } from './orchestrator';
 import type { ClassifyPort, FencePort, FlipOutcome, FlipPort, SyncFactory } from './ports';
 import { RollbackPoints } from './rollback-points';
+import { controllerMetrics } from './metrics';
+import { FlipHistoryEntry, Overview, recordFlip } from './overview';
 
 /** The classifier's programmatic API (src/classifier). */
 export function classifierPort(): ClassifyPort {
@@ -36,12 +38,21 @@ const toOutcome = (o: FleetFlipOutcome): FlipOutcome => {
  * other side whose beforeCommit runs the migration and then declines the
  * commit: every proxy resumes on the side it was on, the epoch does not move.
  */
-export function flipPort(store: StateStore, token: () => number | undefined, holdLimitMs: number): FlipPort & { close(): Promise<void> } {
+export function flipPort(store: StateStore, token: () => number | undefined, holdLimitMs: number, migrationId: () => string | undefined = () => undefined): FlipPort & { close(): Promise<void> } {
   // members wait up to the hold limit after the pause deadline before giving up on us
   const coordinator = new FlipCoordinator(store, { commitWindowMs: holdLimitMs });
+  const flips = controllerMetrics().flips;
+  for (const kind of ['flip', 'hold']) for (const outcome of ['committed', 'aborted']) flips.labels(kind, outcome).inc(0);
+  const remember = (e: Omit<FlipHistoryEntry, 'at' | 'migration'>) => {
+    flips.labels(e.kind, e.committed ? 'committed' : 'aborted').inc();
+    return recordFlip(store, { at: new Date().toISOString(), ...e, ...(migrationId() ? { migration: migrationId() } : {}) });
+  };
   return {
     async flip(o) {
-      return toOutcome(await coordinator.flip({ ...o, fencingToken: token() }));
+      const from = (await store.getActive())?.active;
+      const out = toOutcome(await coordinator.flip({ ...o, fencingToken: token() }));
+      await remember({ kind: 'flip', from: from ?? otherSide(o.target), target: o.target, committed: out.committed, epoch: out.epoch, pauseMs: out.pauseMs, reason: out.reason });
+      return out;
     },
     async hold(o) {
       const cur = (await store.getActive())!;
@@ -61,8 +72,11 @@ export function flipPort(store: StateStore, token: () => number | undefined, hol
       const pauses = Object.values(r.pauseMs);
       const pauseMs = pauses.length ? Math.max(...pauses) : undefined;
       // what `during` did is what counts: it may have committed after the proxies gave up holding
-      if (ran && !failure) return { committed: true, epoch: r.epoch, pauseMs, ...(r.reason?.includes(HOLD_RELEASE) ? {} : { releasedEarly: true }) };
-      return { committed: false, epoch: r.epoch, pauseMs, reason: failure?.message ?? r.reason };
+      const out: FlipOutcome & { releasedEarly?: boolean } = ran && !failure
+        ? { committed: true, epoch: r.epoch, pauseMs, ...(r.reason?.includes(HOLD_RELEASE) ? {} : { releasedEarly: true }) }
+        : { committed: false, epoch: r.epoch, pauseMs, reason: failure?.message ?? r.reason };
+      await remember({ kind: 'hold', from: cur.active, target: cur.active, committed: out.committed, epoch: out.epoch, pauseMs: out.pauseMs, reason: out.reason });
+      return out;
     },
     close: () => coordinator.close(),
   };
@@ -96,9 +110,10 @@ export async function startController(cfg: PgflipConfig, opts: StartOptions = {}
   const rollbackPoints = new RollbackPoints(cfg.controller.backupDir, cfg.controller.backupRetention);
   const classifier = opts.classifier ?? classifierPort();
   let orchestrator: Orchestrator | undefined;
-  const flipper = flipPort(store, () => orchestrator?.leaseToken, cfg.controller.holdLimitSeconds * 1000);
+  const flipper = flipPort(store, () => orchestrator?.leaseToken, cfg.controller.holdLimitSeconds * 1000, () => orchestrator?.runningId);
   orchestrator = new Orchestrator({ cfg, store, classifier, audit, rollbackPoints, flipper, sync: opts.sync ?? defaultSync(cfg), fence: opts.fence ?? defaultFence(cfg), faults: opts.faults });
-  const app = createApp({ orchestrator, classifier, rollbackPoints, audit, apiToken: cfg.controller.apiToken });
+  const overview = new Overview({ orchestrator, rollbackPoints, audit });
+  const app = createApp({ orchestrator, classifier, rollbackPoints, audit, apiToken: cfg.controller.apiToken, overview });
   const server = http.createServer(app);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -116,6 +131,7 @@ export async function startController(cfg: PgflipConfig, opts: StartOptions = {}
     audit,
     async close() {
       await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
+      overview.close();
       await orchestrator!.stop();
       await flipper.close();
       if (!opts.store) await store.close();

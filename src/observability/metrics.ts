@@ -15,6 +15,8 @@ export const METRIC = {
   migrationDuration: 'migration_duration_seconds',
   migrationErrors: 'migration_errors_total',
   rollbackImpossible: 'pgflip_rollback_impossible_total',
+  // controller: fleet flips and maintenance holds as they end
+  flips: 'pgflip_flips_total',
   // proxy
   clientConnections: 'pgflip_client_connections',
   queries: 'pgflip_queries_total',
@@ -72,7 +74,7 @@ export function proxyMetrics(reg: prom.Registry = registry): ProxyMetrics {
   };
 }
 
-export interface MigrationMetrics { progress: prom.Gauge; duration: prom.Histogram; errors: prom.Counter; rollbackImpossible: prom.Counter }
+export interface MigrationMetrics { progress: prom.Gauge; duration: prom.Histogram; errors: prom.Counter; rollbackImpossible: prom.Counter; flips: prom.Counter<'kind' | 'outcome'> }
 
 export function migrationMetrics(reg: prom.Registry = registry): MigrationMetrics {
   const registers = [reg];
@@ -85,6 +87,10 @@ export function migrationMetrics(reg: prom.Registry = registry): MigrationMetric
     errors: once(reg, METRIC.migrationErrors, () => new prom.Counter({ name: METRIC.migrationErrors, help: 'failed migrations', registers })),
     rollbackImpossible: once(reg, METRIC.rollbackImpossible, () => new prom.Counter({
       name: METRIC.rollbackImpossible, help: 'rollbacks refused because the reverse stream could not carry the new side\'s writes back (traffic stayed on the new side)', registers,
+    })),
+    flips: once(reg, METRIC.flips, () => new prom.Counter({
+      name: METRIC.flips, help: 'fleet flips (kind flip) and maintenance holds (kind hold) the controller ran, by outcome: committed or aborted',
+      labelNames: ['kind', 'outcome'] as const, registers,
     })),
   };
 }

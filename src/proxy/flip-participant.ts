@@ -69,6 +69,18 @@ interface Entry {
   error?: string;
 }
 
+export interface LastPause {
+  /** how long client bytes were held, ms */
+  ms: number;
+  /** when the hold began */
+  at: string;
+  from: Side;
+  target: Side;
+  /** resumed (switched or not), aborted, failed… */
+  how: string;
+  attempts: number;
+}
+
 interface PauseRun {
   from: Side;
   target: Side;
@@ -105,6 +117,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
   /** sessions being moved one by one outside a pause (adopt), with the connection prepared for each */
   private readonly moving = new Map<Session, { side: Side; prepared: Promise<Prepared> }>();
   private readonly log: Logger;
+  private last: LastPause | null = null;
 
   constructor(readonly id: string, private readonly host: FlipHost) {
     this.log = host.log.child({ component: 'flip' });
@@ -164,6 +177,11 @@ export class ProxyFlipParticipant implements FlipParticipant {
 
   currentSide(): Side {
     return this.host.activeSide();
+  }
+
+  /** The last pause that held sessions: how long, when, from and to which side, how it ended. */
+  lastPause(): LastPause | null {
+    return this.last;
   }
 
   pause(deadline: number, opts: { hold?: boolean } = {}): Promise<PauseResult> {
@@ -513,6 +531,9 @@ export class ProxyFlipParticipant implements FlipParticipant {
     }
     this.releaseHeld(run);
     const seconds = wasHolding ? this.observePause(run) : 0;
+    if (wasHolding) {
+      this.last = { ms: Math.round(seconds * 10000) / 10, at: new Date(run.holdStartedAtEpochMs).toISOString(), from: run.from, target: run.target, how, attempts: run.attempts };
+    }
     this.log.info({ how, pauseMs: Math.round(seconds * 1000), attempts: run.attempts }, 'pause over');
     if (this.run === run) this.run = null;
   }

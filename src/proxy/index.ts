@@ -22,7 +22,7 @@ import { BackendTarget, parseBackendUrl } from './backend-connect';
 import { CancelKeyStore, MemoryCancelKeyStore } from './cancel';
 import { FleetCancelRouter } from './cancel-router';
 import { ProxyContext, RelayStats } from './context';
-import { ProxyFlipParticipant } from './flip-participant';
+import { LastPause, ProxyFlipParticipant } from './flip-participant';
 import { HealthChecker, SideHealth } from './health';
 import { parseVerifier, ScramSecret, secretFromPassword } from './scram';
 import { Session, SessionInfo } from './session';
@@ -43,6 +43,12 @@ export interface ProxyStatus {
   sessions: number;
   maxClientConnections: number;
   sides: Record<Side, { url: string; active: boolean } & SideHealth>;
+  /** sessions whose client bytes are held right now (a flip in progress) */
+  held: number;
+  /** sessions with state that cannot move to the other side (temporary tables, advisory locks…) */
+  pinned: number;
+  /** the last pause that held sessions, null before any */
+  lastPause: LastPause | null;
   sessionList: SessionInfo[];
 }
 
@@ -186,6 +192,9 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
       blue: { url: redactUrl(cfg.blue.url), active: activeSide === 'blue', ...health.health.blue },
       green: { url: redactUrl(cfg.green.url), active: activeSide === 'green', ...health.health.green },
     },
+    held: [...sessions].filter((s) => s.isHeld).length,
+    pinned: [...sessions].filter((s) => (s.state?.pinnedReasons().length ?? 0) > 0).length,
+    lastPause: participant.lastPause(),
     sessionList: [...sessions].slice(0, STATUS_SESSION_LIMIT).map((s) => s.info()),
   });
 

@@ -22,6 +22,8 @@ export interface TableCopyProgress {
   /** estimate from bytes streamed vs the table's size and parts finished; 100 when done */
   percent: number;
   done: boolean;
+  /** the table's size on the source (pg_table_size), the denominator of `percent` */
+  tableBytes: number;
 }
 
 export interface CopyOptions {
@@ -179,8 +181,10 @@ export class CopyWorkers {
       const byBytes = s.table.bytes > 0 ? (s.bytes / s.table.bytes) * 100 : 0;
       const byParts = (s.partsDone / s.parts) * 100;
       const percent = done ? 100 : Math.min(99, Math.max(byBytes, byParts));
-      o.onProgress?.({ table: tableKey(s.table), rows: s.rows, bytes: s.bytes, percent: Math.round(percent * 10) / 10, done });
+      o.onProgress?.({ table: tableKey(s.table), rows: s.rows, bytes: s.bytes, percent: Math.round(percent * 10) / 10, done, tableBytes: s.table.bytes });
     };
+    // every table announced before the first byte: a listener knows the whole size from the start
+    for (const s of states.values()) report(s, true);
 
     let next = 0;
     let failure: Error | undefined;

@@ -44,6 +44,8 @@ export interface SyncProgress {
   /** 0..100 */
   percent?: number;
   done?: boolean;
+  /** copy: the table's size on the source */
+  tableBytes?: number;
   message?: string;
 }
 

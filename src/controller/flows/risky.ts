@@ -13,7 +13,8 @@ import { otherSide, Side } from '../../side';
 import { connectClient } from '../../util/pg';
 import { advanceSequencesToData, CONTROLLER_APP } from '../db';
 import { copyLedger, recordLedger } from '../ledger';
-import type { ReverseSync, SyncPort } from '../ports';
+import type { ReverseSync, SyncPort, TableVerifyResult } from '../ports';
+import type { MigrationRecord } from '../types';
 import { errMsg, FlowEnd } from '../steps';
 import { controllerMetrics } from '../metrics';
 import { probeSide } from '../health';
@@ -94,8 +95,9 @@ async function run(ctx: Ctx): Promise<void> {
       s.detail = `${target} has the schema of ${source}`;
     });
     await steps.run('copy', async (s) => {
-      await fwd.initialCopy((p) => { rec.copy = { fraction: p.copyFraction ?? 0, rows: p.rowsCopied }; ctx.saveSoon(); });
-      rec.copy = { fraction: 1, rows: fwd.progress().rowsCopied };
+      await fwd.initialCopy((p) => { rec.copy = { fraction: p.copyFraction ?? 0, rows: p.rowsCopied, bytes: p.bytesCopied, totalBytes: p.bytesTotal }; ctx.saveSoon(); });
+      const done = fwd.progress();
+      rec.copy = { fraction: 1, rows: done.rowsCopied, bytes: done.bytesCopied, totalBytes: done.bytesTotal };
       s.detail = `${rec.copy.rows ?? '?'} rows copied ${source} → ${target}`;
     });
     await steps.run('migrate idle side', async (s) => {
@@ -119,9 +121,11 @@ async function run(ctx: Ctx): Promise<void> {
     let pending: string[] = [];
     await steps.run('verify', async (s) => {
       let r = await fwd.verify();
+      recordVerify(rec, r.results);
       for (let attempt = 0; r.unequal.length && attempt < VERIFY_RETRIES; attempt++) {
         await fwd.catchUp({ maxLagMs: 0, timeoutMs: 10 * 60_000 });
         r = { ...(await fwd.verify(r.unequal)), tables: r.tables };
+        recordVerify(rec, r.results);
       }
       pending = r.unequal;
       s.detail = pending.length
@@ -161,6 +165,7 @@ async function run(ctx: Ctx): Promise<void> {
           await held.time('verify', () => s.inner('final verify', async (v) => {
             if (!pending.length) { v.detail = 'every table matched before the pause'; return; }
             const r = await fwd.verify(pending);
+            recordVerify(rec, r.results);
             if (!r.ok) throw new Error(`verification failed: ${r.problems.join('; ')}`);
             v.detail = `${pending.join(', ')}: row counts and checksums match (writes held)`;
           }));
@@ -358,4 +363,13 @@ class PhaseTimer {
   summary(): string {
     return this.phases.map(([n, ms]) => `${n} ${Math.round(ms)} ms`).join(', ');
   }
+}
+
+/** Keeps the latest comparison of each table on the record (the status page lists them). */
+function recordVerify(rec: MigrationRecord, results: TableVerifyResult[] | undefined): void {
+  if (!results) return;
+  const at = new Date().toISOString();
+  const byTable = new Map((rec.verify ?? []).map((v) => [v.table, v]));
+  for (const r of results) byTable.set(r.table, { ...r, at });
+  rec.verify = [...byTable.values()];
 }
