@@ -110,3 +110,22 @@ test('validate returns the classifier report; submit is audited with the token f
   expect(typeof entry!.at).toBe('string');
   expect(JSON.stringify(lines)).not.toContain(TOKEN);
 });
+
+test('GET /: the status page for a browser, JSON for any other client; other routes answer JSON whatever the Accept', async () => {
+  const page = await fetch(`${env.ctl.url}/`, { headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } });
+  expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+  expect(page.headers.get('content-security-policy')).toMatch(/frame-ancestors 'none'/);
+  const html = await page.text();
+  expect(html).toContain('<title>pgflip status</title>');
+  expect(html).not.toContain(TOKEN);
+  const index = await api(env, 'GET', '/');
+  expect(index.status).toBe(200);
+  expect(index.body.routes).toEqual(expect.arrayContaining(['GET /status', 'GET /overview', 'GET /events']));
+  const status = await fetch(`${env.ctl.url}/status`, { headers: { accept: 'text/html' } });
+  expect(status.headers.get('content-type')).toMatch(/^application\/json/);
+  expect(((await status.json()) as { active: string }).active).toBe('blue');
+  const o = await api(env, 'GET', '/overview');
+  expect(o.body.pair).toMatchObject({ active: 'blue', epoch: 0 });
+  expect(o.body.sides.blue).toMatchObject({ up: true, active: true });
+  expect(JSON.stringify(o.body)).not.toContain(TOKEN);
+});
