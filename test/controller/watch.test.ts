@@ -12,14 +12,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import prom from 'prom-client';
-import { defaultConfig, merge, PgflipConfig } from '../../src/config';
 import { startController, ControllerHandle } from '../../src/controller/wiring';
 import { startProxy, ProxyServer } from '../../src/proxy';
 import { MemoryStateStore } from '../../src/state';
 import { startPair, TestCluster } from '../harness/clusters';
+import { appUrlOf, UP_APP, upLikeConfig } from '../harness/up-like';
 import { script, TOKEN } from './helpers';
 
-const APP = { user: 'app', password: 'app-secret-pass' };
+const APP = UP_APP;
 let pair: { blue: TestCluster; green: TestCluster; stop(): Promise<void> };
 let store: MemoryStateStore;
 let proxy: ProxyServer;
@@ -27,12 +27,7 @@ let ctl: ControllerHandle;
 let dir: string;
 let env: NodeJS.ProcessEnv;
 
-const appUrl = (c: TestCluster): string => {
-  const u = new URL(c.url());
-  u.username = APP.user;
-  u.password = APP.password;
-  return u.toString();
-};
+
 
 beforeAll(async () => {
   pair = await startPair();
@@ -44,25 +39,7 @@ beforeAll(async () => {
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${APP.user};`);
   dir = mkdtempSync(path.join(os.tmpdir(), 'pgflip-watch-'));
   // what `pgflip up` configures (src/up/stack.ts), on the test pair
-  const cfg = merge(defaultConfig(), {
-    blue: { url: appUrl(pair.blue), adminUrl: pair.blue.url() },
-    green: { url: appUrl(pair.green), adminUrl: pair.green.url() },
-    app: { database: 'app', user: APP.user, password: APP.password },
-    proxy: {
-      listen: { host: '127.0.0.1', port: 0 },
-      admin: { host: '127.0.0.1', port: 0 },
-      users: { [APP.user]: { password: APP.password } },
-      healthCheck: { intervalMs: 500, query: 'SELECT 1', timeoutMs: 1000 },
-    },
-    controller: {
-      listen: { host: '127.0.0.1', port: 0 },
-      apiToken: TOKEN,
-      backupDir: path.join(dir, 'backups'),
-      auditLog: path.join(dir, 'audit.log'),
-      watchWindowSeconds: 4,
-      watchIntervalMs: 250,
-    },
-  }) as PgflipConfig;
+  const cfg = upLikeConfig(pair, { dir, token: TOKEN, controller: { watchWindowSeconds: 4 } });
   expect(cfg.controller.proxyAdminUrls).toEqual([]);
   store = new MemoryStateStore();
   proxy = await startProxy(cfg, { store, registry: new prom.Registry() });

@@ -12,7 +12,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'pg';
 import prom from 'prom-client';
-import { defaultConfig, merge, PgflipConfig } from '../../src/config';
 import { startController, ControllerHandle } from '../../src/controller/wiring';
 import type { FencePort } from '../../src/controller/ports';
 import { startProxy, ProxyServer } from '../../src/proxy';
@@ -20,8 +19,9 @@ import { MemoryStateStore } from '../../src/state';
 import type { Side } from '../../src/side';
 import { fence, isFenced, unfence } from '../../src/switch/fencing';
 import { startPair, TestCluster } from '../harness/clusters';
+import { appUrlOf, UP_APP, upLikeConfig } from '../harness/up-like';
 
-const APP = { user: 'app', password: 'app-secret-pass' };
+const APP = UP_APP;
 const TOKEN = 'test-token-0123456789abcdef';
 let pair: { blue: TestCluster; green: TestCluster; stop(): Promise<void> };
 let store: MemoryStateStore;
@@ -32,12 +32,7 @@ let dir: string;
 let failAfterFence: string | undefined;
 const clients: Client[] = [];
 
-const appUrl = (c: TestCluster): string => {
-  const u = new URL(c.url());
-  u.username = APP.user;
-  u.password = APP.password;
-  return u.toString();
-};
+
 
 beforeAll(async () => {
   pair = await startPair();
@@ -54,25 +49,7 @@ beforeAll(async () => {
     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${APP.user};
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${APP.user};`);
   dir = mkdtempSync(path.join(os.tmpdir(), 'pgflip-fence-abort-'));
-  const cfg = merge(defaultConfig(), {
-    blue: { url: appUrl(pair.blue), adminUrl: pair.blue.url() },
-    green: { url: appUrl(pair.green), adminUrl: pair.green.url() },
-    app: { database: 'app', user: APP.user, password: APP.password },
-    proxy: {
-      listen: { host: '127.0.0.1', port: 0 },
-      admin: { host: '127.0.0.1', port: 0 },
-      users: { [APP.user]: { password: APP.password } },
-      healthCheck: { intervalMs: 500, query: 'SELECT 1', timeoutMs: 1000 },
-    },
-    controller: {
-      listen: { host: '127.0.0.1', port: 0 },
-      apiToken: TOKEN,
-      backupDir: path.join(dir, 'backups'),
-      auditLog: path.join(dir, 'audit.log'),
-      watchWindowSeconds: 1,
-      watchIntervalMs: 250,
-    },
-  }) as PgflipConfig;
+  const cfg = upLikeConfig(pair, { dir, token: TOKEN, controller: { watchWindowSeconds: 1 } });
   const opts = { roles: [APP.user], database: 'app' };
   const url = (side: Side) => pair[side].url();
   // the controller's fencing, with a failure right after the fence when a test asks for one
