@@ -95,12 +95,3 @@ export function migrationMetrics(reg: prom.Registry = registry): MigrationMetric
   };
 }
 
-export interface SyncMetrics { lagSeconds: prom.Gauge; lagBytes: prom.Gauge }
-
-export function syncMetrics(reg: prom.Registry = registry): SyncMetrics {
-  const registers = [reg];
-  return {
-    lagSeconds: once(reg, METRIC.syncLagSeconds, () => new prom.Gauge({ name: METRIC.syncLagSeconds, help: 'replication lag of the sync, seconds', registers })),
-    lagBytes: once(reg, METRIC.syncLagBytes, () => new prom.Gauge({ name: METRIC.syncLagBytes, help: 'replication lag of the sync, bytes of WAL', registers })),
-  };
-}
