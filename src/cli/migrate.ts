@@ -87,12 +87,7 @@ export function registerMigrate(program: Command): void {
         process.on('SIGINT', onSigint);
         let rec: MigrationRecord;
         try {
-          for (;;) {
-            rec = await client.get<MigrationRecord>(`/migrations/${id}`);
-            view.show(rec);
-            if (isTerminal(rec.state)) break;
-            await sleep(300);
-          }
+          rec = await untilEnded(client, id, (r) => view.show(r));
         } finally {
           process.off('SIGINT', onSigint);
           view.end();
@@ -134,11 +129,7 @@ const STRATEGY: Record<MigrationClass, string> = {
 async function planAsClassified(client: ControllerClient, sources: Source[], o: MigrateOptions): Promise<number> {
   const dryRun = async (s: Source, type: MigrationClass): Promise<MigrationRecord> => {
     const { id } = await client.post<{ id: string }>('/migrations', migrationRequest(s, type, o));
-    for (;;) {
-      const rec = await client.get<MigrationRecord>(`/migrations/${id}`);
-      if (isTerminal(rec.state)) return rec;
-      await sleep(200);
-    }
+    return untilEnded(client, id);
   };
   let failed = 0;
   for (const s of sources) {
@@ -157,4 +148,14 @@ async function planAsClassified(client: ControllerClient, sources: Source[], o: 
   }
   if (sources.length > 1) process.stdout.write(`${sources.length - failed} of ${sources.length} files planned${failed ? `; ${failed} failed` : ''}\n`);
   return failed ? 1 : 0;
+}
+
+/** Polls a migration until it ends; `each` sees every record read (progress). */
+async function untilEnded(client: ControllerClient, id: string, each?: (rec: MigrationRecord) => void): Promise<MigrationRecord> {
+  for (;;) {
+    const rec = await client.get<MigrationRecord>(`/migrations/${id}`);
+    each?.(rec);
+    if (isTerminal(rec.state)) return rec;
+    await sleep(300);
+  }
 }

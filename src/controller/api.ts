@@ -36,6 +36,13 @@ export interface ApiDeps {
 
 type Handler = (req: Request, res: Response) => Promise<unknown>;
 
+/** `?limit=` of the list routes: 50 by default, 1 to 1000. */
+function queryLimit(req: Request): number {
+  const limit = req.query.limit === undefined ? 50 : Number(req.query.limit);
+  if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RequestError('limit', 'must be an integer from 1 to 1000');
+  return limit;
+}
+
 interface RouteDef {
   method: 'get' | 'post';
   path: string;
@@ -117,8 +124,7 @@ const ROUTES: RouteDef[] = [
     method: 'get', path: '/audit', summary: 'the audit log\'s newest entries, newest first (token fingerprints only)', auth: false,
     responses: { 200: 'list of audit entries' },
     handler: (d) => async (req, res) => {
-      const limit = req.query.limit === undefined ? 50 : Number(req.query.limit);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RequestError('limit', 'must be an integer from 1 to 1000');
+      const limit = queryLimit(req);
       res.json(await d.audit.tail(limit));
     },
   },
@@ -184,8 +190,7 @@ const ROUTES: RouteDef[] = [
     method: 'get', path: '/migrations', summary: 'history, newest first', auth: false,
     responses: { 200: 'list of migration records' },
     handler: (d) => async (req, res) => {
-      const limit = req.query.limit === undefined ? 50 : Number(req.query.limit);
-      if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new RequestError('limit', 'must be an integer from 1 to 1000');
+      const limit = queryLimit(req);
       res.json(await d.orchestrator.list(limit));
     },
   },

@@ -116,3 +116,13 @@ export async function waitFor(env: Env, id: string, timeoutMs = 60_000): Promise
     await new Promise((res) => setTimeout(res, 100));
   }
 }
+
+/** The application's own role (the one fencing binds), as the controller tests use it. */
+export const APP = { user: 'app', password: 'apppass' };
+
+/** Makes APP the application's role of `env`'s controller and creates it on both sides. */
+export async function useAppRole(env: Env): Promise<void> {
+  env.cfg.app.user = APP.user;
+  await env.restart();
+  for (const side of [env.blue, env.green]) await side.query(`CREATE ROLE ${APP.user} LOGIN PASSWORD '${APP.password}'`, [], 'postgres');
+}

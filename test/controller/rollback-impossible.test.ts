@@ -6,19 +6,16 @@
  */
 import prom from 'prom-client';
 import { Client } from 'pg';
-import { api, Env, script, startEnv, waitFor } from './helpers';
+import { api, APP, Env, script, startEnv, useAppRole, waitFor } from './helpers';
 import { startProxy } from '../../src/proxy';
 import { RedisStateStore } from '../../src/state';
 import { proxyConfigFor, PROXY_PASSWORD, PROXY_USER } from '../harness/proxy';
 
 let env: Env;
-const APP = { user: 'app', password: 'apppass' };
 
 beforeAll(async () => {
   env = await startEnv({ redis: true, controller: { watchWindowSeconds: 30, watchIntervalMs: 250, healthFailureLimit: 3 } });
-  env.cfg.app.user = APP.user; // the application's role, fenced on the old side
-  await env.restart();
-  for (const side of [env.blue, env.green]) await side.query(`CREATE ROLE ${APP.user} LOGIN PASSWORD '${APP.password}'`, [], 'postgres');
+  await useAppRole(env); // the application's role, fenced on the old side
   await env.blue.query(`
     CREATE TABLE counters (id int PRIMARY KEY, n int NOT NULL);
     INSERT INTO counters SELECT g, g FROM generate_series(1, 1000) g;

@@ -60,7 +60,6 @@ async function run(ctx: Ctx): Promise<void> {
   const sync = d.sync;
   const flipper = d.flipper;
   if (!sync || !flipper) throw new Error('risky migrations need the sync engine and the flip coordinator, which this controller was started without');
-  // every sync stream this run opened: before the flip, a failure discards them all
   // a rollback must carry every write made on the new side back to the old one: check it now
   if (!rec.noRollback) {
     const inv = await sync.inverse({ mapping: mapping ?? noMapping(), oldSide: source });
@@ -70,6 +69,7 @@ async function run(ctx: Ctx): Promise<void> {
       throw new FlowEnd('failed', `refused: a rollback could not carry the writes made after the flip back to ${source} (${inv.problems.join('; ')}); make the change reversible, or run with --no-rollback to give up automatic rollback; nothing changed`);
     }
   }
+  // every sync stream this run opened: before the flip, a failure discards them all
   const syncs: SyncPort[] = [];
   const fwd = sync.forward({ migrationId: rec.id, source, target, sql: rec.sql, mapping: mapping ?? noMapping() });
   syncs.push(fwd);
@@ -257,7 +257,7 @@ async function rollBackFlip(ctx: Ctx, source: Side, target: Side, rev: ReverseSy
       beforeCommit: async () => {
         // the side left is fenced first, as in the forward flip: a direct writer there either
         // committed before the final reverse catch-up's goal or is refused
-        await fenceLeaving(ctx, target).then((ok) => { fencedTarget = ok; });
+        fencedTarget = await fenceLeaving(ctx, target);
         if (!failed) await rev.catchUp({ maxLagMs: 0, timeoutMs: holdMs }).catch(reverseFailed);
         await rev.stop();
         await advanceSequencesToData(ctx.sideUrl(source));
