@@ -21,6 +21,21 @@ export interface TableVerifyResult {
   firstDifference?: string;
 }
 
+export interface VerifyOutcome {
+  ok: boolean;
+  problems: string[];
+  tables: number;
+  unequal: string[];
+  results?: TableVerifyResult[];
+}
+
+/** Both sides fixed at one instant by pin() (two statements), compared by verify() later. */
+export interface PinnedFlipState {
+  pin(): Promise<void>;
+  verify(tables?: string[]): Promise<VerifyOutcome>;
+  close(): Promise<void>;
+}
+
 export interface FlipOutcome {
   committed: boolean;
   /** epoch after the flip (committed) or unchanged (aborted) */
@@ -76,8 +91,13 @@ export interface ForwardSync extends SyncPort {
   rebuildTarget(): Promise<void>;
   initialCopy(onProgress: (p: SyncStatus) => void): Promise<void>;
   migrateTarget(): Promise<void>;
-  /** all tables, or those named (the source's `schema.table`); `unequal` names the ones that differ */
-  verify(tables?: string[]): Promise<{ ok: boolean; problems: string[]; tables: number; unequal: string[]; results?: TableVerifyResult[] }>;
+  /**
+   * All tables, or those named (the source's `schema.table`), compared at one instant while
+   * writes run (exact: a table that differs differs); `unequal` names the ones that differ.
+   */
+  verify(tables?: string[]): Promise<VerifyOutcome>;
+  /** connections for a comparison of both sides as the flip leaves them (pinned inside the pause, compared after it) */
+  pinFlipState(): Promise<PinnedFlipState>;
   progress(): SyncStatus;
   /** whether the running stream's transactions carry pgflip's origin (a reverse stream skips them) */
   tagsOrigin(): boolean;
@@ -107,6 +127,13 @@ export interface SyncFactory {
 export interface FencePort {
   /** application roles can no longer write to the side */
   fence(side: Side): Promise<void>;
+  /** a fence of the side made ready ahead (connected, bookkeeping in place), for a pause: fence() is then a few round trips */
+  ready(side: Side): Promise<ReadyFence>;
   unfence(side: Side): Promise<void>;
   isFenced(side: Side): Promise<boolean>;
+}
+
+export interface ReadyFence {
+  fence(): Promise<void>;
+  close(): Promise<void>;
 }

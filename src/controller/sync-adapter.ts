@@ -9,7 +9,8 @@ import { withClient } from '../util/pg';
 import { CONTROLLER_APP } from './db';
 import { adminUrl, type PgflipConfig } from '../config';
 import { invertMapping, readCatalog, SyncPrerequisiteError, SyncSession } from '../sync';
-import type { ForwardSync, ReverseSync, SyncFactory, SyncStatus } from './ports';
+import type { VerifyResult } from '../sync';
+import type { ForwardSync, ReverseSync, SyncFactory, SyncStatus, VerifyOutcome } from './ports';
 
 /** Slot (and publication) names of a migration: one prefix, so a restart can find and drop them. */
 export const slotPrefix = (migrationId: string): string => `pgflip_${migrationId.toLowerCase().replace(/[^a-z0-9]/g, '_')}`.slice(0, 56);
@@ -18,6 +19,20 @@ async function catchUp(session: SyncSession, timeoutMs?: number): Promise<SyncSt
   await session.catchUp({ timeoutMs });
   const lag = session.lag();
   return { lagSeconds: lag.seconds, lagBytes: lag.bytes };
+}
+
+function verifyOutcome(r: VerifyResult): VerifyOutcome {
+  const unequal = r.tables.filter((t) => !t.equal);
+  return {
+    ok: r.equal,
+    problems: unequal.map((t) => `${t.table}: ${t.sourceRows} rows on the source, ${t.targetRows} on the target${t.firstDifference ? `, first difference at ${t.firstDifference.key}` : ''}`),
+    tables: r.tables.length,
+    unequal: unequal.map((t) => t.table),
+    results: r.tables.map((t) => ({
+      table: t.table, sourceRows: t.sourceRows, targetRows: t.targetRows, equal: t.equal,
+      ...(t.firstDifference ? { firstDifference: t.firstDifference.key } : {}),
+    })),
+  };
 }
 
 export function syncFactory(cfg: PgflipConfig): SyncFactory {
@@ -66,19 +81,11 @@ export function syncFactory(cfg: PgflipConfig): SyncFactory {
         migrateTarget: () => session.migrateTarget(),
         startStreaming: () => session.startStreaming(),
         catchUp: (o) => catchUp(session, o?.timeoutMs),
-        async verify(tables) {
-          const r = await session.verify(tables);
-          const unequal = r.tables.filter((t) => !t.equal);
-          return {
-            ok: r.equal,
-            problems: unequal.map((t) => `${t.table}: ${t.sourceRows} rows on the source, ${t.targetRows} on the target${t.firstDifference ? `, first difference at ${t.firstDifference.key}` : ''}`),
-            tables: r.tables.length,
-            unequal: unequal.map((t) => t.table),
-            results: r.tables.map((t) => ({
-              table: t.table, sourceRows: t.sourceRows, targetRows: t.targetRows, equal: t.equal,
-              ...(t.firstDifference ? { firstDifference: t.firstDifference.key } : {}),
-            })),
-          };
+        // exact at one instant while writes run (a temporary slot's snapshot, the apply held at its LSN)
+        verify: async (tables) => verifyOutcome(await session.verifyConsistent(tables)),
+        async pinFlipState() {
+          const sides = await session.pinnable();
+          return { pin: () => sides.pin(), verify: async (t) => verifyOutcome(await sides.compare(t)), close: () => sides.close() };
         },
         progress() {
           const lag = session.lag();

@@ -11,7 +11,7 @@ import { classifySql } from '../classifier';
 import { openStateStore } from '../state';
 import type { StateStore } from '../state/store';
 import { FleetFlipOutcome, FlipCoordinator } from '../switch/coordinator';
-import { fence, isFenced, unfence } from '../switch/fencing';
+import { fence, Fencer, isFenced, unfence } from '../switch/fencing';
 import { syncFactory } from './sync-adapter';
 import { createApp } from './api';
 import { AuditLog } from './audit';
@@ -161,6 +161,10 @@ function defaultFence(cfg: PgflipConfig): FencePort | undefined {
   const database = (side: 'blue' | 'green'): string => cfg.app.database ?? decodeURIComponent(new URL(adminUrl(cfg, side)).pathname.slice(1) || 'postgres');
   return {
     async fence(side) { await fence(adminUrl(cfg, side), { roles, database: database(side) }); },
+    async ready(side) {
+      const f = await Fencer.connect(adminUrl(cfg, side), { roles, database: database(side) });
+      return { fence: async () => { await f.fence(); }, close: () => f.close() };
+    },
     async unfence(side) { await unfence(adminUrl(cfg, side), { roles, database: database(side) }); },
     isFenced: (side) => isFenced(adminUrl(cfg, side), database(side)),
   };

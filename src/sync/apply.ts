@@ -227,6 +227,8 @@ export class ChangeApplier {
   /** the position the last target transaction sent stores in sync_state */
   private storedLsn: Lsn;
   private wakeups: (() => void)[] = [];
+  /** a hold at a source transaction boundary (see hold and holdAt) */
+  private barrier?: { lsn: Lsn; reached: boolean; waiters: (() => void)[] };
   private lastAck = 0;
   private ackTimer?: NodeJS.Timeout;
 
@@ -291,6 +293,10 @@ export class ChangeApplier {
       for (;;) {
         if (this.failed || this.stopRequested) break;
         if (this.queueHead < this.queue.length) {
+          if (this.barrier && this.holdsBefore(this.queue[this.queueHead])) {
+            if (await this.settleAtBarrier()) break;
+            continue;
+          }
           const item = this.queue[this.queueHead++];
           if (this.queueHead > 4096 && this.queueHead * 2 > this.queue.length) {
             this.queue.splice(0, this.queueHead);
@@ -320,6 +326,8 @@ export class ChangeApplier {
           await this.send();
           continue;
         }
+        // Ran dry at a boundary already confirmed past the barrier: everything before it is applied.
+        if (this.barrier && !this.inSourceTxn && !this.inFlight.length && this.confirmedLsn >= this.barrier.lsn) this.reachBarrier();
         break;
       }
     } catch (err) {
@@ -332,9 +340,79 @@ export class ChangeApplier {
     }
   }
 
+  /**
+   * Apply nothing that begins from now on: the source transactions already begun are finished,
+   * the next one waits. A position to hold at, known only later (a snapshot's), is then given
+   * to holdAt(); release() lets everything go on.
+   */
+  hold(): void {
+    this.barrier ??= { lsn: 0n, reached: false, waiters: [] };
+  }
+
+  /**
+   * Apply every source transaction that commits before `lsn` and none that commits at or after
+   * it (what a snapshot exported at `lsn` shows), then hold there. Resolves once those are
+   * committed on the target. Call hold() first when `lsn` is read after now: transactions the
+   * stream delivers meanwhile must not be applied past it.
+   */
+  holdAt(lsn: Lsn): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed);
+    const b = this.barrier ??= { lsn, reached: false, waiters: [] };
+    if (lsn < this.appliedLsn) return Promise.reject(new SyncApplyError(`cannot hold at ${formatLsn(lsn)}: transactions up to ${formatLsn(this.appliedLsn)} are applied already`));
+    b.lsn = lsn;
+    b.reached = false;
+    const done = new Promise<void>((resolve) => b.waiters.push(resolve));
+    if (!this.pumping) void this.pump();
+    return done;
+  }
+
+  /** End a hold: the transactions held back are applied. */
+  release(): void {
+    this.releaseWaiters();
+    this.barrier = undefined;
+    if (!this.pumping && !this.stopRequested) void this.pump();
+  }
+
+  /** Is `item` the first the hold keeps back: a transaction committing at or past it, or proof the stream passed it? */
+  private holdsBefore(item: Item): boolean {
+    const b = this.barrier!;
+    if (item.kind === 'msg') return item.m.tag === 'begin' && item.m.finalLsn >= b.lsn;
+    // outside a source transaction the walsender has sent everything up to walEnd
+    return !this.inSourceTxn && item.walEnd >= b.lsn && b.lsn > 0n;
+  }
+
+  /** At the hold: commit what is built, wait for the round trips; true when the pump should stop. */
+  private async settleAtBarrier(): Promise<boolean> {
+    if (this.group.length) {
+      if (!this.canSend()) return true; // a round trip's completion runs the pump again
+      await this.commitGroup();
+      return false;
+    }
+    if (this.inFlight.length) return true;
+    this.reachBarrier();
+    return true;
+  }
+
+  /** A failure or a stop ends every wait for a hold; the waiter looks at `failed`. */
+  private releaseWaiters(): void {
+    const w = this.barrier?.waiters ?? [];
+    if (this.barrier) this.barrier.waiters = [];
+    for (const f of w) f();
+  }
+
+  private reachBarrier(): void {
+    const b = this.barrier!;
+    if (b.reached || b.lsn === 0n) return;
+    b.reached = true;
+    const w = b.waiters;
+    b.waiters = [];
+    for (const f of w) f();
+  }
+
   /** Stop applying: a partly applied source transaction is rolled back (it was never acknowledged). */
   stop(): void {
     this.stopRequested = true;
+    this.releaseWaiters();
     clearTimeout(this.ackTimer);
     this.ackTimer = undefined;
     this.queue.length = 0;
@@ -356,6 +434,7 @@ export class ChangeApplier {
     this.queue.length = 0;
     this.queueHead = 0;
     this.wake();
+    this.releaseWaiters();
     if (!this.pumping) {
       this.pumping = true;
       void this.rollbackOpen().finally(() => { this.pumping = false; });

@@ -1,6 +1,6 @@
 /** The sync engine's public API (docs/sync.md). */
 export { SyncSession, SyncMigrationError, SyncStateError } from './session';
-export type { SyncSessionOptions, SyncProgress, SyncPhase, CopySummary, CatchUpResult } from './session';
+export type { SyncSessionOptions, SyncProgress, SyncPhase, CopySummary, CatchUpResult, PinnedSides } from './session';
 export { invertMapping, isWidening } from './invert';
 export type { InverseMapping } from './invert';
 export { readCatalog } from './catalog';

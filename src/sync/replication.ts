@@ -55,11 +55,12 @@ export class ReplicationConnection {
     return (this.client as unknown as { connection: PgConnection }).connection;
   }
 
-  async createSlot(name: string, exportSnapshot: boolean): Promise<CreatedSlot> {
+  /** A temporary slot is dropped by the server when this connection ends (or fails). */
+  async createSlot(name: string, exportSnapshot: boolean, o: { temporary?: boolean } = {}): Promise<CreatedSlot> {
     const opts = this.serverVersion >= 150000
       ? `(SNAPSHOT ${exportSnapshot ? "'export'" : "'nothing'"})`
       : (exportSnapshot ? 'EXPORT_SNAPSHOT' : 'NOEXPORT_SNAPSHOT');
-    const { rows } = await this.client.query(`CREATE_REPLICATION_SLOT ${qi(name)} LOGICAL pgoutput ${opts}`);
+    const { rows } = await this.client.query(`CREATE_REPLICATION_SLOT ${qi(name)}${o.temporary ? ' TEMPORARY' : ''} LOGICAL pgoutput ${opts}`);
     const row = rows[0];
     return { name, lsn: parseLsn(row.consistent_point), snapshot: row.snapshot_name ?? undefined };
   }

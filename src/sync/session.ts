@@ -114,6 +114,17 @@ export class SyncStateError extends Error {
 }
 
 
+/** Both sides fixed at one instant by pin(), compared later (SyncSession.pinnable). */
+export interface PinnedSides {
+  pin(): Promise<void>;
+  compare(only?: string[]): Promise<VerifyResult>;
+  close(): Promise<void>;
+}
+
+async function endAll(...clients: Client[]): Promise<void> {
+  await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
+}
+
 export class SyncSession {
   readonly slotName: string;
   readonly direction: 'forward' | 'reverse';
@@ -126,6 +137,8 @@ export class SyncSession {
   private applier?: ChangeApplier;
   private applyClient?: Client;
   private monitor?: Client;
+  /** the target connection catchUp() moves sequences on */
+  private seqClient?: Client;
   private timer?: NodeJS.Timeout;
   private stopping = false;
   private lagBytes = 0;
@@ -405,6 +418,10 @@ export class SyncSession {
     const resumeLsn = state.length ? parseLsn(state[0].lsn) : 0n;
     await this.targetCatalog(true);
 
+    const seqClient = syncClient(this.o.target);
+    seqClient.on('error', () => undefined); // failures surface through its queries
+    await seqClient.connect();
+    this.seqClient = seqClient;
     const rep = await ReplicationConnection.connect(this.o.source);
     this.rep = rep;
     const applier = new ChangeApplier({
@@ -536,10 +553,14 @@ export class SyncSession {
         await monitor.query("SET synchronous_commit = on; SELECT pg_logical_emit_message(true, 'pgflip_catchup', '')").catch(() => undefined);
       }
       this.rep.sendStatus(applier.confirmedLsn, true);
-      await sleep(20);
+      // short: inside a flip's pause every millisecond here is held traffic
+      await sleep(5);
     }
     if (this.failure) throw this.failure;
-    const sequences = await withClient(this.o.target, (t) => syncSequences(monitor, t));
+    const caughtUp = Date.now();
+    // on a connection opened with the stream: inside a flip's pause a new one costs a backend start
+    const sequences = this.seqClient ? await syncSequences(monitor, this.seqClient) : await withClient(this.o.target, (t) => syncSequences(monitor, t));
+    this.log.debug({ applyMs: caughtUp - started, sequencesMs: Date.now() - caughtUp }, 'sync: caught up');
     if (sequences.missing.length) this.log.warn({ missing: sequences.missing }, 'sync: source sequences without a target counterpart');
     this.gauges.seconds.set({ direction: this.direction }, 0);
     this.gauges.bytes.set({ direction: this.direction }, 0);
@@ -551,26 +572,110 @@ export class SyncSession {
   /**
    * Row counts and checksums of the mapped columns, table by table: all streamed tables, or
    * those named (`schema.table` of the source). Exact only while writes are held or stopped;
-   * with writes running, a table written meanwhile can differ for a moment.
+   * with writes running, a table written meanwhile can differ for a moment: verifyConsistent()
+   * compares one instant instead.
    */
   async verify(only?: string[]): Promise<VerifyResult> {
-    const tables = (await this.streamedTables()).filter((t) => !only || only.includes(tableKey(t)));
+    const [src, tgt] = await this.verifyClients();
+    try {
+      return await this.compare(src, tgt, only);
+    } finally {
+      await endAll(src, tgt);
+    }
+  }
+
+  /**
+   * Verification at one instant while writes go on, exact: the source at a temporary slot's
+   * exported snapshot, the target with the forward apply held at exactly that slot's LSN
+   * (every source transaction committed before it applied, none after) and pinned there by a
+   * snapshot of its own. The apply is held only until that snapshot is taken, so the lag does
+   * not grow while tables are compared. A table that differs here differs.
+   */
+  async verifyConsistent(only?: string[], opts: { timeoutMs?: number } = {}): Promise<VerifyResult & { lsn: string }> {
+    const applier = this.applier;
+    if (!applier || !this.rep) throw new SyncStateError('verifyConsistent: the stream is not running (call startStreaming first)');
+    const [src, tgt] = await this.verifyClients();
+    let rep: ReplicationConnection | undefined;
+    try {
+      rep = await ReplicationConnection.connect(this.o.source);
+      // Nothing new is applied from here, so nothing past the slot's LSN, read next, can be.
+      applier.hold();
+      const slot = await rep.createSlot(`${this.slotName}_v`, true, { temporary: true });
+      await src.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await src.query(`SET TRANSACTION SNAPSHOT ${ql(slot.snapshot!)}`);
+      await this.waitHeldAt(applier, slot.lsn, opts.timeoutMs ?? 120_000);
+      await tgt.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      await tgt.query('SELECT 1'); // the snapshot is taken at the first statement
+      applier.release();
+      // the imported snapshot outlives the exporting connection; the temporary slot goes with it
+      await rep.close();
+      rep = undefined;
+      this.log.info({ lsn: formatLsn(slot.lsn) }, 'sync: verifying at one instant');
+      return { ...(await this.compare(src, tgt, only)), lsn: formatLsn(slot.lsn) };
+    } finally {
+      applier.release();
+      await Promise.all([rep?.close(), endAll(src, tgt)]);
+    }
+  }
+
+  /**
+   * Two connections, opened now, that pin() later fixes at one instant of both sides (for the
+   * flip: once the final catch-up is done and writes are held, two statements); compare()
+   * then verifies that instant while traffic runs again.
+   */
+  async pinnable(): Promise<PinnedSides> {
+    const [src, tgt] = await this.verifyClients();
+    let pinned = false;
+    return {
+      pin: async () => {
+        await Promise.all([src, tgt].map((c) => c.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1')));
+        pinned = true;
+      },
+      compare: async (only) => {
+        if (!pinned) throw new SyncStateError('compare: pin() was not called');
+        return this.compare(src, tgt, only);
+      },
+      close: () => endAll(src, tgt),
+    };
+  }
+
+  private async verifyClients(): Promise<[Client, Client]> {
     const src = syncClient(this.o.source);
     const tgt = syncClient(this.o.target);
     for (const c of [src, tgt]) c.on('error', () => undefined); // failures surface through the queries
-    await Promise.all([src.connect(), tgt.connect()]);
     try {
-      const results = [];
-      for (const t of tables) {
-        const plan = this.index.plan(t, t.columns.filter((c) => !c.generated).map((c) => c.name));
-        const r = await verifyTable(src, tgt, plan, t.keyColumns);
-        this.progress({ phase: 'verify', table: r.table, done: true, message: r.equal ? 'equal' : 'different' });
-        results.push(r);
-      }
-      return { equal: results.every((r) => r.equal), tables: results };
-    } finally {
-      await Promise.all([src.end().catch(() => undefined), tgt.end().catch(() => undefined)]);
+      await Promise.all([src.connect(), tgt.connect()]);
+    } catch (err) {
+      await endAll(src, tgt);
+      throw err;
     }
+    return [src, tgt];
+  }
+
+  private async compare(src: Client, tgt: Client, only?: string[]): Promise<VerifyResult> {
+    const tables = (await this.streamedTables()).filter((t) => !only || only.includes(tableKey(t)));
+    const results = [];
+    for (const t of tables) {
+      const plan = this.index.plan(t, t.columns.filter((c) => !c.generated).map((c) => c.name));
+      const r = await verifyTable(src, tgt, plan, t.keyColumns);
+      this.progress({ phase: 'verify', table: r.table, done: true, message: r.equal ? 'equal' : 'different' });
+      results.push(r);
+    }
+    return { equal: results.every((r) => r.equal), tables: results };
+  }
+
+  /** Until the apply holds at `lsn`; asks the walsender for keepalives, which prove an idle stream passed it. */
+  private async waitHeldAt(applier: ChangeApplier, lsn: Lsn, timeoutMs: number): Promise<void> {
+    let held = false;
+    const holding = applier.holdAt(lsn).then(() => { held = true; });
+    const deadline = Date.now() + timeoutMs;
+    while (!held) {
+      if (this.failure ?? applier.failed) throw this.failure ?? applier.failed;
+      if (Date.now() > deadline) throw new SyncStateError(`verify: the apply did not reach ${formatLsn(lsn)} within ${timeoutMs} ms (${formatLsn(applier.confirmedLsn)} confirmed)`);
+      this.rep?.sendStatus(applier.confirmedLsn, true);
+      await Promise.race([holding, sleep(20)]);
+    }
+    if (this.failure ?? applier.failed) throw this.failure ?? applier.failed;
   }
 
   // ---- 7. stop and cleanup ----
@@ -592,6 +697,8 @@ export class SyncSession {
     this.applyClient = undefined;
     await this.monitor?.end().catch(() => undefined);
     this.monitor = undefined;
+    await this.seqClient?.end().catch(() => undefined);
+    this.seqClient = undefined;
   }
 
   /** Stop, then drop the slot and publication on the source and the origin and state row on the target. */

@@ -17,7 +17,7 @@ import type { FencePort } from '../../src/controller/ports';
 import { startProxy, ProxyServer } from '../../src/proxy';
 import { MemoryStateStore } from '../../src/state';
 import type { Side } from '../../src/side';
-import { fence, isFenced, unfence } from '../../src/switch/fencing';
+import { fence, Fencer, isFenced, unfence } from '../../src/switch/fencing';
 import { startPair, TestCluster } from '../harness/clusters';
 import { appUrlOf, UP_APP, upLikeConfig } from '../harness/up-like';
 
@@ -53,13 +53,20 @@ beforeAll(async () => {
   const opts = { roles: [APP.user], database: 'app' };
   const url = (side: Side) => pair[side].url();
   // the controller's fencing, with a failure right after the fence when a test asks for one
+  const afterFence = async () => {
+    const why = failAfterFence;
+    failAfterFence = undefined;
+    // a failure that takes a moment (a timeout): a client connecting meanwhile waits for the flip's end
+    if (why) { await new Promise((r) => setTimeout(r, 400)); throw new Error(why); }
+  };
   const fencePort: FencePort = {
     async fence(side) {
       await fence(url(side), opts);
-      const why = failAfterFence;
-      failAfterFence = undefined;
-      // a failure that takes a moment (a timeout): a client connecting meanwhile waits for the flip's end
-      if (why) { await new Promise((r) => setTimeout(r, 400)); throw new Error(why); }
+      await afterFence();
+    },
+    async ready(side) {
+      const f = await Fencer.connect(url(side), opts);
+      return { fence: async () => { await f.fence(); await afterFence(); }, close: () => f.close() };
     },
     async unfence(side) { await unfence(url(side), opts); },
     isFenced: (side) => isFenced(url(side), 'app'),

@@ -172,16 +172,24 @@ it('refuses superuser and unknown roles, naming them', async () => {
   expect(await isFenced(pg.url(), 'app')).toBe(false);
 });
 
-it('ends every bypassing session, all of them gone when fence() returns, including one stuck in a query', async () => {
+it('ends every bypassing session: those that could still commit gone when fence() returns, the idle ones signalled and refused', async () => {
   const sessions = await Promise.all(Array.from({ length: 6 }, () => connectAs('app_rw', 'worker')));
   const pids = await Promise.all(sessions.map(async (s) => (await s.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number));
   // one of them busy in a long query: it ends at its next interrupt check
   const busy = sessions[0].query('SELECT pg_sleep(30)').catch((err: Error) => err);
+  // one inside a transaction that wrote before the fence: its COMMIT would need no privilege
+  await sessions[1].query("BEGIN; INSERT INTO orders (id, note) VALUES (990001, 'written before the fence')");
   try {
     const report = await fence(pg.url(), { roles: ['app_rw'], database: 'app' });
     expect(report.terminated.map((t) => t.pid).sort()).toEqual([...pids].sort());
-    expect(await pg.query('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids])).toEqual([]);
+    expect(await pg.query('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids.slice(0, 2)])).toEqual([]);
     expect(String(await busy)).toMatch(/terminating connection due to administrator command/);
+    await expect(sessions[1].query('COMMIT')).rejects.toThrow();
+    expect(await pg.query("SELECT 1 FROM orders WHERE note = 'written before the fence'")).toEqual([]);
+    // the idle ones end too, a moment later; none of them can write meanwhile
+    for (const s of sessions.slice(2)) await expect(s.query("INSERT INTO orders (id, note) VALUES (990002, 'after the fence')")).rejects.toThrow();
+    for (let i = 0; i < 100 && (await pg.query('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids])).length; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await pg.query('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids])).toEqual([]);
   } finally {
     await unfence(pg.url(), { database: 'app' });
     await Promise.all(sessions.map((s) => s.end().catch(() => undefined)));

@@ -13,7 +13,7 @@ import { otherSide, Side } from '../../side';
 import { connectClient } from '../../util/pg';
 import { advanceSequencesToData, CONTROLLER_APP } from '../db';
 import { copyLedger, recordLedger } from '../ledger';
-import type { ReverseSync, SyncPort, TableVerifyResult } from '../ports';
+import type { PinnedFlipState, ReverseSync, SyncPort, TableVerifyResult } from '../ports';
 import type { MigrationRecord } from '../types';
 import { errMsg, FlowEnd } from '../steps';
 import { controllerMetrics } from '../metrics';
@@ -29,9 +29,6 @@ const ROLLBACK_STEPS = ['roll back', 'reverse catch-up'] as const;
 export type RiskyStep = typeof RISKY_STEPS[number] | typeof ROLLBACK_STEPS[number];
 
 type Ctx = FlowContext<RiskyStep>;
-
-/** further comparisons, each after a catch-up, of tables that differed while writes ran */
-const VERIFY_RETRIES = 2;
 
 export const riskyFlow: Flow<RiskyStep> = {
   steps: RISKY_STEPS,
@@ -83,6 +80,7 @@ async function run(ctx: Ctx): Promise<void> {
     await dryRunEnd(ctx, riskyFlow, source, statements);
   }
   let flipped = false;
+  let verdict: WatchVerdict = { ok: true, reason: 'no watch window' };
   // the application's traffic on the old side from here to the flip: its error rate before the flip
   const trafficAtStart = await trafficSnapshot(d.cfg.controller, d.store);
   let preFlip: PreFlip | undefined;
@@ -115,22 +113,14 @@ async function run(ctx: Ctx): Promise<void> {
       rec.lag = { seconds: p.lagSeconds ?? 0, bytes: p.lagBytes ?? 0 };
       s.detail = `lag ${rec.lag.seconds.toFixed(2)} s, ${rec.lag.bytes} bytes`;
     });
-    // Verified while writes continue, so that the pause does not grow with the data: a table
-    // written meanwhile can differ for a moment and is compared again after a catch-up; what
-    // still differs is compared once more while writes are held, where it must match.
-    let pending: string[] = [];
+    // Compared at one instant while writes continue (the source at a snapshot, the target held
+    // at that snapshot's position), so the pause does not grow with the data, and exact: a
+    // table that differs here fails the migration before anything changes for the application.
     await steps.run('verify', async (s) => {
-      let r = await fwd.verify();
+      const r = await fwd.verify();
       recordVerify(rec, r.results);
-      for (let attempt = 0; r.unequal.length && attempt < VERIFY_RETRIES; attempt++) {
-        await fwd.catchUp({ maxLagMs: 0, timeoutMs: 10 * 60_000 });
-        r = { ...(await fwd.verify(r.unequal)), tables: r.tables };
-        recordVerify(rec, r.results);
-      }
-      pending = r.unequal;
-      s.detail = pending.length
-        ? `${r.tables - pending.length} of ${r.tables} table(s) match; ${pending.join(', ')} changed while compared: compared again while writes are held`
-        : `row counts and checksums of ${r.tables} table(s) match`;
+      if (!r.ok) throw new Error(`verification failed: ${r.problems.join('; ')}; traffic stayed on ${source}`);
+      s.detail = `row counts and checksums of ${r.tables} table(s) match`;
     });
     if (rec.switchDelaySeconds > 0) {
       await steps.run('switch delay', async (s) => {
@@ -140,56 +130,69 @@ async function run(ctx: Ctx): Promise<void> {
     } else await steps.skip('switch delay', 'no --switch-delay');
     const rev = sync.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? noMapping() });
     syncs.push(rev);
-    await steps.run('flip', async (s) => {
-      // The reverse slot is created before the pause, not in it (slot creation waits for a
-      // consistent point), when that is safe: until the flip only the forward apply writes to
-      // the new side, and the reverse stream skips its transactions by their replication
-      // origin. Without the origin (no superuser on the new side) it is created inside the
-      // pause, once the forward stream has stopped.
-      preFlip = preFlipRate(source, trafficAtStart, await trafficSnapshot(d.cfg.controller, d.store));
-      const earlySlot = fwd.tagsOrigin();
-      if (earlySlot) await rev.createSlot();
-      // what the pause is made of, for the step's detail
-      const held = new PhaseTimer();
-      const o = await flipper.flip({
-        target,
-        deadlineMs: Math.min(d.cfg.controller.holdLimitSeconds * 1000, 10_000),
-        onAbort: async () => { await d.fence?.unfence(source); await rev.stop().catch(() => undefined); },
-        beforeCommit: async () => {
-          // Fence first: a writer that bypasses the proxy (a cron job, another application)
-          // either committed before the fence, and so before the goal of the final catch-up
-          // read next, or is refused; nothing lands on the old side after the goal.
-          await held.time('fence', async () => { await d.fence?.fence(source); });
-          await held.time('final catch-up', () => fwd.catchUp({ maxLagMs: 0, timeoutMs: d.cfg.controller.holdLimitSeconds * 1000 }));
-          // the tables that differed while writes ran: now the sides must be equal, or the flip aborts
-          await held.time('verify', () => s.inner('final verify', async (v) => {
-            if (!pending.length) { v.detail = 'every table matched before the pause'; return; }
-            const r = await fwd.verify(pending);
-            recordVerify(rec, r.results);
-            if (!r.ok) throw new Error(`verification failed: ${r.problems.join('; ')}`);
-            v.detail = `${pending.join(', ')}: row counts and checksums match (writes held)`;
-          }));
-          await fwd.stop();
-          await held.time('reverse sync', async () => { if (!earlySlot) await rev.createSlot(); await rev.startStreaming(); });
-        },
+    // Made ready before the pause, so that inside it each is a few statements: the fence of
+    // the old side, and the two connections that fix both sides as the flip leaves them.
+    const fencer = await d.fence?.ready(source);
+    const atFlip = await fwd.pinFlipState();
+    try {
+      await steps.run('flip', async (s) => {
+        // The reverse stream is started before the pause, not in it (slot creation waits for a
+        // consistent point, and starting a stream takes several connections), when that is
+        // safe: until the flip only the forward apply writes to the new side, and the reverse
+        // stream skips its transactions by their replication origin. Without the origin (no
+        // superuser on the new side) it is created and started inside the pause, once the
+        // forward stream has stopped.
+        preFlip = preFlipRate(source, trafficAtStart, await trafficSnapshot(d.cfg.controller, d.store));
+        const early = fwd.tagsOrigin();
+        if (early) { await rev.createSlot(); await rev.startStreaming(); }
+        // what writes left behind meanwhile, applied while they still run: the pause's catch-up is then short
+        await fwd.catchUp({ maxLagMs: 0, timeoutMs: 10 * 60_000 });
+        // what the pause is made of, for the step's detail
+        const held = new PhaseTimer();
+        const o = await flipper.flip({
+          target,
+          deadlineMs: Math.min(d.cfg.controller.holdLimitSeconds * 1000, 10_000),
+          onAbort: async () => { await d.fence?.unfence(source); await rev.stop().catch(() => undefined); },
+          beforeCommit: async () => {
+            // Fence first: a writer that bypasses the proxy (a cron job, another application)
+            // either committed before the fence, and so before the goal of the final catch-up
+            // read next, or is refused; nothing lands on the old side after the goal.
+            await held.time('fence', async () => { await fencer?.fence(); });
+            await held.time('final catch-up', () => fwd.catchUp({ maxLagMs: 0, timeoutMs: d.cfg.controller.holdLimitSeconds * 1000 }));
+            // both sides as the flip leaves them, compared once traffic runs again (final verify)
+            await held.time('pin', () => atFlip.pin());
+            if (!early) {
+              await fwd.stop();
+              await held.time('reverse sync', async () => { await rev.createSlot(); await rev.startStreaming(); });
+            }
+          },
+        });
+        // the old side is fenced and fully applied: nothing is left for the forward stream
+        if (o.committed && early) await fwd.stop();
+        if (!o.committed) throw new Error(`flip aborted: ${o.reason ?? 'unknown'}; traffic stayed on ${source}`);
+        const pause = o.pauseMs !== undefined ? `, pause ${Math.round(o.pauseMs)} ms: ${held.summary()}` : '';
+        s.detail = `all proxies on ${target} (epoch ${o.epoch}${pause}); ${source} fenced, reverse sync running`;
       });
-      if (!o.committed) throw new Error(`flip aborted: ${o.reason ?? 'unknown'}; traffic stayed on ${source}`);
-      const pause = o.pauseMs !== undefined ? `, pause ${Math.round(o.pauseMs)} ms: ${held.summary()}` : '';
-      s.detail = `all proxies on ${target} (epoch ${o.epoch}${pause}); ${source} fenced, reverse sync running`;
-    });
-    flipped = true;
-    let verdict: WatchVerdict = { ok: true, reason: 'no watch window' };
-    await steps.run('watch', async (s) => {
-      verdict = await watchWindow({ cfg: d.cfg.controller, windowSeconds: watchSeconds(d.cfg, rec), store: d.store, url: ctx.sideUrl(target), side: target, signal: ctx.signal, preFlip });
-      s.detail = verdict.reason;
-    });
-    const v = verdict as WatchVerdict;
+      flipped = true;
+      verdict = await finalVerify(ctx, atFlip, source, target);
+    } finally {
+      await Promise.all([fencer?.close(), atFlip.close()]);
+    }
+    if (verdict.ok) {
+      await steps.run('watch', async (s) => {
+        verdict = await watchWindow({ cfg: d.cfg.controller, windowSeconds: watchSeconds(d.cfg, rec), store: d.store, url: ctx.sideUrl(target), side: target, signal: ctx.signal, preFlip });
+        s.detail = verdict.reason;
+      });
+    } else await steps.skip('watch', `not watched: ${verdict.reason}`);
+    const v = verdict;
     if (!v.ok && !rec.noRollback) {
       await rollBackFlip(ctx, source, target, rev, v.reason).catch(async (err) => {
-        // staying on the new side: the sync of this migration is over in both directions
-        if (err instanceof FlowEnd && err.state === 'failed') {
-          await rev.stop().catch(() => undefined);
-          await rev.cleanup().catch((e) => rec.warnings.push(`could not drop the reverse slot: ${errMsg(e)}`));
+        // rolled back or staying on the new side: the sync of this migration is over in both directions
+        if (err instanceof FlowEnd) {
+          if (err.state === 'failed') {
+            await rev.stop().catch(() => undefined);
+            await rev.cleanup().catch((e) => rec.warnings.push(`could not drop the reverse slot: ${errMsg(e)}`));
+          }
           await fwd.cleanup().catch((e) => rec.warnings.push(`could not drop the forward slot: ${errMsg(e)}`));
         }
         throw err;
@@ -209,6 +212,27 @@ async function run(ctx: Ctx): Promise<void> {
       for (const sp of syncs) { await sp.stop().catch(() => undefined); await sp.cleanup().catch(() => undefined); }
     }
     throw err;
+  }
+}
+
+/**
+ * The sides as the flip left them (fixed inside the pause: the old one fenced and fully
+ * streamed, the new one before any application write) must be equal; compared while traffic
+ * runs on the new side. A difference is the flip carrying wrong data: a failed verdict, which
+ * rolls back through the reverse stream (every write made on the new side goes back too).
+ */
+async function finalVerify(ctx: Ctx, atFlip: PinnedFlipState, source: Side, target: Side): Promise<WatchVerdict> {
+  try {
+    await ctx.steps.run('final verify', async (s) => {
+      const r = await atFlip.verify();
+      recordVerify(ctx.rec, r.results);
+      if (!r.ok) throw new Error(`${target} differs from ${source} as the flip left them: ${r.problems.join('; ')}`);
+      s.detail = `row counts and checksums of ${r.tables} table(s) equal as the flip left both sides`;
+    });
+    return { ok: true, reason: 'sides equal at the flip' };
+  } catch (err) {
+    // a comparison that cannot run (the new side died) is no proof either
+    return { ok: false, reason: `verification after the flip: ${errMsg(err)}` };
   }
 }
 
