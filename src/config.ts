@@ -51,6 +51,8 @@ export interface PgflipConfig {
     holdGraceMs: number;
     /** target connections a flip opens (and replays state on) at once, before it holds anyone */
     prepareConcurrency: number;
+    /** how long a session whose side went down, or a new client, waits for a flip or the side's return */
+    lostBackendWaitMs: number;
   };
   controller: {
     listen: HostPort;
@@ -112,6 +114,7 @@ export function defaultConfig(): PgflipConfig {
       pinnedPolicy: 'terminate',
       holdGraceMs: 50,
       prepareConcurrency: 16,
+      lostBackendWaitMs: 30_000,
     },
     controller: {
       listen: { host: '127.0.0.1', port: 8080 },
@@ -275,6 +278,7 @@ export function validateConfig(cfg: PgflipConfig, required: Array<'backends' | '
   if (p.pinnedPolicy !== 'terminate' && p.pinnedPolicy !== 'abort') throw new ConfigError('proxy.pinnedPolicy', 'must be terminate or abort');
   checkPositiveInt('proxy.holdGraceMs', p.holdGraceMs);
   checkPositiveInt('proxy.prepareConcurrency', p.prepareConcurrency);
+  checkPositiveInt('proxy.lostBackendWaitMs', p.lostBackendWaitMs);
   const c = cfg.controller;
   checkPort('controller.listen', c.listen);
   if (required.includes('apiToken') && !c.apiToken) throw new ConfigError('PGFLIP_API_TOKEN', 'is required (controller.apiToken)');

@@ -71,7 +71,16 @@ export interface BackendConnection {
  * (unknown database, too many connections, shutting down…).
  */
 export class BackendConnectError extends Error {
-  constructor(message: string, readonly code: string, readonly serverError?: Buffer) { super(message); }
+  constructor(message: string, readonly code: string, readonly serverError?: Buffer, private readonly noServer = false) { super(message); }
+
+  /** no server there, or one not accepting connections yet: `sideDown` */
+  static unreachable(message: string): BackendConnectError { return new BackendConnectError(message, '08006', undefined, true); }
+
+  /**
+   * The side is not there (refused, timed out, closed, starting up or shutting down), as opposed
+   * to a side that answers and refuses this connection: worth waiting for (lost-backend.ts).
+   */
+  get sideDown(): boolean { return this.noServer || this.code === '57P03'; }
 }
 
 const AUTH_ERROR_CLASS = '28';
@@ -81,11 +90,11 @@ function describe(t: BackendTarget): string { return `${t.side} backend at ${t.h
 function openSocket(t: BackendTarget, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: t.host, port: t.port });
-    const timer = setTimeout(() => { s.destroy(); reject(new BackendConnectError(`cannot connect to the ${describe(t)}: timeout after ${timeoutMs} ms`, '08006')); }, timeoutMs);
+    const timer = setTimeout(() => { s.destroy(); reject(BackendConnectError.unreachable(`cannot connect to the ${describe(t)}: timeout after ${timeoutMs} ms`)); }, timeoutMs);
     s.once('connect', () => { clearTimeout(timer); s.removeAllListeners('error'); resolve(s); });
     s.once('error', (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new BackendConnectError(`cannot connect to the ${describe(t)}: ${e.code ?? e.message}`, '08006'));
+      reject(BackendConnectError.unreachable(`cannot connect to the ${describe(t)}: ${e.code ?? e.message}`));
     });
   });
 }
@@ -102,7 +111,7 @@ function readOne(s: net.Socket, n: number): Promise<Buffer> {
 async function negotiateTls(s: net.Socket, t: BackendTarget): Promise<net.Socket> {
   if (t.sslmode === 'disable' || t.sslmode === 'allow') return s;
   s.write(serialize.requestSsl());
-  const answer = (await readOne(s, 1).catch(() => { throw new BackendConnectError(`the ${describe(t)} closed the connection during SSL negotiation`, '08006'); }))[0];
+  const answer = (await readOne(s, 1).catch(() => { throw BackendConnectError.unreachable(`the ${describe(t)} closed the connection during SSL negotiation`); }))[0];
   if (answer !== SSL_ACCEPTED) {
     if (t.sslmode === 'prefer') return s;
     throw new BackendConnectError(`the ${describe(t)} does not support SSL, but sslmode=${t.sslmode}`, '08006');
@@ -228,7 +237,7 @@ function authenticate(s: net.Socket, t: BackendTarget): Promise<BackendConnectio
         finish(e as Error);
       }
     };
-    const onClose = () => finish(new BackendConnectError(`the ${describe(t)} closed the connection during startup`, '08006'));
+    const onClose = () => finish(BackendConnectError.unreachable(`the ${describe(t)} closed the connection during startup`));
     s.on('data', onData);
     s.once('error', onClose);
     s.once('close', onClose);

@@ -43,6 +43,10 @@ export interface ProxyContext {
   /** the session has its backend and is about to relay */
   sessionAttached(s: unknown): void;
   sessionEnded(s: unknown): void;
+  /** the session's backend closed unasked, with the session at message boundaries: it waits for a new one (lost-backend.ts) */
+  backendLost(s: unknown): void;
+  /** resolves when a side may have come back or the active side changed (or after `ms`): a new client tries again */
+  nextBackendChange(ms: number): Promise<void>;
 }
 
 /** Client-facing cancel keys: issued per session, repointed by a switch, answered fleet-wide (cancel-router.ts). */

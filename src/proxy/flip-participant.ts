@@ -195,7 +195,8 @@ export class ProxyFlipParticipant implements FlipParticipant {
       phase: 'preparing', holdStartedAt: 0, holdStartedAtEpochMs: 0, attempts: 0, lastHeldAt: 0, queue: [], running: 0, waitingFor: new Set(), catalogs: new Map(), checkScheduled: false,
     };
     this.run = run;
-    for (const s of this.host.sessions()) if (s.phase === 'attached' && !s.isClosed) this.addEntry(run, s);
+    // a session that lost its backend with its side waits for one of its own (lost-backend.ts): it holds up nothing
+    for (const s of this.host.sessions()) if (s.phase === 'attached' && !s.isClosed && !s.orphaned) this.addEntry(run, s);
     this.log.info({ from, target: run.target, sessions: run.entries.size, deadlineInMs: deadline - Date.now() }, 'flip: preparing target connections');
     run.deadlineTimer = setTimeout(() => this.atDeadline(run), Math.max(0, deadline - Date.now()));
     // under policy abort a pinned session makes the flip fail: say so now, not at the deadline
@@ -272,7 +273,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
     }
     const catalogs: Catalogs = new Map();
     for (const s of this.host.sessions()) {
-      if (s.phase === 'attached' && !s.isClosed && s.side !== active) this.moveAtNextSwitchPoint(s, active, catalogs);
+      if (s.phase === 'attached' && !s.isClosed && !s.orphaned && s.side !== active) this.moveAtNextSwitchPoint(s, active, catalogs);
     }
     // the first adopt opens admission (the proxy accepted nothing before it joined the fleet)
     if (!this.run || this.run.phase === 'over') this.openGate();
@@ -309,6 +310,11 @@ export class ProxyFlipParticipant implements FlipParticipant {
         this.scheduleCheck(run);
       });
     }
+  }
+
+  /** a connection on `side` carrying the session's state, for a session that lost its backend */
+  prepareFor(s: Session, side: Side): Promise<Prepared> {
+    return this.prepare(s, side);
   }
 
   /** an authenticated connection on `side` with the session's state as it is now */

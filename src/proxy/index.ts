@@ -24,6 +24,7 @@ import { FleetCancelRouter } from './cancel-router';
 import { ProxyContext, RelayStats } from './context';
 import { LastPause, ProxyFlipParticipant } from './flip-participant';
 import { HealthChecker, SideHealth } from './health';
+import { LostBackends } from './lost-backend';
 import { parseVerifier, ScramSecret, secretFromPassword } from './scram';
 import { Session, SessionInfo } from './session';
 
@@ -132,9 +133,14 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     activeSide = side;
     flushStats();
     log.info({ activeSide }, 'active side changed');
+    lost.wake();
   };
   const participant = new ProxyFlipParticipant(id, {
     cfg, log, metrics, sessions: () => sessions, activeSide: () => activeSide, setActiveSide,
+  });
+  const lost = new LostBackends({
+    log, waitMs: cfg.proxy.lostBackendWaitMs, retryMs: cfg.proxy.healthCheck.intervalMs,
+    activeSide: () => activeSide, prepare: (s, side) => participant.prepareFor(s, side), attached: (s) => participant.sessionAttached(s),
   });
   // nothing is admitted before the proxy serves the fleet's side and epoch
   participant.closeGate();
@@ -151,7 +157,10 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     release: () => { admitted--; },
     sessionStarted: (s) => { sessions.add(s as Session); },
     sessionAttached: (s) => { participant.sessionAttached(s as Session); },
-    sessionEnded: (s) => { sessions.delete(s as Session); participant.sessionEnded(s as Session); },
+    sessionEnded: (s) => { sessions.delete(s as Session); participant.sessionEnded(s as Session); lost.remove(s as Session); },
+    // it leaves any flip in progress (its entry there would wait for a backend that is gone)
+    backendLost: (s) => { participant.sessionEnded(s as Session); lost.add(s as Session); },
+    nextBackendChange: (ms) => lost.nextChange(ms),
   };
 
   const flushStats = (): void => {
@@ -169,7 +178,10 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
   const flushTimer = setInterval(flushStats, STATS_FLUSH_MS);
   flushTimer.unref();
 
-  const health = new HealthChecker(targets, cfg.proxy.healthCheck, log, (side, h) => metrics.backendUp.labels(side).set(h.up ? 1 : 0));
+  const health = new HealthChecker(targets, cfg.proxy.healthCheck, log, (side, h) => {
+    metrics.backendUp.labels(side).set(h.up ? 1 : 0);
+    if (h.up) lost.wake();
+  });
   for (const s of SIDES) metrics.backendUp.labels(s).set(0);
 
   const server = net.createServer({ noDelay: true }, (sock) => {
@@ -277,6 +289,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
         await member.stop().catch(() => undefined);
         participant.abort();
         participant.openGate();
+        lost.stop();
         const closed = new Promise<void>((r) => server.close(() => r()));
         for (const s of [...sessions]) s.terminate();
         await Promise.all([closed, new Promise<void>((r) => { admin.close(() => r()); admin.closeAllConnections(); }), health.stop()]);

@@ -27,6 +27,8 @@ import { MAX_INSPECTED_QUERY, SessionState } from './session-state';
 import { ConnectionClosed, StartupReader } from './startup-reader';
 import { OidTranslation, OidTranslator } from './type-identity';
 import { discardReads, readInto, setReadBuffer } from './user-buffer-reads';
+import { exchange } from './exchange';
+import { serialize } from 'pg-protocol';
 
 /**
  * Client message types after which the stream is at a switch point: a Query
@@ -64,6 +66,12 @@ const SERVER_ALWAYS: Array<[M, number]> = [[M.ReadyForQuery, WHOLE], [M.ErrorRes
   [M.CopyInResponse, 1], [M.CommandComplete, WHOLE], [M.EmptyQueryResponse, 1], [M.PortalSuspended, 1]];
 const SERVER_BASE = inspectTable(SERVER_ALWAYS);
 const SERVER_ROWS = inspectTable([...SERVER_ALWAYS, [M.DataRow, 4096]]);
+
+/**
+ * FATALs a server sends to every session when it goes away (shutdown, crash, postmaster death):
+ * kept from the client, which may continue on another backend (lost-backend.ts).
+ */
+const SIDE_GOING_AWAY = new Set(['57P01', '57P02', '57P03']);
 
 let nextId = 0;
 
@@ -191,6 +199,14 @@ export class Session {
   onSwitchPoint: (() => void) | null = null;
   /** the backend ended (e.g. terminated by fencing) while the session was held: it needs a new one before release */
   backendGone = false;
+  /** the backend was lost outside a hold: the session waits in lost-backend.ts for a new one */
+  orphaned = false;
+  /** the chunk the server walker is in (a FATAL found in it can be cut off before the client sees it) */
+  private walking: Buffer | null = null;
+  /** offset in `walking` of a FATAL of a server going away, -1 when none */
+  private fatalAt = -1;
+  /** that FATAL, for the client if the session cannot continue */
+  private withheldFatal: Buffer | null = null;
   /** backend bytes that arrived while held, not yet a whole message */
   private heldBackendBytes: { owner: net.Socket; bytes: Buffer } | null = null;
   private held = false;
@@ -333,12 +349,9 @@ export class Session {
     if (admission) await admission;
     if (this.closed || this.client.destroyed) { this.close(); return; }
     this.phase = 'attaching';
-    this.side = this.ctx.activeSide();
-    this.sideIdx = sideIndex(this.side);
-    this.oidHome = this.side;
-    const target = this.ctx.targets[this.side];
-    const conn = await connectBackend(target, params, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
+    const conn = await this.connectActive(params);
     if (this.closed || this.client.destroyed) { conn.socket.destroy(); this.close(); return; }
+    const target = conn.target;
     const key = await this.ctx.cancel.issue({ host: target.host, port: target.port, pid: conn.pid, secret: conn.secret });
     if (this.closed || this.client.destroyed) { this.ctx.cancel.release(key.pid, key.secret); conn.socket.destroy(); this.close(); return; }
     this.cancelPid = key.pid;
@@ -346,6 +359,29 @@ export class Session {
     this.client.write(Buffer.concat([authenticationOk(), ...conn.parameterStatus, backendKeyData(key.pid, key.secret), readyForQuery('I')]));
     this.log.debug({ user, database: this.database, side: this.side, backendPid: conn.pid }, 'session started');
     this.attach(conn, reader.detach());
+  }
+
+  /**
+   * A backend on the active side. While that side is down the client waits, as a session that
+   * lost its backend does (lost-backend.ts): a flip or the side's return, up to
+   * proxy.lostBackendWaitMs, then the connection error.
+   */
+  private async connectActive(params: Map<string, string>): Promise<BackendConnection> {
+    const deadline = Date.now() + this.ctx.cfg.proxy.lostBackendWaitMs;
+    for (let waited = false; ; waited = true) {
+      this.side = this.ctx.activeSide();
+      this.sideIdx = sideIndex(this.side);
+      this.oidHome = this.side;
+      try {
+        const conn = await connectBackend(this.ctx.targets[this.side], params, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
+        if (waited) this.log.info({ side: this.side }, 'the active side takes connections again');
+        return conn;
+      } catch (e) {
+        if (!(e instanceof BackendConnectError) || !e.sideDown || Date.now() >= deadline || this.closed || this.client.destroyed) throw e;
+        if (!waited) this.log.warn({ side: this.side, err: e.message }, 'the active side is down: the new session waits for a flip or its return');
+        await this.ctx.nextBackendChange(deadline - Date.now());
+      }
+    }
   }
 
   /** SCRAM-SHA-256 exchange; throws ProtocolViolation with 28P01 on a wrong password. */
@@ -518,6 +554,11 @@ export class Session {
    */
   swapBackend(conn: BackendConnection, translation: OidTranslation | null = null): void {
     if (!this.state?.idle || !this.sw?.atBoundary) throw new Error(`session ${this.id} is not idle`);
+    this.swapBackendAnyState(conn, translation);
+  }
+
+  /** swapBackend without the idle check: for a session whose backend is gone (revive) */
+  private swapBackendAnyState(conn: BackendConnection, translation: OidTranslation | null): void {
     if (this.closed) { conn.socket.destroy(); throw new Error(`session ${this.id} has ended`); }
 
     const old = this.backend!;
@@ -614,7 +655,16 @@ export class Session {
     if (this.toClient !== null) { chunk = this.toClient.feed(chunk); if (chunk.length === 0) return; }
     if (this.held && (this.heldBackendBytes !== null || this.sw!.atBoundary)) { this.onBackendDataHeld(chunk); return; }
     this.ctx.stats.bytesOut += chunk.length;
+    this.walking = chunk;
     this.sw!.walk(chunk);
+    this.walking = null;
+    if (this.fatalAt >= 0) {
+      // the server is going away: what came before its FATAL is the client's, the FATAL waits (lost-backend.ts)
+      const cut = this.fatalAt;
+      this.fatalAt = -1;
+      if (cut > 0) this.client.write(chunk.subarray(0, cut));
+      return;
+    }
     if (!this.client.write(chunk)) { this.backend!.pause(); this.backendPaused = true; }
   };
 
@@ -658,7 +708,12 @@ export class Session {
   onServerError(buf: Buffer, start: number, end: number): string {
     const code = sqlstateOf(buf, start, end);
     this.ctx.metrics.queryErrors.labels(this.side, code.slice(0, 2) || 'XX').inc();
-    if (isFatalSeverity(buf, start)) this.serverSentFatal = true;
+    if (isFatalSeverity(buf, start)) {
+      if (SIDE_GOING_AWAY.has(code) && buf === this.walking && !this.held) {
+        this.fatalAt = start - 5;
+        this.withheldFatal = Buffer.from(buf.subarray(start - 5, end));
+      } else this.serverSentFatal = true;
+    }
     return code;
   }
 
@@ -689,11 +744,74 @@ export class Session {
       this.backendGone = true;
       return;
     }
-    if (!this.serverSentFatal && !this.clientTerminated && this.sw!.atBoundary) {
-      this.log.warn({ side: this.side }, 'backend connection lost');
-      this.endClient(errorResponse('FATAL', '08006', `pgflip: the connection to the ${this.side} backend was lost`, 'server closed the connection unexpectedly'));
-    } else this.endClient();
+    if (this.serverSentFatal || this.clientTerminated) { this.endClient(); return; }
+    // whole messages both ways: the session can go on on another backend once one is there
+    if (this.sw!.atBoundary && this.cw!.atBoundary && !this.orphaned) {
+      this.hold();
+      this.backendGone = true;
+      this.orphaned = true;
+      this.inBlockWhenLost = this.state!.txStatus !== 'I';
+      this.ctx.backendLost(this);
+      return;
+    }
+    this.endLost();
   };
+
+  /** set when the backend was lost: the client was inside a transaction block */
+  private inBlockWhenLost = false;
+
+  /**
+   * The session cannot continue after losing its backend: the client hears it as from
+   * PostgreSQL (the server's own FATAL when it sent one, else 08006) and the session ends.
+   */
+  endLost(why?: string): void {
+    if (this.closed) return;
+    this.orphaned = false;
+    this.log.warn({ side: this.side, why }, 'backend connection lost');
+    const canWrite = this.sw!.atBoundary;
+    const last = this.withheldFatal
+      ?? errorResponse('FATAL', '08006', `pgflip: the connection to the ${this.side} backend was lost${why ? `: ${why}` : ''}`, 'server closed the connection unexpectedly');
+    this.endClient(canWrite ? last : undefined);
+  }
+
+  /**
+   * A new backend for a session that lost its own with its side (lost-backend.ts). Each request
+   * the client had sent and not had answered fails once (08006, with what it means for a COMMIT);
+   * a transaction block it was in is gone: the new backend starts in a failed block, so the rest
+   * of that transaction fails as PostgreSQL fails it, and its COMMIT answers ROLLBACK.
+   */
+  async revive(conn: BackendConnection, translation: OidTranslation | null, lostSide: Side): Promise<void> {
+    const st = this.state!;
+    const pending = st.sent - st.done;
+    const inBlock = this.inBlockWhenLost;
+    const message = `pgflip: the connection to the ${lostSide} backend was lost while this statement ran; the session continues on ${conn.target.side}`;
+    const detail = inBlock
+      ? 'The transaction it was part of was not committed: it is rolled back, and its remaining statements fail until ROLLBACK.'
+      : 'Had it been committing, whether the commit took place on the lost server is unknown.';
+    try {
+      // the transaction the client believes open is gone: so is the one on the new backend
+      if (inBlock) await exchange(conn.socket, serialize.query(`BEGIN; DO $$BEGIN RAISE EXCEPTION 'transaction lost with the ${lostSide} backend'; END$$`), 1, { timeoutMs: this.ctx.cfg.proxy.connectTimeoutMs, what: 'failed transaction block' });
+    } catch (err) {
+      conn.socket.destroy();
+      this.endLost(`the new backend on ${conn.target.side} failed: ${(err as Error).message}`);
+      return;
+    }
+    if (this.closed) { conn.socket.destroy(); return; }
+    this.orphaned = false;
+    this.withheldFatal = null;
+    this.serverSentFatal = false;
+    st.onCopyEnd();
+    this.swapBackendAnyState(conn, translation);
+    const out: Buffer[] = [];
+    for (let i = 0; i < pending; i++) out.push(errorResponse('ERROR', '08006', message, detail), readyForQuery(inBlock ? 'E' : 'I'));
+    if (!pending && inBlock) out.push(errorResponse('WARNING', '01000', `pgflip: the transaction of this session was lost with the ${lostSide} backend; it is rolled back, and its remaining statements fail until ROLLBACK`));
+    if (out.length) {
+      const bytes = Buffer.concat(out);
+      this.sw!.walk(bytes);
+      this.client.write(bytes);
+    }
+    this.release();
+  }
 
   private readonly onBackendError = (e: Error): void => {
     this.log.debug({ err: e.message }, 'backend socket error');

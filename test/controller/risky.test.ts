@@ -313,6 +313,81 @@ test('writers through a real proxy across the whole migration and its flip: 0 cl
   }
 }, 120_000);
 
+test('the new side dies in the window under writers through the proxy: every session stays connected, continues on the old side after the rollback, every acknowledged write there', async () => {
+  env.cfg.controller.proxyAdminUrls = [];
+  const { active: old } = (await env.ctl.store.getActive())!;
+  const proxyStore = await RedisStateStore.connect(env.redis!.url, { prefix: env.redis!.prefix });
+  const proxy = await startProxy(proxyConfigFor({ blue: env.blue, green: env.green }, { proxy: { healthCheck: { intervalMs: 200 } } }), { store: proxyStore, registry: new prom.Registry(), fleet: { heartbeatMs: 200 } });
+  const url = `postgres://${PROXY_USER}:${PROXY_PASSWORD}@127.0.0.1:${proxy.port}/app`;
+  const acked: string[] = [];
+  const errors: Record<number, string[]> = {};
+  const dropped: string[] = [];
+  let stop = false;
+  let quiet = false;
+  const clients = await Promise.all(Array.from({ length: 8 }, async (_, w) => {
+    const c = new Client({ connectionString: url });
+    c.on('error', (e) => dropped.push(`w${w}: ${e.message}`));
+    await c.connect();
+    errors[w] = [];
+    return c;
+  }));
+  const writers = clients.map(async (c, w) => {
+    for (let i = 0; !stop; i++) {
+      if (quiet) { await new Promise((r) => setTimeout(r, 5)); continue; }
+      const name = `dies-w${w}-${i}`;
+      try {
+        await c.query('INSERT INTO users (name, email) VALUES ($1, $2)', [name, `${name}@example.com`]);
+        acked.push(name);
+      } catch (e) { errors[w].push(`${(e as { code?: string }).code}: ${(e as Error).message}`); }
+      await new Promise((r) => setTimeout(r, 3));
+    }
+  });
+  // a statement running on the new side when it dies fails once; its session goes on
+  const busy = new Client({ connectionString: url });
+  busy.on('error', (e) => dropped.push(`busy: ${e.message}`));
+  await busy.connect();
+  try {
+    const f = env.migration('036_email_varchar.sql', 'ALTER TABLE users ALTER COLUMN email TYPE varchar(380);\n');
+    const { run, id } = await untilWatch(f);
+    const next = old === 'blue' ? 'green' : 'blue';
+    await new Promise((r) => setTimeout(r, 300));
+    // writes on the new side reach the old one asynchronously: wait until every acknowledged one has
+    quiet = true;
+    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; ; i++) {
+      const there = new Set((await env[old].query<{ name: string }>(`SELECT name FROM users WHERE name LIKE 'dies-w%'`)).map((x) => x.name));
+      if (acked.every((n) => there.has(n))) break;
+      if (i > 200) throw new Error('the reverse stream did not carry the writes back');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const running = busy.query('SELECT pg_sleep(30)').then(() => 'finished', (e) => `${e.code}: ${e.message}`);
+    await new Promise((r) => setTimeout(r, 200));
+    await env[next].kill();
+    quiet = false; // the writers go on while the new side is down: held, not failed
+    const r = await run;
+    expect(r.stderr).toMatch(new RegExp(`036_email_varchar\\.sql: rolled_back — rolled back to ${old}`));
+    await new Promise((res) => setTimeout(res, 500)); // writes on the old side after the rollback
+    stop = true;
+    await Promise.all(writers);
+    expect(await running).toBe(`08006: pgflip: the connection to the ${next} backend was lost while this statement ran; the session continues on ${old}`);
+    expect((await busy.query<{ p: number }>('SELECT inet_server_port() AS p')).rows).toEqual([{ p: env[old].port }]);
+    expect(dropped).toEqual([]);
+    expect(Object.values(errors).flat()).toEqual([]);
+    expect(proxy.activeSide).toBe(old);
+    const onOld = new Set((await env[old].query<{ name: string }>(`SELECT name FROM users WHERE name LIKE 'dies-w%'`)).map((x) => x.name));
+    expect(acked.filter((n) => !onOld.has(n))).toEqual([]);
+    expect(acked.length).toBeGreaterThan(100);
+    expect((await waitFor(env, id)).state).toBe('rolled_back');
+    await env[next].restart();
+  } finally {
+    stop = true;
+    await Promise.all(writers).catch(() => undefined);
+    await Promise.all([...clients, busy].map((c) => c.end().catch(() => undefined)));
+    await proxy.close();
+    await proxyStore.close();
+  }
+}, 120_000);
+
 test('a writer connected directly to the old side through the flip: each of its writes is on the new side, or refused', async () => {
   const { active } = (await env.ctl.store.getActive())!;
   const next = active === 'blue' ? 'green' : 'blue';

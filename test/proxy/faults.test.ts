@@ -33,7 +33,8 @@ const getJson = async (url: string) => { const r = await fetch(url); return { st
 
 beforeAll(async () => {
   pair = await startPair();
-  px = await startProxyFor(pair);
+  // a session or client whose side is down waits this long for a flip or the side's return (lost-backend.test.ts)
+  px = await startProxyFor(pair, { proxy: { lostBackendWaitMs: 500 } });
 });
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.end().catch(() => undefined)));
@@ -43,7 +44,7 @@ afterAll(async () => {
 
 test('an unreachable backend gets FATAL 08006 naming the side', async () => {
   const port = await freePort();
-  const p = await startProxyFor(pair, { blue: { url: `postgres://postgres:postgres@127.0.0.1:${port}/app` } });
+  const p = await startProxyFor(pair, { blue: { url: `postgres://postgres:postgres@127.0.0.1:${port}/app` }, proxy: { lostBackendWaitMs: 300 } });
   extra.push(p);
   const c = new Client({ connectionString: p.url() });
   const e = await errorOf(c.connect());
@@ -121,7 +122,7 @@ test('closing the proxy ends sessions with 57P01', async () => {
 });
 
 // last: it kills blue
-test('a backend that dies mid-query gives the client an error, not a hang', async () => {
+test('a backend that dies mid-query with no side to take over gives the client an error after proxy.lostBackendWaitMs, not a hang', async () => {
   const c = await connect(px.url());
   const running = errorOf(c.query('SELECT pg_sleep(60)'));
   await new Promise((r) => setTimeout(r, 300));

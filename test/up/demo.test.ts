@@ -28,7 +28,7 @@ test('the demo: writes through the proxy during a risky migration, the flip, 0 l
   expect(out).toMatch(/000_example_schema\.sql: submitted as safe/);
   expect(out).toMatch(/ALTER TABLE users RENAME COLUMN nickname TO display_name;/);
   expect(out).toMatch(/copy \d+%/);
-  expect(out).toMatch(/✓ flip \(\d+ ms\): all proxies on green \(epoch 1, pause \d+ ms: fence \d+ ms, final catch-up \d+ ms, verify \d+ ms, reverse sync \d+ ms\); blue fenced, reverse sync running/);
+  expect(out).toMatch(/✓ flip \(\d+ ms\): all proxies on green \(epoch 1, pause \d+ ms: fence \d+ ms, final catch-up \d+ ms, pin \d+ ms\); blue fenced, reverse sync running/);
   expect(out).toMatch(/lag \d+\.\d\d s \/ \d+ bytes · writes acknowledged \d+, errors 0/);
   expect(out).toMatch(/green users columns: id, name, email, display_name$/m);
   // the summary

@@ -17,7 +17,7 @@ function message(type: MessageCode, body: Buffer): Buffer {
 const cstr = (s: string): Buffer => Buffer.from(s + '\0', 'utf8');
 const int32 = (n: number): Buffer => { const b = Buffer.allocUnsafe(4); b.writeInt32BE(n, 0); return b; };
 
-export type Severity = 'FATAL' | 'ERROR' | 'NOTICE';
+export type Severity = 'FATAL' | 'ERROR' | 'WARNING' | 'NOTICE';
 
 /** ErrorResponse (or NoticeResponse) with severity, SQLSTATE and message. */
 export function errorResponse(severity: Severity, code: string, msg: string, detail?: string, hint?: string): Buffer {
@@ -25,7 +25,7 @@ export function errorResponse(severity: Severity, code: string, msg: string, det
   if (detail) parts.push(Buffer.from('D'), cstr(detail));
   if (hint) parts.push(Buffer.from('H'), cstr(hint));
   parts.push(Buffer.from([0]));
-  return message(severity === 'NOTICE' ? MessageCode.NoticeResponse : MessageCode.ErrorResponse, Buffer.concat(parts));
+  return message(severity === 'NOTICE' || severity === 'WARNING' ? MessageCode.NoticeResponse : MessageCode.ErrorResponse, Buffer.concat(parts));
 }
 
 export const authenticationOk = (): Buffer => message(MessageCode.Authentication, int32(0));
