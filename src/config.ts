@@ -82,6 +82,8 @@ export interface PgflipConfig {
     historyLimit: number;
     /** parallel initial-copy workers; absent: chosen from where the two servers run (src/sync/copy.ts) */
     copyWorkers?: number;
+    /** during the watch window, each commit on the new side waits until the reverse stream applied it on the old one (src/sync/synchronous.ts) */
+    synchronousReverse: boolean;
   };
   /** absent → in-process memory state store */
   redisUrl?: string;
@@ -131,6 +133,7 @@ export function defaultConfig(): PgflipConfig {
       healthFailureLimit: 3,
       proxyAdminUrls: [],
       historyLimit: 200,
+      synchronousReverse: false,
     },
   };
 }
@@ -294,6 +297,7 @@ export function validateConfig(cfg: PgflipConfig, required: Array<'backends' | '
   if (typeof c.errorRateThreshold !== 'number' || !(c.errorRateThreshold > 0 && c.errorRateThreshold <= 1)) throw new ConfigError('controller.errorRateThreshold', `must be a fraction in (0, 1] (got ${JSON.stringify(c.errorRateThreshold)})`);
   if (typeof c.latencyFactor !== 'number' || !(c.latencyFactor > 1)) throw new ConfigError('controller.latencyFactor', `must be a number > 1 (got ${JSON.stringify(c.latencyFactor)})`);
   checkPositiveInt('controller.healthFailureLimit', c.healthFailureLimit);
+  if (typeof c.synchronousReverse !== 'boolean') throw new ConfigError('controller.synchronousReverse', `must be true or false (got ${JSON.stringify(c.synchronousReverse)})`);
   if (!Array.isArray(c.proxyAdminUrls) || c.proxyAdminUrls.some((u) => typeof u !== 'string' || !/^https?:\/\//.test(u))) {
     throw new ConfigError('controller.proxyAdminUrls', 'must be a list of http:// URLs');
   }

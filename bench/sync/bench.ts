@@ -239,6 +239,56 @@ async function applyWith(impl: Impl, source: LocalCluster, target: LocalCluster)
   };
 }
 
+/**
+ * What synchronous confirmation costs the source's commits (synchronous.ts; a flip's reverse
+ * stream): pgbench TPC-B on the source with the stream running, rounds alternating between its
+ * commits waiting for the stream's confirmation and not, in one run.
+ */
+async function confirmCost(source: LocalCluster, target: LocalCluster): Promise<string[]> {
+  const src = source.url('app');
+  await recreate(source, 'app');
+  await recreate(target, 'app');
+  await runTool(clientTool('pgbench'), ['-i', '-s', '10', '-q'], src);
+  await sql(src, 'ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY');
+  const s = new SyncSession({ source: src, target: target.url('app'), slotName: 'pgflip_bench_confirm', synchronous: true });
+  await s.checkPrerequisites();
+  await s.prepareTarget({ dropExisting: true });
+  await s.initialCopy();
+  await s.startStreaming();
+  const rounds = Number(process.env.BENCH_CONFIRM_ROUNDS ?? 3);
+  const seconds = Number(process.env.BENCH_CONFIRM_SECONDS ?? 10);
+  const clients = process.env.BENCH_CONFIRM_CLIENTS ?? '8';
+  const run = async () => {
+    const out = await runTool(clientTool('pgbench'), ['-n', '-c', clients, '-j', '2', '-T', String(seconds)], src);
+    return { tps: Number(/tps = ([\d.]+)/.exec(out)?.[1]), latency: Number(/latency average = ([\d.]+) ms/.exec(out)?.[1]) };
+  };
+  const res = { async: [] as Array<{ tps: number; latency: number }>, confirmed: [] as Array<{ tps: number; latency: number }> };
+  const lines: string[] = ['', `| commits on the source (pgbench TPC-B, ${clients} clients, ${seconds} s per round) | tps | latency avg (ms) | load avg |`, '|---|---|---|---|'];
+  try {
+    for (let r = 0; r < rounds; r++) {
+      for (const mode of (r % 2 ? ['confirmed', 'async'] : ['async', 'confirmed']) as Array<'async' | 'confirmed'>) {
+        if (mode === 'confirmed') {
+          const why = await s.requireConfirmation();
+          if (why) throw new Error(`confirmation not enabled: ${why}`);
+        }
+        const f = await run();
+        if (mode === 'confirmed') await s.releaseConfirmation();
+        res[mode].push(f);
+        lines.push(`| round ${r + 1}: ${mode === 'async' ? 'stream asynchronous' : 'each commit waits for the stream'} | ${fmt(f.tps)} | ${fmt(f.latency, 2)} | ${fmt(os.loadavg()[0], 1)} |`);
+        console.error(lines[lines.length - 1]);
+      }
+    }
+  } finally {
+    await s.cleanup();
+  }
+  const med = (xs: number[]) => pct(xs, 50);
+  const tpsRatio = med(res.confirmed.map((x) => x.tps)) / med(res.async.map((x) => x.tps));
+  const latRatio = med(res.confirmed.map((x) => x.latency)) / med(res.async.map((x) => x.latency));
+  const extra = med(res.confirmed.map((x) => x.latency)) - med(res.async.map((x) => x.latency));
+  lines.push(`| median: confirmed / asynchronous | **${fmt(tpsRatio, 2)}×** | **${fmt(latRatio, 2)}×** (+${fmt(extra, 2)} ms per transaction) | |`);
+  return lines;
+}
+
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(os.tmpdir(), 'pgflip-bench-sync-'));
   chmodSync(root, 0o755); // the clusters run as the postgres OS user when we are root
@@ -301,6 +351,11 @@ async function main(): Promise<void> {
         lines.push(`| ${table} (${size}) | best | ${fmt(rows)} | ${fmt(bb, 2)} | ${impls.map((_, k) => { const m = Math.min(...mine[k]); return `${fmt(m, 2)} | ${fmt(rows / m)} | **${fmt(bb / m, 2)}×**`; }).join(' | ')} | |`);
         console.error(lines[lines.length - 1]);
       }
+    }
+
+    if (PARTS.includes('confirm')) {
+      console.error('synchronous confirmation: commits on the source with and without waiting for the stream…');
+      lines.push(...await confirmCost(source, target));
     }
 
     if (PARTS.includes('apply')) {

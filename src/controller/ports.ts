@@ -107,6 +107,11 @@ export interface ForwardSync extends SyncPort {
 export interface ReverseSync extends SyncPort {
   /** the slot on the new side the stream will read from; where it starts is where the stream starts */
   createSlot(): Promise<void>;
+  /**
+   * With controller.synchronousReverse: commits on the new side wait until the running stream
+   * has applied them on the old one, until the stream stops. Returns why not, or what limits it.
+   */
+  requireConfirmation(): Promise<string | undefined>;
 }
 
 export interface SyncFactory {

@@ -107,11 +107,12 @@ export function syncFactory(cfg: PgflipConfig): SyncFactory {
       const made = async (): Promise<SyncSession> => {
         if (session) return session;
         const inverse = await withClient(adminUrl(cfg, target), async (c) => invertMapping(mapping, await readCatalog(c)), CONTROLLER_APP);
-        return (session ??= new SyncSession({ source: adminUrl(cfg, source), target: adminUrl(cfg, target), mapping: inverse.mapping, slotName, direction: 'reverse', registry }));
+        return (session ??= new SyncSession({ source: adminUrl(cfg, source), target: adminUrl(cfg, target), mapping: inverse.mapping, slotName, direction: 'reverse', registry, synchronous: cfg.controller.synchronousReverse }));
       };
       return {
         createSlot: async () => { await (await made()).createSlot(); },
         startStreaming: async () => (await made()).startStreaming(),
+        requireConfirmation: async () => (await made()).requireConfirmation(),
         catchUp: async (o) => catchUp(await made(), o?.timeoutMs),
         stop: async () => { await session?.stop(); },
         cleanup: async () => {

@@ -42,9 +42,10 @@ export class ReplicationConnection {
 
   private constructor(private readonly client: Client, readonly serverVersion: number) {}
 
-  static async connect(url: string): Promise<ReplicationConnection> {
+  /** `applicationName` names the walsender in pg_stat_replication (and in synchronous_standby_names) */
+  static async connect(url: string, applicationName?: string): Promise<ReplicationConnection> {
     // `replication` is a libpq startup parameter that @types/pg does not list.
-    const client = syncClient(url, { replication: 'database' });
+    const client = syncClient(url, { replication: 'database', ...(applicationName ? { application_name: applicationName } : {}) });
     client.on('error', () => undefined); // reported through queries, or by start()'s handler
     await client.connect();
     const { rows } = await client.query('SHOW server_version_num');

@@ -29,6 +29,7 @@ import { checkSource, Problem, selectTables, SyncPrerequisiteError } from './pre
 import { ReplicationConnection } from './replication';
 import { dumpSchema, runPsql, ToolError } from './schema';
 import { syncSequences, SequenceSyncResult } from './sequences';
+import { release as releaseConfirmation, requireConfirmation } from './synchronous';
 import { assertSlotName, qi, ql, qtable, tableKey } from './sql';
 import { verifyTable, VerifyResult } from './verify';
 import { withClient } from '../util/pg';
@@ -81,6 +82,8 @@ export interface SyncSessionOptions {
   maxGroupChanges?: number;
   /** a target transaction holding several source transactions commits after this long (default 100 ms) */
   maxGroupMs?: number;
+  /** the source's commits may be made to wait for this stream (requireConfirmation): acknowledge each commit at once */
+  synchronous?: boolean;
   /** pg_dump without owners and grants, for a target without the source's roles */
   noOwner?: boolean;
 }
@@ -404,8 +407,10 @@ export class SyncSession {
     target.on('error', (err) => { if (!this.stopping) this.fail(err); });
     await target.connect();
     this.applyClient = target;
-    // Acknowledged positions must be durable on the target, whatever its default.
-    await target.query('SET standard_conforming_strings = on; SET synchronous_commit = on');
+    // Acknowledged positions must be durable on the target, whatever its default. The forward
+    // apply's own commits never wait for a synchronous standby: the one a flip names on its
+    // target is the reverse stream, which skips them (synchronous.ts).
+    await target.query(`SET standard_conforming_strings = on; SET synchronous_commit = ${this.direction === 'forward' ? 'local' : 'on'}`);
     try {
       // Replica role: the target's own triggers and FK checks do not fire for replayed rows.
       await target.query('SET session_replication_role = replica');
@@ -422,7 +427,7 @@ export class SyncSession {
     seqClient.on('error', () => undefined); // failures surface through its queries
     await seqClient.connect();
     this.seqClient = seqClient;
-    const rep = await ReplicationConnection.connect(this.o.source);
+    const rep = await ReplicationConnection.connect(this.o.source, this.slotName);
     this.rep = rep;
     const applier = new ChangeApplier({
       target, slotName: this.slotName, log: this.log, resumeLsn,
@@ -435,6 +440,8 @@ export class SyncSession {
       maxGroupChanges: this.o.maxGroupChanges ?? 2000,
       maxGroupMs: this.o.maxGroupMs ?? 100,
       maxStatementBytes: 1024 * 1024,
+      // a source commit waiting for this stream's confirmation (synchronous) waits for the acknowledgement, not a timer
+      ackIntervalMs: this.o.synchronous ? 0 : undefined,
       onApplied: this.o.onApplied,
       onError: (err) => this.fail(err),
     });
@@ -474,7 +481,32 @@ export class SyncSession {
     if (this.failure) return;
     this.failure = err;
     this.log.error({ err: err.message }, 'sync: stream failed');
+    // commits on the source that wait for this stream would wait for good
+    void this.releaseConfirmation().catch((e) => this.log.error({ err: (e as Error).message }, 'sync: commits on the source still wait for the failed stream'));
     this.o.onError?.(err);
+  }
+
+  /** the source's commits wait for this stream (synchronous.ts) */
+  private confirming = false;
+
+  /**
+   * Commits on the source wait until this stream has applied them on the target (synchronous
+   * replication of the stream, synchronous.ts). Returns why not, when it cannot be done.
+   */
+  async requireConfirmation(): Promise<string | undefined> {
+    if (!this.rep) throw new SyncStateError('requireConfirmation: the stream is not running');
+    const r = await withClient(this.o.source, (c) => requireConfirmation(c, this.slotName));
+    this.confirming = r.enabled;
+    if (r.enabled) this.log.info('sync: commits on the source wait for this stream');
+    return r.reason;
+  }
+
+  /** The source's commits no longer wait for this stream. */
+  async releaseConfirmation(): Promise<void> {
+    if (!this.confirming) return;
+    await withClient(this.o.source, (c) => releaseConfirmation(c, this.slotName));
+    this.confirming = false;
+    this.log.info('sync: commits on the source no longer wait for this stream');
   }
 
   private async tick(): Promise<void> {
@@ -682,6 +714,9 @@ export class SyncSession {
 
   /** Stop streaming. Unacknowledged changes stay in the slot; a later startStreaming resumes. */
   async stop(): Promise<void> {
+    // before the stream goes: commits on the source must not wait for a stream that is gone
+    // (a source that is unreachable has no commits waiting)
+    await this.releaseConfirmation().catch((e) => this.log.error({ err: (e as Error).message }, 'sync: could not stop commits on the source waiting for this stream'));
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;

@@ -495,3 +495,36 @@ test('a fault injected at the end of a step before the flip (test hook by step n
     await env.restart();
   }
 }, 120_000);
+
+test('controller.synchronousReverse: a commit acknowledged on the new side in the window is on the old side already; the setting goes with the stream', async () => {
+  const { active: old } = (await env.ctl.store.getActive())!;
+  const next = old === 'blue' ? 'green' : 'blue';
+  env.cfg.controller.synchronousReverse = true;
+  await env.restart();
+  try {
+    const f = env.migration('037_email_420.sql', 'ALTER TABLE users ALTER COLUMN email TYPE varchar(420);\n');
+    const { run } = await untilWatch(f);
+    const [{ names }] = await env[next].query<{ names: string }>(`SELECT current_setting('synchronous_standby_names') AS names`);
+    expect(names).toMatch(/^"pgflip_.*_r"$/);
+    // the test clusters run with synchronous_commit off, which no synchronous standby changes: the application's default here is on
+    const app = new Client({ connectionString: appUrl(next), options: '-c synchronous_commit=on' });
+    await app.connect();
+    const missing: string[] = [];
+    try {
+      for (let i = 0; i < 30; i++) {
+        const name = `sync-${i}`;
+        await app.query('INSERT INTO users (name, email) VALUES ($1, $2)', [name, `${name}@example.com`]);
+        // acknowledged on the new side: applied on the old one, no waiting
+        if (!(await env[old].query(`SELECT 1 FROM users WHERE name = $1`, [name])).length) missing.push(name);
+      }
+    } finally { await app.end(); }
+    expect(missing).toEqual([]);
+    const r = await run;
+    expect(r.stdout).toMatch(new RegExp(`037_email_420\\.sql: completed — switched to ${next}`));
+    // finalized: commits on the new side no longer wait for a stream that is gone
+    expect(await env[next].query(`SELECT current_setting('synchronous_standby_names') AS names`)).toEqual([{ names: '' }]);
+  } finally {
+    env.cfg.controller.synchronousReverse = false;
+    await env.restart();
+  }
+}, 120_000);

@@ -144,7 +144,12 @@ async function run(ctx: Ctx): Promise<void> {
         // forward stream has stopped.
         preFlip = preFlipRate(source, trafficAtStart, await trafficSnapshot(d.cfg.controller, d.store));
         const early = fwd.tagsOrigin();
-        if (early) { await rev.createSlot(); await rev.startStreaming(); }
+        if (early) {
+          await rev.createSlot();
+          await rev.startStreaming();
+          // nothing but the forward apply (which does not wait) commits on the new side before the flip
+          if (d.cfg.controller.synchronousReverse) await confirmReverse(ctx, rev, target);
+        }
         // what writes left behind meanwhile, applied while they still run: the pause's catch-up is then short
         await fwd.catchUp({ maxLagMs: 0, timeoutMs: 10 * 60_000 });
         // what the pause is made of, for the step's detail
@@ -169,6 +174,8 @@ async function run(ctx: Ctx): Promise<void> {
         });
         // the old side is fenced and fully applied: nothing is left for the forward stream
         if (o.committed && early) await fwd.stop();
+        // the stream was started inside the pause: commits made since the flip are not covered
+        if (o.committed && !early && d.cfg.controller.synchronousReverse) await confirmReverse(ctx, rev, target);
         if (!o.committed) throw new Error(`flip aborted: ${o.reason ?? 'unknown'}; traffic stayed on ${source}`);
         const pause = o.pauseMs !== undefined ? `, pause ${Math.round(o.pauseMs)} ms: ${held.summary()}` : '';
         s.detail = `all proxies on ${target} (epoch ${o.epoch}${pause}); ${source} fenced, reverse sync running`;
@@ -213,6 +220,16 @@ async function run(ctx: Ctx): Promise<void> {
     }
     throw err;
   }
+}
+
+/**
+ * controller.synchronousReverse: from here each commit on the new side waits until the reverse
+ * stream applied it on the old one (a new side lost for good loses nothing); a warning when the
+ * new side cannot do it.
+ */
+async function confirmReverse(ctx: Ctx, rev: ReverseSync, target: Side): Promise<void> {
+  const why = await rev.requireConfirmation().catch((err) => errMsg(err));
+  if (why) ctx.rec.warnings.push(`synchronous reverse sync (controller.synchronousReverse): ${why}; a write acknowledged on ${target} without waiting can be missing on the old side if ${target} is lost for good`);
 }
 
 /**
