@@ -220,7 +220,9 @@ export class Orchestrator {
         const msg = errMsg(err);
         rec.errors.push(msg);
         const reason = ctx.signal?.reason;
-        await this.finish(rec, aborted ? 'aborted' : 'failed', aborted ? `aborted (${reason ? errMsg(reason) : 'abort requested'}): ${msg}` : msg);
+        // where the application's traffic is, unless the error says it
+        const where = /\btraffic\b/.test(msg) ? '' : await this.activeSide().then(({ active }) => `; traffic on ${active}`, () => '');
+        await this.finish(rec, aborted ? 'aborted' : 'failed', aborted ? `aborted (${reason ? errMsg(reason) : 'abort requested'}): ${msg}${where}` : `${msg}${where}`);
       }
     }
     const m = controllerMetrics();

@@ -31,6 +31,9 @@ export interface WatchOptions {
   windowSeconds?: number;
   /** errors the application made before the flip are not the new side's fault */
   preFlip?: PreFlip;
+  /** counters read before the flip: the window's first interval starts there, so what the
+   *  application met on the side between the flip and the window (the final verify) counts */
+  since?: TrafficSnapshot;
   /** the baseline, the proxies' health reports and their admin URLs */
   store: StateStore;
   /** the side watched, and how the controller reaches it */
@@ -69,7 +72,7 @@ export async function watchWindow(o: WatchOptions): Promise<WatchVerdict> {
   const end = Date.now() + windowSeconds * 1000;
   let failures = 0;
   const first = urls.length ? await scrapeTraffic(urls) : undefined;
-  let prev: Traffic | undefined = first?.traffic[side];
+  let prev: Traffic | undefined = o.since ? o.since.traffic[side] : first?.traffic[side];
   /** proxies whose /metrics could not be read at some sample: what failed last */
   const unreachable = new Map<string, string>();
   const noteFailed = (failed: string[]) => { for (const f of failed) unreachable.set(f.slice(0, f.indexOf(': ')), f); };

@@ -484,7 +484,7 @@ test('a fault injected at the end of a step before the flip (test hook by step n
     expect(rec.steps.map((s: { name: string; state: string }) => `${s.name}: ${s.state}`)).toEqual([
       'validate: done', 'rollback point: done', 'prepare idle side: done', 'copy: done', 'migrate idle side: failed',
     ]);
-    expect(rec).toMatchObject({ state: 'failed', outcome: 'injected fault after migrate idle side', errors: ['injected fault after migrate idle side'] });
+    expect(rec).toMatchObject({ state: 'failed', outcome: `injected fault after migrate idle side; traffic on ${active}`, errors: ['injected fault after migrate idle side'] });
     expect(await env.ctl.store.getActive()).toEqual({ active, epoch });
     for (const side of [env.blue, env.green]) expect(await side.query(`SELECT slot_name FROM pg_replication_slots`)).toEqual([]);
     const w = writer(active, 'after-fault');

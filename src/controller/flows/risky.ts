@@ -13,12 +13,12 @@ import { otherSide, Side } from '../../side';
 import { connectClient } from '../../util/pg';
 import { advanceSequencesToData, CONTROLLER_APP } from '../db';
 import { copyLedger, recordLedger } from '../ledger';
-import type { PinnedFlipState, ReverseSync, SyncPort, TableVerifyResult } from '../ports';
+import type { ForwardSync, PinnedFlipState, ReverseSync, SyncPort, TableVerifyResult } from '../ports';
 import type { MigrationRecord } from '../types';
 import { errMsg, FlowEnd } from '../steps';
 import { controllerMetrics } from '../metrics';
 import { probeSide } from '../health';
-import { PreFlip, preFlipRate, trafficSnapshot, watchWindow, WatchVerdict } from '../watch';
+import { PreFlip, preFlipRate, TrafficSnapshot, trafficSnapshot, watchWindow, WatchVerdict } from '../watch';
 import { sleep } from '../../util/sleep';
 import { dryRunEnd, noMapping, rollbackPoint, rollbackPointPlan, validate } from './common';
 import type { Flow, FlowContext, Recovery } from './flow';
@@ -80,10 +80,12 @@ async function run(ctx: Ctx): Promise<void> {
     await dryRunEnd(ctx, riskyFlow, source, statements);
   }
   let flipped = false;
+  let finalizing = false;
   let verdict: WatchVerdict = { ok: true, reason: 'no watch window' };
   // the application's traffic on the old side from here to the flip: its error rate before the flip
   const trafficAtStart = await trafficSnapshot(d.cfg.controller, d.store);
   let preFlip: PreFlip | undefined;
+  let beforeFlip: TrafficSnapshot | undefined;
   try {
     await rollbackPoint(ctx, source);
     await steps.run('prepare idle side', async (s) => {
@@ -142,7 +144,8 @@ async function run(ctx: Ctx): Promise<void> {
         // stream skips its transactions by their replication origin. Without the origin (no
         // superuser on the new side) it is created and started inside the pause, once the
         // forward stream has stopped.
-        preFlip = preFlipRate(source, trafficAtStart, await trafficSnapshot(d.cfg.controller, d.store));
+        beforeFlip = await trafficSnapshot(d.cfg.controller, d.store);
+        preFlip = preFlipRate(source, trafficAtStart, beforeFlip);
         const early = fwd.tagsOrigin();
         if (early) {
           await rev.createSlot();
@@ -172,6 +175,7 @@ async function run(ctx: Ctx): Promise<void> {
             }
           },
         });
+        if (o.committed) flipped = true;
         // the old side is fenced and fully applied: nothing is left for the forward stream
         if (o.committed && early) await fwd.stop();
         // the stream was started inside the pause: commits made since the flip are not covered
@@ -180,14 +184,13 @@ async function run(ctx: Ctx): Promise<void> {
         const pause = o.pauseMs !== undefined ? `, pause ${Math.round(o.pauseMs)} ms: ${held.summary()}` : '';
         s.detail = `all proxies on ${target} (epoch ${o.epoch}${pause}); ${source} fenced, reverse sync running`;
       });
-      flipped = true;
       verdict = await finalVerify(ctx, atFlip, source, target);
     } finally {
       await Promise.all([fencer?.close(), atFlip.close()]);
     }
     if (verdict.ok) {
       await steps.run('watch', async (s) => {
-        verdict = await watchWindow({ cfg: d.cfg.controller, windowSeconds: watchSeconds(d.cfg, rec), store: d.store, url: ctx.sideUrl(target), side: target, signal: ctx.signal, preFlip });
+        verdict = await watchWindow({ cfg: d.cfg.controller, windowSeconds: watchSeconds(d.cfg, rec), store: d.store, url: ctx.sideUrl(target), side: target, signal: ctx.signal, preFlip, since: beforeFlip });
         s.detail = verdict.reason;
       });
     } else await steps.skip('watch', `not watched: ${verdict.reason}`);
@@ -205,6 +208,7 @@ async function run(ctx: Ctx): Promise<void> {
         throw err;
       });
     }
+    finalizing = true;
     await steps.run('finalize', async (s) => {
       await rev.stop();
       await rev.cleanup();
@@ -213,13 +217,41 @@ async function run(ctx: Ctx): Promise<void> {
     });
     rec.outcome = v.ok ? `switched to ${target}` : `switched to ${target}; watch failed (${v.reason}) but --no-rollback kept it`;
   } catch (err) {
-    if (err instanceof FlowEnd && err.state === 'rolled_back') throw err;
+    if (err instanceof FlowEnd) throw err;
     // before the flip: nothing changed for the application; discard the idle side's sync state
     if (!flipped) {
       for (const sp of syncs) { await sp.stop().catch(() => undefined); await sp.cleanup().catch(() => undefined); }
+      throw err;
     }
-    throw err;
+    await afterFlipFailure(ctx, { source, target, fwd, rev: syncs[1] as ReverseSync, finalizing, err });
   }
+}
+
+/**
+ * The controller failed after the flip (not a failed verdict: its own error). Traffic is on the
+ * new side and the reverse stream carries its writes back: what a failed watch would do is done
+ * — roll back — unless --no-rollback, or the error came while finalizing (the migration stands;
+ * what is left of its sync is dropped).
+ */
+async function afterFlipFailure(ctx: Ctx, o: { source: Side; target: Side; fwd: ForwardSync; rev: ReverseSync; finalizing: boolean; err: unknown }): Promise<never> {
+  const { rec } = ctx;
+  const msg = errMsg(o.err);
+  rec.errors.push(msg);
+  const dropSync = async () => {
+    await o.rev.stop().catch(() => undefined);
+    await o.rev.cleanup().catch((e) => rec.warnings.push(`could not drop the reverse slot: ${errMsg(e)}`));
+    await o.fwd.cleanup().catch((e) => rec.warnings.push(`could not drop the forward slot: ${errMsg(e)}`));
+  };
+  if (o.finalizing || rec.noRollback) {
+    await dropSync();
+    throw new FlowEnd('failed', `${msg}; traffic stays on ${o.target}, where the migration is applied${o.finalizing ? '' : ' (--no-rollback)'}`);
+  }
+  await rollBackFlip(ctx, o.source, o.target, o.rev, `controller error after the flip: ${msg}`).catch(async (err) => {
+    if (err instanceof FlowEnd) await o.fwd.cleanup().catch((e) => rec.warnings.push(`could not drop the forward slot: ${errMsg(e)}`));
+    if (err instanceof FlowEnd && err.state === 'failed') await o.rev.stop().then(() => o.rev.cleanup()).catch(() => undefined);
+    throw err;
+  });
+  throw new Error('unreachable: rollBackFlip ends the flow');
 }
 
 /**
