@@ -1,6 +1,7 @@
 /**
  * A failure injected at each step of the risky flow (test hooks by step name, at the end of
- * the step's work: the step did what it does, then the controller fails), each with writers
+ * the step's work: the step did what it does, then the controller fails; the rollback's own step
+ * at its start and its end, on top of a fault that makes the flow roll back), each with writers
  * through a real proxy and one writer connected directly to the active side. Whatever the
  * outcome, the invariants a user was promised hold afterwards:
  *  - every acknowledged write is on the final active side;
@@ -69,11 +70,28 @@ function writer(url: string, tag: string) {
   return { acked, failures, stop: async () => { stop = true; await done; } };
 }
 
-const FAULTED: RiskyStep[] = ['prepare idle side', 'copy', 'migrate idle side', 'catch up', 'verify', 'flip', 'final verify', 'watch', 'finalize'];
+const BEFORE_FLIP: RiskyStep[] = ['prepare idle side', 'copy', 'migrate idle side', 'catch up', 'verify'];
+const AFTER_FLIP: RiskyStep[] = ['flip', 'final verify', 'watch'];
+/** a fault at the end of each step; the rollback's own faults come on top of one at the end of the watch */
+const CASES: Array<{ name: string; faults: RiskyStep[]; traffic: 'old' | 'new'; state: string }> = [
+  ...BEFORE_FLIP.map((step) => ({ name: step, faults: [step], traffic: 'old' as const, state: 'failed' })),
+  ...AFTER_FLIP.map((step) => ({ name: step, faults: [step], traffic: 'old' as const, state: 'rolled_back' })),
+  { name: 'finalize', faults: ['finalize'], traffic: 'new', state: 'failed' },
+  // the rollback fails before its flip: the migration stands where traffic is
+  { name: 'roll back (start)', faults: ['watch', 'roll back'], traffic: 'new', state: 'failed' },
+  // the rollback fails after its flip committed: traffic is back, every write with it
+  { name: 'roll back (end)', faults: ['watch', 'roll back'], traffic: 'old', state: 'rolled_back' },
+];
 let n = 0;
 
-test.each(FAULTED)('a fault at the end of "%s": every acknowledged write on the final active side, nothing read-only, no slot, no proxy holding', async (step) => {
-  await env.restart({ faults: { [step]: (at: 'start' | 'end') => { if (at === 'end') throw new Error(`injected fault at ${step}`); } } });
+test.each(CASES)('a fault at $name: every acknowledged write on the final active side, nothing read-only, no slot, no proxy holding', async ({ name, faults, traffic, state }) => {
+  const at = name.endsWith('(start)') ? 'start' : 'end';
+  const last = faults[faults.length - 1]!;
+  await env.restart({
+    faults: Object.fromEntries(faults.map((step) => [step, (p: 'start' | 'end') => {
+      if (p === (step === last ? at : 'end')) throw new Error(`injected fault at ${step}`);
+    }])),
+  });
   const { active: before } = (await env.ctl.store.getActive())!;
   const proxied = [0, 1].map((k) => writer(`postgres://${PROXY_USER}:${PROXY_PASSWORD}@127.0.0.1:${proxy.port}/app`, `p${n}-${k}-`));
   const direct = writer(appUrl(before), `d${n}-`);
@@ -90,12 +108,12 @@ test.each(FAULTED)('a fault at the end of "%s": every acknowledged write on the 
   const [rec] = (await api(env, 'GET', '/migrations?limit=1')).body;
   const { active } = (await env.ctl.store.getActive())!;
   // the record names the fault and where traffic is
-  expect(rec.outcome).toContain(`injected fault at ${step}`);
+  expect(rec.outcome).toContain(`injected fault at ${last}`);
   expect(r.code).not.toBe(0);
   expect(rec.outcome).toMatch(new RegExp(`\\b${active}\\b`));
   // a fault after the flip rolls it back (the reverse stream carried the writes); while finalizing the migration stands
-  expect(active).toBe(step === 'finalize' ? (before === 'blue' ? 'green' : 'blue') : before);
-  expect(rec.state).toBe(step === 'finalize' ? 'failed' : ['flip', 'final verify', 'watch'].includes(step) ? 'rolled_back' : 'failed');
+  expect(active).toBe(traffic === 'old' ? before : before === 'blue' ? 'green' : 'blue');
+  expect(rec.state).toBe(state);
   // every acknowledged write, through the proxy or not, is on the final active side
   const there = new Set((await env[active].query<{ name: string }>(`SELECT name FROM items`)).map((x) => x.name));
   const acked = [...proxied, direct].flatMap((w) => w.acked);
@@ -106,7 +124,7 @@ test.each(FAULTED)('a fault at the end of "%s": every acknowledged write on the 
   // the application can write on the active side, directly
   const app = new Client({ connectionString: appUrl(active) });
   await app.connect();
-  try { await app.query(`INSERT INTO items (name) VALUES ('after-${step}')`); } finally { await app.end(); }
+  try { await app.query(`INSERT INTO items (name) VALUES ('after-${n}')`); } finally { await app.end(); }
   for (const side of [env.blue, env.green]) expect(await side.query('SELECT slot_name FROM pg_replication_slots')).toEqual([]);
   expect(proxy.activeSide).toBe(active);
   expect(proxy.liveSessions().filter((s) => s.isHeld)).toEqual([]);

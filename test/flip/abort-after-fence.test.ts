@@ -202,3 +202,34 @@ test('a session that logged in while its side was still fenced: once the fence i
   expect(await canWrite(early, 'after the reconnect')).toEqual({ ok: true, readOnly: 'off' });
   expect((await pair.blue.query("SELECT count(*)::int AS n FROM notes WHERE note = 'after the reconnect'"))[0].n).toBe(1);
 }, 60_000);
+
+test('a rollback flip failing right after it fenced the new side: the migration stands there, unfenced before the sessions resume; every session writes there', async () => {
+  const s = await sessions('rollback');
+  const sub = await fetch(`${ctl.url}/migrations`, {
+    method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ sql: 'ALTER TABLE notes ALTER COLUMN note TYPE varchar(600);', name: '051_widen_note.sql', type: 'risky' }),
+  });
+  expect(sub.status).toBe(202);
+  const { id } = await sub.json() as { id: string };
+  for (let i = 0; i < 1200 && proxy.activeSide !== 'green'; i++) await new Promise((r) => setTimeout(r, 50));
+  expect(proxy.activeSide).toBe('green');
+  // the application fails on the new side: the watch rolls back, and that flip fails right after its fence
+  failAfterFence = 'injected: failure right after the fence';
+  s.late = loginDuringPause('rollback-late');
+  const failing = await connect('rollback-failing');
+  for (let i = 0; i < 80; i++) await failing.query('SELECT 1/0').catch(() => undefined);
+  let rec: any;
+  for (let i = 0; i < 1200; i++) {
+    rec = await (await fetch(`${ctl.url}/migrations/${id}`)).json();
+    if (['completed', 'failed', 'aborted', 'rolled_back'].includes(rec.state)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(rec.state).toBe('failed');
+  expect(rec.outcome).toMatch(/^rollback failed: rollback flip aborted: beforeCommit failed: injected: failure right after the fence; traffic (is still|stays) on green/);
+  expect(await store.getActive()).toMatchObject({ active: 'green' });
+  await expectWritableAfter('rollback', s, 'green');
+  // the side traffic left stays fenced: it stopped receiving writes at the flip
+  expect(await isFenced(pair.blue.url(), 'app')).toBe(true);
+  for (const side of [pair.blue, pair.green]) expect(await side.query('SELECT slot_name FROM pg_replication_slots')).toEqual([]);
+  await unfence(pair.blue.url(), { roles: [APP.user], database: 'app' });
+}, 120_000);

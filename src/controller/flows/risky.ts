@@ -195,19 +195,7 @@ async function run(ctx: Ctx): Promise<void> {
       });
     } else await steps.skip('watch', `not watched: ${verdict.reason}`);
     const v = verdict;
-    if (!v.ok && !rec.noRollback) {
-      await rollBackFlip(ctx, source, target, rev, v.reason).catch(async (err) => {
-        // rolled back or staying on the new side: the sync of this migration is over in both directions
-        if (err instanceof FlowEnd) {
-          if (err.state === 'failed') {
-            await rev.stop().catch(() => undefined);
-            await rev.cleanup().catch((e) => rec.warnings.push(`could not drop the reverse slot: ${errMsg(e)}`));
-          }
-          await fwd.cleanup().catch((e) => rec.warnings.push(`could not drop the forward slot: ${errMsg(e)}`));
-        }
-        throw err;
-      });
-    }
+    if (!v.ok && !rec.noRollback) await rollBackAndEnd(ctx, { source, target, fwd, rev }, v.reason);
     finalizing = true;
     await steps.run('finalize', async (s) => {
       await rev.stop();
@@ -237,21 +225,21 @@ async function afterFlipFailure(ctx: Ctx, o: { source: Side; target: Side; fwd: 
   const { rec } = ctx;
   const msg = errMsg(o.err);
   rec.errors.push(msg);
-  const dropSync = async () => {
-    await o.rev.stop().catch(() => undefined);
-    await o.rev.cleanup().catch((e) => rec.warnings.push(`could not drop the reverse slot: ${errMsg(e)}`));
-    await o.fwd.cleanup().catch((e) => rec.warnings.push(`could not drop the forward slot: ${errMsg(e)}`));
-  };
   if (o.finalizing || rec.noRollback) {
-    await dropSync();
+    await dropSync(ctx, o);
     throw new FlowEnd('failed', `${msg}; traffic stays on ${o.target}, where the migration is applied${o.finalizing ? '' : ' (--no-rollback)'}`);
   }
-  await rollBackFlip(ctx, o.source, o.target, o.rev, `controller error after the flip: ${msg}`).catch(async (err) => {
-    if (err instanceof FlowEnd) await o.fwd.cleanup().catch((e) => rec.warnings.push(`could not drop the forward slot: ${errMsg(e)}`));
-    if (err instanceof FlowEnd && err.state === 'failed') await o.rev.stop().then(() => o.rev.cleanup()).catch(() => undefined);
-    throw err;
-  });
-  throw new Error('unreachable: rollBackFlip ends the flow');
+  return rollBackAndEnd(ctx, o, `controller error after the flip: ${msg}`);
+}
+
+/** Drops what is left of a migration's sync after the flip; what cannot be dropped is a warning. */
+async function dropSync(ctx: Ctx, o: { fwd: ForwardSync; rev?: ReverseSync }): Promise<void> {
+  const warn = (what: string) => (e: unknown) => { ctx.rec.warnings.push(`could not drop the ${what} slot: ${errMsg(e)}`); };
+  if (o.rev) {
+    await o.rev.stop().catch(() => undefined);
+    await o.rev.cleanup().catch(warn('reverse'));
+  }
+  await o.fwd.cleanup().catch(warn('forward'));
 }
 
 /**
@@ -291,6 +279,28 @@ function watchSeconds(cfg: PgflipConfig, rec: { timeoutSeconds?: number }): numb
 }
 
 /**
+ * Rolls back and ends the flow, whatever the rollback meets; both sync slots are gone after it.
+ * The rollback failing on its own (not "impossible": an error, an aborted flip) leaves traffic
+ * where the store says it is: on the new side the migration stands, with every write there.
+ */
+async function rollBackAndEnd(ctx: Ctx, o: { source: Side; target: Side; fwd: ForwardSync; rev: ReverseSync }, reason: string): Promise<never> {
+  const { rec } = ctx;
+  try {
+    await rollBackFlip(ctx, o.source, o.target, o.rev, reason);
+  } catch (err) {
+    // rolled back: the reverse slot went with the flip back (a dead new side keeps it)
+    await dropSync(ctx, err instanceof FlowEnd && err.state === 'rolled_back' ? { fwd: o.fwd } : o);
+    if (err instanceof FlowEnd) throw err;
+    const msg = errMsg(err);
+    rec.errors.push(msg);
+    const { active } = await ctx.activeSide().catch(() => ({ active: o.target }));
+    if (active === o.source) throw new FlowEnd('rolled_back', `rolled back to ${o.source}: ${reason}; then: ${msg}`);
+    throw new FlowEnd('failed', `rollback failed: ${msg}; traffic stays on ${o.target}, where the migration is applied and every acknowledged write is (the rollback was for: ${reason})`);
+  }
+  throw new Error('unreachable: rollBackFlip ends the flow');
+}
+
+/**
  * Flips back to the old side through the reverse stream; ends the flow rolled back. Only once
  * the reverse stream has applied everything the new side committed up to the pause: when it
  * cannot (a value that does not fit the old column, a stream that stopped), flipping back
@@ -320,16 +330,20 @@ async function rollBackFlip(ctx: Ctx, source: Side, target: Side, rev: ReverseSy
     let failed = false;
     await rev.catchUp({ maxLagMs: 1000, timeoutMs: 10 * 60_000 }).catch(async (err) => { failed = true; await reverseFailed(err); });
     let fencedTarget = false;
+    // a fence that failed part-way may have revoked: an abort lifts it from any fence begun
+    let fencing = false;
     const o = await d.flipper!.flip({
       target: source,
       deadlineMs: 10_000,
       onAbort: async () => {
+        // the side traffic stays on first: its sessions resume there
+        if (fencing) await d.fence?.unfence(target);
         await d.fence?.fence(source);
-        if (fencedTarget) await d.fence?.unfence(target);
       },
       beforeCommit: async () => {
         // the side left is fenced first, as in the forward flip: a direct writer there either
         // committed before the final reverse catch-up's goal or is refused
+        fencing = true;
         fencedTarget = await fenceLeaving(ctx, target);
         if (!failed) await rev.catchUp({ maxLagMs: 0, timeoutMs: holdMs }).catch(reverseFailed);
         await rev.stop();
