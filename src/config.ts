@@ -84,6 +84,8 @@ export interface PgflipConfig {
     copyWorkers?: number;
     /** during the watch window, each commit on the new side waits until the reverse stream applied it on the old one (src/sync/synchronous.ts) */
     synchronousReverse: boolean;
+    /** serve the previous schema version on a risky migration's new side (compat/) */
+    compatSchema: boolean;
   };
   /** absent → in-process memory state store */
   redisUrl?: string;
@@ -134,6 +136,7 @@ export function defaultConfig(): PgflipConfig {
       proxyAdminUrls: [],
       historyLimit: 200,
       synchronousReverse: false,
+      compatSchema: true,
     },
   };
 }
@@ -298,6 +301,7 @@ export function validateConfig(cfg: PgflipConfig, required: Array<'backends' | '
   if (typeof c.latencyFactor !== 'number' || !(c.latencyFactor > 1)) throw new ConfigError('controller.latencyFactor', `must be a number > 1 (got ${JSON.stringify(c.latencyFactor)})`);
   checkPositiveInt('controller.healthFailureLimit', c.healthFailureLimit);
   if (typeof c.synchronousReverse !== 'boolean') throw new ConfigError('controller.synchronousReverse', `must be true or false (got ${JSON.stringify(c.synchronousReverse)})`);
+  if (typeof c.compatSchema !== 'boolean') throw new ConfigError('controller.compatSchema', `must be true or false (got ${JSON.stringify(c.compatSchema)})`);
   if (!Array.isArray(c.proxyAdminUrls) || c.proxyAdminUrls.some((u) => typeof u !== 'string' || !/^https?:\/\//.test(u))) {
     throw new ConfigError('controller.proxyAdminUrls', 'must be a list of http:// URLs');
   }

@@ -9,6 +9,7 @@ import { registerSwitch } from './switch';
 import { registerStatus } from './status';
 import { registerRollback } from './rollback';
 import { registerDemo } from './demo';
+import { registerVersions } from './versions';
 
 /** Exit codes of the CLI: a contract (docs/architecture.md). */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -28,6 +29,7 @@ export function buildProgram(): Command {
   registerStatus(program);
   registerRollback(program);
   registerDemo(program);
+  registerVersions(program);
   return program;
 }
 

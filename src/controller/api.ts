@@ -210,6 +210,26 @@ const ROUTES: RouteDef[] = [
     },
   },
   {
+    method: 'post', path: '/migrations/:id/release', summary: 'new sessions get the migration\'s new schema version; sessions alive keep theirs', auth: true,
+    audit: 'migration.release', responses: { 200: 'the record', 404: 'unknown id', 409: 'no previous schema version served' },
+    handler: (d) => async (req, res) => {
+      const rec = await d.orchestrator.release(String(req.params.id));
+      res.locals.target = rec.id;
+      res.locals.outcome = 'released';
+      res.json(rec);
+    },
+  },
+  {
+    method: 'post', path: '/migrations/:id/finalize', summary: 'drop the migration\'s previous schema version (its compatibility schema): sessions still on it see the new schema', auth: true,
+    audit: 'migration.finalize', responses: { 200: 'the record', 404: 'unknown id', 409: 'running, or no previous schema version served' },
+    handler: (d) => async (req, res) => {
+      const rec = await d.orchestrator.finalize(String(req.params.id));
+      res.locals.target = rec.id;
+      res.locals.outcome = 'finalized';
+      res.json(rec);
+    },
+  },
+  {
     method: 'post', path: '/switch', summary: 'manual flip of every proxy to a side, with the flip protocol\'s guarantees', auth: true, body: SCHEMAS.switch,
     audit: 'switch', responses: { 200: 'new active side and epoch', 409: 'a migration is running', 503: 'the state store is unreachable: flips are refused' },
     handler: (d) => async (req, res) => {

@@ -22,6 +22,7 @@ import type { ClassifyPort, FencePort, FlipPort, SyncFactory } from './ports';
 import { checksumOf, ConflictError, MigrationRecords, NotFoundError, publicRecord } from './records';
 import { repairAfterRestart } from './recovery';
 import { CONTROLLER_APP } from './db';
+import { dropCompatSchema, endCompat, releaseCompat } from './compat';
 import { ledgerRows } from './ledger';
 import { withClient } from '../util/pg';
 import type { RollbackPoints } from './rollback-points';
@@ -133,6 +134,38 @@ export class Orchestrator {
     r.abort.abort(new Error('abort requested'));
     await r.applier?.cancel();
     return publicRecord(r.rec);
+  }
+
+  /**
+   * New sessions get the new schema version of `id`'s migration; those alive keep theirs
+   * (controller/compat.ts). Refused unless the migration serves its previous version.
+   */
+  async release(id: string): Promise<MigrationRecord> {
+    if (!this.isLeader) throw new ConflictError('this controller is not the leader');
+    const rec = await this.records.getStored(id);
+    if (!rec) throw new NotFoundError(`migration ${id} not found`);
+    if (!rec.compat || rec.compat.state === 'dropped') throw new ConflictError(`migration ${id} serves no previous schema version`);
+    if (rec.compat.state === 'prepared') throw new ConflictError(`migration ${id} has not flipped yet: every session uses the old side's schema`);
+    await releaseCompat(this.d.store, id).catch((err) => { throw new ConflictError(errMsg(err)); });
+    rec.compat.state = 'released';
+    await this.records.save(rec);
+    return publicRecord(rec);
+  }
+
+  /**
+   * Drops the previous schema version of `id`'s migration: sessions still on it see the new
+   * schema from their next statement. Refused while the migration runs.
+   */
+  async finalize(id: string): Promise<MigrationRecord> {
+    if (!this.isLeader) throw new ConflictError('this controller is not the leader');
+    const rec = await this.records.getStored(id);
+    if (!rec) throw new NotFoundError(`migration ${id} not found`);
+    if (this.running?.rec.id === id) throw new ConflictError(`migration ${id} is running; finalize it once it ended`);
+    if (!rec.compat || rec.compat.state === 'dropped') throw new ConflictError(`migration ${id} serves no previous schema version`);
+    await endCompat(this.d.store, id, (c) => withClient(this.sideUrl(c.side), (cl) => dropCompatSchema(cl, c.schema), CONTROLLER_APP));
+    rec.compat.state = 'dropped';
+    await this.records.save(rec);
+    return publicRecord(rec);
   }
 
   /** A manual flip (manual-switch.ts); refused while a migration runs or a predecessor's is being finished. */

@@ -2,6 +2,7 @@
  * The migration record the orchestrator persists in the state store before and
  * after every step. GET /migrations/:id returns it as is (minus the SQL text).
  */
+import type { CompatView } from '../compat/views';
 import type { Side } from '../side';
 
 export type MigrationClass = 'safe' | 'risky' | 'maintenance';
@@ -71,6 +72,8 @@ export interface MigrationRecord {
   copy?: { fraction: number; rows?: number; bytes?: number; totalBytes?: number };
   /** risky: the latest comparison of each table (row counts, checksums) */
   verify?: Array<{ table: string; sourceRows: number; targetRows: number; equal: boolean; firstDifference?: string; at: string }>;
+  /** the previous schema version served on the new side (controller/compat.ts): prepared before the flip, served after it until finalized */
+  compat?: { schema: string; side: Side; state: 'prepared' | 'serving' | 'released' | 'dropped'; views: CompatView[] };
   lag?: { seconds: number; bytes: number };
   /** what --dry-run found: the plan and the estimates */
   plan?: string[];

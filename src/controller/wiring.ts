@@ -12,6 +12,7 @@ import { openStateStore } from '../state';
 import type { StateStore } from '../state/store';
 import { FleetFlipOutcome, FlipCoordinator } from '../switch/coordinator';
 import { fence, Fencer, isFenced, unfence } from '../switch/fencing';
+import { applicationRoles } from './roles';
 import { syncFactory } from './sync-adapter';
 import { createApp } from './api';
 import { AuditLog } from './audit';
@@ -143,10 +144,6 @@ function defaultSync(cfg: PgflipConfig): SyncFactory {
   return syncFactory(cfg);
 }
 
-/** The application's roles: those clients log in as through the proxies. */
-export function applicationRoles(cfg: PgflipConfig): string[] {
-  return [...new Set([cfg.app.user, ...Object.keys(cfg.proxy.users)].filter((r): r is string => !!r))];
-}
 
 /**
  * Fencing (src/switch/fencing.ts): the old side read-only for the application's

@@ -44,6 +44,8 @@ export interface DemoSummary {
   /** the proxies' pause at the flip, from the migration's flip step */
   pauseMs?: number;
   maxWriteLatencyMs: number;
+  /** writes of the new application version, started after the flip beside the old one */
+  newVersionAcknowledged: number;
   ok: boolean;
 }
 
@@ -70,10 +72,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
   const { dir, temporary } = prepareDataDir(o.dataDir);
   let stack: UpProcess | undefined;
   let workload: Workload | undefined;
+  let newWorkload: Workload | undefined;
   let ok = false;
   let cleaning: Promise<void> | undefined;
   const cleanup = (keepDir: boolean) => cleaning ??= (async () => {
-    await workload?.stop();
+    await Promise.all([workload?.stop(), newWorkload?.stop()]);
     if (stack) {
       const code = await stack.stop();
       if (code !== 0) o.print(`pgflip up exited with code ${code}; its log: ${stack.logFile}`);
@@ -100,11 +103,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
       const rec = await runMigration(api, file, readFileSync(path.join(MIGRATIONS_DIR, file), 'utf8'), 'safe', say);
       if (rec.state !== 'completed') throw new Error(`${file} ended ${rec.state}: ${rec.outcome ?? rec.errors.join('; ')}`);
     }
-    workload = new Workload({ url: info.appUrl, writers: o.writers, pauseMs: 5 });
+    workload = new Workload({ url: info.appUrl, writers: o.writers, pauseMs: 5, version: 'old' });
     await seed(info.appUrl, o.seedRows, workload);
     say(`   ${o.seedRows} users seeded through the proxy`);
 
-    say(`2. the application: ${o.writers} node-postgres clients inserting and updating users through the proxy`);
+    say(`2. the application: ${o.writers} node-postgres clients inserting and updating users (nickname, created_at) through the proxy`);
     workload.start();
     await sleep(1500);
     say(`   writes flowing: ${workload.counts.acknowledged} acknowledged so far`);
@@ -113,28 +116,44 @@ export async function runDemo(o: DemoOptions): Promise<DemoSummary> {
     for (const l of RISKY_SQL.trim().split('\n').filter((l) => !l.startsWith('--'))) say(`     ${l}`);
     const w = workload;
     const rec = await runMigration(api, RISKY_NAME, RISKY_SQL, 'risky', say, () => `writes acknowledged ${w.counts.acknowledged}, errors ${w.counts.errors}`);
-    await workload.stop();
     say(`   migration ${rec.state}${rec.outcome ? `: ${rec.outcome}` : ''}`);
+    if (rec.state === 'completed') {
+      // the new version is deployed while the old one still runs: both schema versions are served
+      say(`   the old version keeps writing nickname and created_at; the new version connects with pgflip.version=latest and writes display_name`);
+      newWorkload = new Workload({ url: info.appUrl, writers: Math.max(1, Math.floor(o.writers / 2)), pauseMs: 5, version: 'new' });
+      newWorkload.start();
+      await sleep(2000);
+      await newWorkload.stop();
+    }
+    await workload.stop();
 
     const newSide = rec.state === 'completed' ? rec.side : rec.startSide;
     const sideUrl = newSide === 'green' ? info.greenUrl : info.blueUrl;
     say(`4. every acknowledged write looked up on ${newSide} (the side now serving)`);
-    const lost = await workload.lostOn(sideUrl);
+    const lost = rec.state === 'completed'
+      ? [...await workload.lostOn(sideUrl), ...(newWorkload ? await newWorkload.lostOn(sideUrl) : [])]
+      : [];
+    if (rec.compat?.state === 'serving') {
+      await api.post(`/migrations/${encodeURIComponent(rec.id)}/finalize`, {});
+      say(`5. both versions done: \`pgflip finalize ${rec.id}\` dropped the previous schema version (${rec.compat.schema})`);
+    }
     if (rec.state === 'completed') say(`   ${newSide} users columns: ${(await columns(sideUrl)).join(', ')}`);
     const flip = rec.steps.find((s) => s.name === 'flip' && s.state === 'done');
     const pause = flip?.detail && /pause (\d+) ms/.exec(flip.detail);
     const c = workload.counts;
+    const n = newWorkload?.counts ?? { attempted: 0, acknowledged: 0, errors: 0, maxLatencyMs: 0 };
     const summary: DemoSummary = {
       migration: { id: rec.id, state: rec.state, outcome: rec.outcome, side: rec.side },
-      attempted: c.attempted,
-      acknowledged: c.acknowledged,
+      attempted: c.attempted + n.attempted,
+      acknowledged: c.acknowledged + n.acknowledged,
       lost: lost.length,
-      clientErrors: c.errors,
+      clientErrors: c.errors + n.errors,
       pauseMs: pause ? Number(pause[1]) : undefined,
-      maxWriteLatencyMs: Math.round(c.maxLatencyMs),
-      ok: rec.state === 'completed' && lost.length === 0 && c.errors === 0 && c.acknowledged > 0,
+      maxWriteLatencyMs: Math.round(Math.max(c.maxLatencyMs, n.maxLatencyMs)),
+      newVersionAcknowledged: n.acknowledged,
+      ok: rec.state === 'completed' && lost.length === 0 && c.errors + n.errors === 0 && c.acknowledged > 0 && n.acknowledged > 0,
     };
-    printSummary(o.print, summary, lost, workload.errorMessages, Date.now() - t0);
+    printSummary(o.print, summary, lost, [...workload.errorMessages, ...(newWorkload?.errorMessages ?? [])], Date.now() - t0);
     ok = summary.ok;
     return summary;
   } finally {
@@ -209,7 +228,7 @@ function printSummary(print: (l: string) => void, s: DemoSummary, lost: LostWrit
   print('summary');
   print(`  migration          ${s.migration.state}${s.migration.outcome ? ` — ${s.migration.outcome}` : ''}`);
   print(`  writes attempted   ${s.attempted}`);
-  print(`  acknowledged       ${s.acknowledged}`);
+  print(`  acknowledged       ${s.acknowledged} (new version: ${s.newVersionAcknowledged})`);
   print(`  lost               ${s.lost}`);
   print(`  client errors      ${s.clientErrors}`);
   print(`  pause              ${s.pauseMs !== undefined ? `${s.pauseMs} ms` : 'n/a'} (slowest acknowledged write ${s.maxWriteLatencyMs} ms)`);

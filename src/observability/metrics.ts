@@ -26,6 +26,7 @@ export const METRIC = {
   activeSide: 'pgflip_active_side',
   backendUp: 'pgflip_backend_up',
   heldSessions: 'pgflip_held_sessions',
+  sessionsByVersion: 'pgflip_sessions_by_schema_version',
   flipPause: 'pgflip_flip_pause_seconds',
   // sync
   syncLagSeconds: 'pgflip_sync_lag_seconds',
@@ -45,6 +46,7 @@ export interface ProxyMetrics {
   activeSide: prom.Gauge<'side'>;
   backendUp: prom.Gauge<'side'>;
   heldSessions: prom.Gauge;
+  sessionsByVersion: prom.Gauge<'version'>;
   flipPause: prom.Histogram;
 }
 
@@ -66,6 +68,7 @@ export function proxyMetrics(reg: prom.Registry = registry): ProxyMetrics {
     bytes: once(reg, METRIC.bytes, () => new prom.Counter({ name: METRIC.bytes, help: 'bytes relayed; direction: client_to_server or server_to_client', labelNames: ['direction'] as const, registers })),
     activeSide: once(reg, METRIC.activeSide, () => new prom.Gauge({ name: METRIC.activeSide, help: '1 for the side that serves new sessions, 0 for the other', labelNames: ['side'] as const, registers })),
     backendUp: once(reg, METRIC.backendUp, () => new prom.Gauge({ name: METRIC.backendUp, help: '1 when the last health check of the side succeeded', labelNames: ['side'] as const, registers })),
+    sessionsByVersion: once(reg, METRIC.sessionsByVersion, () => new prom.Gauge({ name: METRIC.sessionsByVersion, help: 'client connections by the schema version they see while a migration serves its previous one: old (the compatibility schema) or new', labelNames: ['version'] as const, registers })),
     heldSessions: once(reg, METRIC.heldSessions, () => new prom.Gauge({ name: METRIC.heldSessions, help: 'sessions whose client bytes are held during a flip', registers })),
     flipPause: once(reg, METRIC.flipPause, () => new prom.Histogram({
       name: METRIC.flipPause, help: 'time traffic was held during a flip',

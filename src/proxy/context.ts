@@ -4,6 +4,7 @@ import type { Histogram } from 'prom-client';
 import type tls from 'node:tls';
 import type { PgflipConfig } from '../config';
 import type { Side } from '../side';
+import type { CompatServing } from '../compat/serving';
 import type { ProxyMetrics } from '../observability/metrics';
 import type { BackendTarget } from './backend-connect';
 import type { CancelTarget } from './cancel';
@@ -28,6 +29,8 @@ export interface ProxyContext {
   targets: Record<Side, BackendTarget>;
   /** side new sessions are served by */
   activeSide(): Side;
+  /** the previous schema version served, if any (schema-version.ts) */
+  compat(): CompatServing | null;
   cancel: CancelRouter;
   /** while a flip holds new connections: resolves when they may pick a side */
   admission(): Promise<void> | undefined;

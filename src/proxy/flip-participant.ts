@@ -30,6 +30,8 @@ import type { BackendConnection } from './backend-connect';
 import { Carried, emptyCarried, replayPlan } from './carried';
 import { TERMINATE } from './protocol/serializer';
 import { runReplay } from './replay';
+import { compatFixupSql, isOld } from './schema-version';
+import type { CompatServing } from '../compat/serving';
 import { OidCatalog, oidTranslation, OidTranslation, readOidCatalog } from './type-identity';
 import type { Session } from './session';
 
@@ -41,6 +43,12 @@ export interface FlipHost {
   sessions(): Iterable<Session>;
   activeSide(): Side;
   setActiveSide(side: Side): void;
+  /** resolves once the schema version record read at the latest pause is in (schema-version.ts) */
+  versionsReady?(): Promise<void>;
+  /** read the schema version record again: at every pause */
+  refreshVersions?(): void;
+  /** the previous schema version served, if any */
+  compat?(): CompatServing | null;
 }
 
 /** A target connection carrying (a version of) a session's state. */
@@ -187,6 +195,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
   pause(deadline: number, opts: { hold?: boolean } = {}): Promise<PauseResult> {
     if (this.run && this.run.phase !== 'over') this.endRun(this.run, 'a new pause replaced it');
     this.cancelMoves();
+    this.host.refreshVersions?.();
     const from = this.host.activeSide();
     let finish!: (r: PauseResult) => void;
     const result = new Promise<PauseResult>((r) => { finish = r; });
@@ -219,9 +228,18 @@ export class ProxyFlipParticipant implements FlipParticipant {
     run.phase = 'switched';
     let carried = 0;
     let terminated = 0;
+    const compat = this.host.compat?.() ?? null;
     for (const e of run.entries.values()) {
       const s = e.s;
       if (s.isClosed) continue;
+      // a session of a migration's new schema version, and the flip goes back on that migration
+      if (compat && compat.side !== target && compat.side === run.from && !isOld(s.schemaVersion, compat)) {
+        closePrepared(e.prepared);
+        s.terminate(`pgflip: traffic went back to ${target}, which does not have the schema of migration ${compat.migration} that this session uses (a rollback, or a switch)`,
+          'Reconnect to continue with the schema as it was before the migration.');
+        terminated++;
+        continue;
+      }
       if (e.terminate) {
         closePrepared(e.prepared);
         s.terminate(`terminating connection because pgflip switched to the ${target} side and this session holds state that cannot move (${e.terminate.join(', ')})`,
@@ -320,11 +338,17 @@ export class ProxyFlipParticipant implements FlipParticipant {
   /** an authenticated connection on `side` with the session's state as it is now */
   private async prepare(s: Session, side: Side, catalogs: Catalogs = new Map()): Promise<Prepared> {
     const translation = await this.translationFor(s, side, catalogs);
+    // a flip prepares with the schema version record read at its pause
+    await this.host.versionsReady?.();
     const conn = await s.openBackend(side);
     try {
       const version = s.state!.version;
       const carried = s.state!.snapshotCarried();
-      const r = await runReplay(conn, replayPlan(emptyCarried(), carried));
+      const plan = replayPlan(emptyCarried(), carried);
+      const compat = s.compatSchemaOn(side);
+      // the session's own search_path replaced the startup one: the compatibility schema goes in front of it
+      if (compat && carried.settings.has('search_path')) plan.sql.push(compatFixupSql(compat));
+      const r = await runReplay(conn, plan);
       if (r.skipped.length) this.log.warn({ session: s.id, side, skipped: r.skipped }, 'prepared statements the new side refused are not carried');
       return { conn, carried, version, translation };
     } catch (err) {

@@ -27,6 +27,7 @@ import { HealthChecker, SideHealth } from './health';
 import { LostBackends } from './lost-backend';
 import { parseVerifier, ScramSecret, secretFromPassword } from './scram';
 import { Session, SessionInfo } from './session';
+import { SchemaVersions, isOld } from './schema-version';
 
 export type { SessionInfo } from './session';
 export { Session } from './session';
@@ -135,8 +136,10 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     log.info({ activeSide }, 'active side changed');
     lost.wake();
   };
+  const versions = new SchemaVersions(store, log);
   const participant = new ProxyFlipParticipant(id, {
     cfg, log, metrics, sessions: () => sessions, activeSide: () => activeSide, setActiveSide,
+    refreshVersions: () => { void versions.refresh(); }, versionsReady: () => versions.ready(), compat: () => versions.current(),
   });
   const lost = new LostBackends({
     log, waitMs: cfg.proxy.lostBackendWaitMs, retryMs: cfg.proxy.healthCheck.intervalMs,
@@ -149,6 +152,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     cfg, log, metrics, stats, targets, tlsContext,
     durations: [metrics.queryDuration.labels('blue'), metrics.queryDuration.labels('green')],
     activeSide: () => activeSide,
+    compat: () => versions.current(),
     cancel,
     admission: () => participant.admission(),
     scramSecret: (user) => secrets.get(user),
@@ -171,6 +175,11 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     if (stats.bytesOut) metrics.bytes.labels('server_to_client').inc(stats.bytesOut);
     stats.queries[0] = stats.queries[1] = stats.bytesIn = stats.bytesOut = 0;
     metrics.clientConnections.set(sessions.size);
+    const c = versions.current();
+    let old = 0;
+    if (c) for (const s of sessions) if (isOld(s.schemaVersion, c)) old++;
+    metrics.sessionsByVersion.labels('old').set(old);
+    metrics.sessionsByVersion.labels('new').set(sessions.size - old);
     for (const s of SIDES) metrics.activeSide.labels(s).set(s === activeSide ? 1 : 0);
   };
   flushStats();
@@ -242,6 +251,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     adminPort = (admin.address() as net.AddressInfo).port;
     meta.adminUrl = advertisedUrl(cfg.proxy.admin.host, adminPort);
     await cancel.start();
+    await versions.refresh();
     // adopts the fleet's active side and epoch, then opens admission
     await member.start();
   } catch (e) {
@@ -255,6 +265,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
   health.start();
   const healthTtlMs = Math.max(3 * cfg.proxy.healthCheck.intervalMs, 5000);
   const reportHealth = (): void => {
+    void versions.refresh();
     const sides: Record<Side, { up: boolean; latencyMs?: number; error?: string }> = {} as never;
     for (const s of SIDES) {
       const h = health.health[s];

@@ -24,6 +24,7 @@ import {
 } from './protocol/serializer';
 import { SCRAM_MECHANISM, ScramError, ScramServerExchange } from './scram';
 import { MAX_INSPECTED_QUERY, SessionState } from './session-state';
+import { backendParams, isOld, rewriteSetSearchPath, sessionVersion, SessionVersion } from './schema-version';
 import { ConnectionClosed, StartupReader } from './startup-reader';
 import { OidTranslation, OidTranslator } from './type-identity';
 import { discardReads, readInto, setReadBuffer } from './user-buffer-reads';
@@ -178,6 +179,8 @@ export class Session {
   backend: net.Socket | undefined;
   backendConn: BackendConnection | undefined;
   side: Side = 'blue';
+  /** the schema version the session started under (schema-version.ts) */
+  schemaVersion: SessionVersion = {};
   sideIdx: 0 | 1 = 0;
   /** the side the session started on: the OIDs its client knows are that side's */
   oidHome: Side = 'blue';
@@ -348,6 +351,7 @@ export class Session {
     const admission = this.ctx.admission();
     if (admission) await admission;
     if (this.closed || this.client.destroyed) { this.close(); return; }
+    this.schemaVersion = sessionVersion(params, this.ctx.compat());
     this.phase = 'attaching';
     const conn = await this.connectActive(params);
     if (this.closed || this.client.destroyed) { conn.socket.destroy(); this.close(); return; }
@@ -373,7 +377,7 @@ export class Session {
       this.sideIdx = sideIndex(this.side);
       this.oidHome = this.side;
       try {
-        const conn = await connectBackend(this.ctx.targets[this.side], params, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
+        const conn = await connectBackend(this.ctx.targets[this.side], backendParams(params, this.schemaVersion, this.ctx.compat(), this.side), this.database, this.ctx.cfg.proxy.connectTimeoutMs);
         if (waited) this.log.info({ side: this.side }, 'the active side takes connections again');
         return conn;
       } catch (e) {
@@ -491,7 +495,26 @@ export class Session {
     const params = new Map(this.state!.startupParams);
     const readOnly = this.backendConn && reportedParameter(this.backendConn, 'default_transaction_read_only');
     if (readOnly === 'off' && !params.has('default_transaction_read_only')) params.set('default_transaction_read_only', readOnly);
-    return connectBackend(this.ctx.targets[side], params, this.database, this.ctx.cfg.proxy.connectTimeoutMs);
+    return connectBackend(this.ctx.targets[side], backendParams(params, this.schemaVersion, this.ctx.compat(), side), this.database, this.ctx.cfg.proxy.connectTimeoutMs);
+  }
+
+  /**
+   * A chunk that is one whole simple Query setting search_path, on a backend serving the
+   * previous schema version: the compatibility schema stays in front of the client's list.
+   */
+  private compatQuery(chunk: Buffer): Buffer {
+    const schema = this.compatSchemaOn(this.side);
+    if (schema === undefined || chunk.readInt32BE(1) !== chunk.length - 1 || chunk[chunk.length - 1] !== 0) return chunk;
+    const sql = chunk.toString('utf8', 5, chunk.length - 1);
+    if (!/search_path/i.test(sql)) return chunk;
+    const rewritten = rewriteSetSearchPath(sql, schema);
+    return rewritten === undefined ? chunk : serialize.query(rewritten);
+  }
+
+  /** The compatibility schema this session's backends on `side` put first, if any (schema-version.ts). */
+  compatSchemaOn(side: Side): string | undefined {
+    const c = this.ctx.compat();
+    return c && c.side === side && isOld(this.schemaVersion, c) ? c.schema : undefined;
   }
 
   /** since when the session has been running a statement or inside a transaction (performance.now()), 0 when idle */
@@ -646,6 +669,7 @@ export class Session {
 
   private readonly onClientData = (chunk: Buffer): void => {
     if (this.toServer !== null) { chunk = this.toServer.feed(chunk); if (chunk.length === 0) return; }
+    if (chunk[0] === M.Query && chunk.length < 4096 && this.ctx.compat() !== null) chunk = this.compatQuery(chunk);
     this.ctx.stats.bytesIn += chunk.length;
     if (this.cw!.walk(chunk) !== WALK_OK) { this.clientProtocolError(); return; }
     if (!this.backend!.write(chunk)) { this.client.pause(); this.clientPaused = true; }

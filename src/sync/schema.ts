@@ -9,6 +9,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { clientTool } from '../pgcluster/binaries';
 import { HELPER_SCHEMA } from './catalog';
+import { COMPAT_SCHEMA_PATTERN } from '../compat/serving';
 
 /** libpq environment for a postgres:// URL (host, port, user, password, database, sslmode). */
 export function libpqEnv(url: string): Record<string, string> {
@@ -59,7 +60,8 @@ export interface DumpOptions {
 }
 
 export function dumpSchema(sourceUrl: string, section: 'pre-data' | 'post-data', opts: DumpOptions = {}): Promise<string> {
-  const args = ['--schema-only', `--section=${section}`, `--exclude-schema=${HELPER_SCHEMA}`, '--no-publications', '--no-subscriptions'];
+  // pgflip's helper schema, and the compatibility schemas that belong to the side holding them
+  const args = ['--schema-only', `--section=${section}`, `--exclude-schema=${HELPER_SCHEMA}`, `--exclude-schema=${COMPAT_SCHEMA_PATTERN}`, '--no-publications', '--no-subscriptions'];
   if (opts.noOwner) args.push('--no-owner', '--no-privileges');
   return runTool(clientTool('pg_dump'), args, sourceUrl);
 }

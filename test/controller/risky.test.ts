@@ -300,7 +300,7 @@ test('writers through a real proxy across the whole migration and its flip: 0 cl
     expect(acked.length).toBeGreaterThan(100);
     const onBlue = new Set((await env.blue.query<{ name: string }>(`SELECT name FROM users WHERE name LIKE 'proxy-w%'`)).map((x) => x.name));
     expect(acked.filter((n) => !onBlue.has(n))).toEqual([]);
-    expect(await env.blue.query(`SELECT character_maximum_length AS n FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'name'`)).toEqual([{ n: 300 }]);
+    expect(await env.blue.query(`SELECT character_maximum_length AS n FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'users' AND column_name = 'name'`)).toEqual([{ n: 300 }]);
     expect(proxy.activeSide).toBe('blue');
     const [rec] = (await api(env, 'GET', '/migrations?limit=1')).body;
     expect(rec.steps.find((s: { name: string }) => s.name === 'flip').detail).toMatch(/all proxies on blue \(epoch \d+, pause \d+ ms: fence \d+ ms, final catch-up \d+ ms, pin \d+ ms\); green fenced, reverse sync running/);

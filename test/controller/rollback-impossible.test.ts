@@ -47,7 +47,8 @@ test('int → bigint, then a value above 2^31 on the new side: the rollback is i
   const proxy = await startProxy(proxyConfigFor({ blue: env.blue, green: env.green }), { store: proxyStore, registry: new prom.Registry(), fleet: { heartbeatMs: 200 } });
   env.cfg.controller.proxyAdminUrls = [`http://127.0.0.1:${proxy.adminPort}`];
   await env.restart();
-  const c = new Client({ connectionString: `postgres://${PROXY_USER}:${PROXY_PASSWORD}@127.0.0.1:${proxy.port}/app` });
+  const c = new Client({ connectionString: `postgres://${PROXY_USER}:${PROXY_PASSWORD}@127.0.0.1:${proxy.port}/app`, options: '-c pgflip.version=latest' }); // the new application version
+  c.on('error', () => undefined); // the forced switch back at the end ends it: blue lacks its schema
   await c.connect();
   try {
     const f = env.migration('041_widen_counter.sql', 'ALTER TABLE counters ALTER COLUMN n TYPE bigint;\n');
@@ -85,9 +86,12 @@ test('int → bigint, then a value above 2^31 on the new side: the rollback is i
     expect(back.stderr).toMatch(/HTTP 409: blue is not in step with green \(041_widen_counter\.sql applied on green only\): it stopped receiving writes then, and a switch would serve old data; pass force to switch anyway/);
     expect(await env.ctl.store.getActive()).toMatchObject({ active: 'green' });
     // an operator who knows better says so
+    const ended = new Promise<Error>((res) => c.once('error', res));
     const forced = await script('proxy-switch.sh', ['blue', '--force'], env.env);
     expect(forced.stdout).toMatch(/^active: blue \(epoch \d+/);
     expect(forced.code).toBe(0);
+    // the new application version's session cannot go on on blue, which lacks its schema: ended, saying why
+    expect((await ended).message).toMatch(/^pgflip: traffic went back to blue, which does not have the schema of migration 041_widen_counter\.sql that this session uses/);
   } finally {
     await c.end().catch(() => undefined);
     await proxy.close();

@@ -39,7 +39,9 @@ beforeAll(async () => {
     GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO ${APP.user};`);
   dir = mkdtempSync(path.join(os.tmpdir(), 'pgflip-watch-'));
   // what `pgflip up` configures (src/up/stack.ts), on the test pair
-  const cfg = upLikeConfig(pair, { dir, token: TOKEN, controller: { watchWindowSeconds: 4 } });
+  // without the previous schema version served (controller.compatSchema), the old application's
+  // statements on a dropped column fail on the new side: the errors the watch must see
+  const cfg = upLikeConfig(pair, { dir, token: TOKEN, controller: { watchWindowSeconds: 4, compatSchema: false } });
   expect(cfg.controller.proxyAdminUrls).toEqual([]);
   store = new MemoryStateStore();
   proxy = await startProxy(cfg, { store, registry: new prom.Registry() });

@@ -32,10 +32,15 @@ test('the demo: writes through the proxy during a risky migration, the flip, 0 l
   expect(out).toMatch(/lag \d+\.\d\d s \/ \d+ bytes · writes acknowledged \d+, errors 0/);
   expect(out).toMatch(/green users columns: id, name, email, display_name$/m);
   // the summary
-  expect(field(out, 'migration')).toBe('completed — switched to green');
+  expect(field(out, 'migration')).toMatch(/^completed — switched to green; the previous schema version is served from pgflip_compat_\w+ until `pgflip finalize [\w-]+`$/);
+  // the old version wrote the renamed and dropped columns through the whole story; the new one its new names
+  expect(out).toMatch(/the new version connects with pgflip\.version=latest and writes display_name/);
+  expect(out).toMatch(/5\. both versions done: `pgflip finalize [\w-]+` dropped the previous schema version \(pgflip_compat_\w+\)/);
   const attempted = Number(field(out, 'writes attempted'));
-  const acknowledged = Number(field(out, 'acknowledged'));
+  const [, ack, ackNew] = /^(\d+) \(new version: (\d+)\)$/.exec(field(out, 'acknowledged'))!;
+  const acknowledged = Number(ack);
   expect(acknowledged).toBeGreaterThan(0);
+  expect(Number(ackNew)).toBeGreaterThan(0);
   expect(attempted).toBe(acknowledged); // none failed, none left in flight
   expect(field(out, 'lost')).toBe('0');
   expect(field(out, 'client errors')).toBe('0');

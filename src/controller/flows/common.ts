@@ -114,9 +114,9 @@ export async function runStatements<N extends string>(ctx: FlowContext<N>, side:
 }
 
 /** --dry-run: the plan on the record, every later step skipped, and the flow ends. */
-export async function dryRunEnd<N extends string>(ctx: FlowContext<N>, flow: Flow<N>, side: Side, statements: SqlStatement[]): Promise<never> {
+export async function dryRunEnd<N extends string>(ctx: FlowContext<N>, flow: Flow<N>, side: Side, statements: SqlStatement[], more: string[] = []): Promise<never> {
   const { rec } = ctx;
-  rec.plan = flow.plan(ctx.d.cfg, rec, side, statements);
+  rec.plan = [...flow.plan(ctx.d.cfg, rec, side, statements), ...more];
   for (const name of flow.steps.slice(1)) await ctx.steps.skip(name, 'dry run');
   throw new FlowEnd('completed', `dry run: ${rec.name} is ${rec.classification}; nothing changed`);
 }

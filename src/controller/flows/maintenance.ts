@@ -13,6 +13,7 @@ import { runMode } from '../statements';
 import { FlowEnd, Step } from '../steps';
 import type { StoredMigration } from '../types';
 import { describeMode, dryRunEnd, rollbackPoint, rollbackPointPlan, runStatements, validate } from './common';
+import { servingCompat } from '../compat';
 import type { Flow } from './flow';
 
 export const MAINTENANCE_STEPS = ['validate', 'rollback point', 'hold traffic', 'apply', 'resume traffic'] as const;
@@ -29,6 +30,11 @@ export const maintenanceFlow: Flow<MaintenanceStep> = {
     const side = rec.side;
     const { statements } = await validate(ctx, side);
     if (rec.dryRun) await dryRunEnd(ctx, maintenanceFlow, side, statements);
+    // the views of a previous schema version depend on the tables a maintenance change alters
+    const serving = await servingCompat(d.store);
+    if (serving?.side === side) {
+      throw new Error(`${serving.migration} still serves its previous schema version from ${serving.schema} on ${side}, whose views this change could break: run \`pgflip finalize ${serving.migrationId}\` first`);
+    }
     await rollbackPoint(ctx, side);
     const holdMs = d.cfg.controller.holdLimitSeconds * 1000;
     const flipper = d.flipper;

@@ -10,9 +10,12 @@
  */
 import type { PgflipConfig } from '../../config';
 import { otherSide, Side } from '../../side';
-import { connectClient } from '../../util/pg';
+import { connectClient, withClient } from '../../util/pg';
 import { advanceSequencesToData, CONTROLLER_APP } from '../db';
 import { copyLedger, recordLedger } from '../ledger';
+import { announceCompat, buildCompat, dropCompatSchema, endCompat, needsCompat, oldVersionPlan } from '../compat';
+import { readCatalog } from '../../sync';
+import { applicationRoles } from '../roles';
 import type { ForwardSync, PinnedFlipState, ReverseSync, SyncPort, TableVerifyResult } from '../ports';
 import type { MigrationRecord } from '../types';
 import { errMsg, FlowEnd } from '../steps';
@@ -77,7 +80,8 @@ async function run(ctx: Ctx): Promise<void> {
   }
   if (rec.dryRun) {
     if (fwd.estimate) rec.estimates = { ...(rec.estimates ?? {}), ...(await fwd.estimate()) };
-    await dryRunEnd(ctx, riskyFlow, source, statements);
+    const oldCatalog = await withClient(ctx.sideUrl(source), readCatalog, CONTROLLER_APP);
+    await dryRunEnd(ctx, riskyFlow, source, statements, oldVersionPlan(rec.id, mapping, oldCatalog, d.cfg.controller.compatSchema));
   }
   let flipped = false;
   let finalizing = false;
@@ -86,6 +90,8 @@ async function run(ctx: Ctx): Promise<void> {
   const trafficAtStart = await trafficSnapshot(d.cfg.controller, d.store);
   let preFlip: PreFlip | undefined;
   let beforeFlip: TrafficSnapshot | undefined;
+  /** the compatibility schema made for the old version, once announced */
+  let compat: string | undefined;
   try {
     await rollbackPoint(ctx, source);
     await steps.run('prepare idle side', async (s) => {
@@ -107,8 +113,17 @@ async function run(ctx: Ctx): Promise<void> {
       try {
         await copyLedger(a, b);
         await recordLedger(b, { name: rec.name, checksum: rec.checksum, class: rec.classification ?? 'risky', side: target, migrationId: rec.id, startedAt: rec.startedAt! });
+        // the application still running the old version keeps its schema on the new side
+        if (d.cfg.controller.compatSchema && needsCompat(mapping)) {
+          const plan = await buildCompat({ migrationId: rec.id, mapping: mapping!, oldSide: a, newSide: b, roles: applicationRoles(d.cfg) });
+          if (plan.views.length) {
+            await announceCompat(d.store, rec, target, plan.schema);
+            compat = plan.schema;
+            rec.compat = { schema: plan.schema, side: target, state: 'prepared', views: plan.views };
+          }
+        }
       } finally { await Promise.all([a.end(), b.end()]).catch(() => undefined); }
-      s.detail = `${statements.length} statement(s) applied on ${target}; streaming changes`;
+      s.detail = `${statements.length} statement(s) applied on ${target}; streaming changes${compat ? `; the previous version served from ${compat}` : ''}`;
     });
     await steps.run('catch up', async (s) => {
       const p = await fwd.catchUp({ maxLagMs: 1000, timeoutMs: 10 * 60_000 });
@@ -176,6 +191,7 @@ async function run(ctx: Ctx): Promise<void> {
           },
         });
         if (o.committed) flipped = true;
+        if (o.committed && rec.compat) rec.compat.state = 'serving';
         // the old side is fenced and fully applied: nothing is left for the forward stream
         if (o.committed && early) await fwd.stop();
         // the stream was started inside the pause: commits made since the flip are not covered
@@ -204,11 +220,13 @@ async function run(ctx: Ctx): Promise<void> {
       s.detail = v.ok ? 'reverse sync stopped, replication slots dropped' : `kept ${target} despite: ${v.reason} (--no-rollback)`;
     });
     rec.outcome = v.ok ? `switched to ${target}` : `switched to ${target}; watch failed (${v.reason}) but --no-rollback kept it`;
+    if (rec.compat) rec.outcome += `; the previous schema version is served from ${rec.compat.schema} until \`pgflip finalize ${rec.id}\``;
   } catch (err) {
     if (err instanceof FlowEnd) throw err;
     // before the flip: nothing changed for the application; discard the idle side's sync state
     if (!flipped) {
       for (const sp of syncs) { await sp.stop().catch(() => undefined); await sp.cleanup().catch(() => undefined); }
+      if (compat) await endServing(ctx);
       throw err;
     }
     await afterFlipFailure(ctx, { source, target, fwd, rev: syncs[1] as ReverseSync, finalizing, err });
@@ -294,7 +312,10 @@ async function rollBackAndEnd(ctx: Ctx, o: { source: Side; target: Side; fwd: Fo
     const msg = errMsg(err);
     rec.errors.push(msg);
     const { active } = await ctx.activeSide().catch(() => ({ active: o.target }));
-    if (active === o.source) throw new FlowEnd('rolled_back', `rolled back to ${o.source}: ${reason}; then: ${msg}`);
+    if (active === o.source) {
+      await endServing(ctx);
+      throw new FlowEnd('rolled_back', `rolled back to ${o.source}: ${reason}; then: ${msg}`);
+    }
     throw new FlowEnd('failed', `rollback failed: ${msg}; traffic stays on ${o.target}, where the migration is applied and every acknowledged write is (the rollback was for: ${reason})`);
   }
   throw new Error('unreachable: rollBackFlip ends the flow');
@@ -359,7 +380,17 @@ async function rollBackFlip(ctx: Ctx, source: Side, target: Side, rev: ReverseSy
     controllerMetrics().rollbackImpossible.inc();
     throw new FlowEnd('failed', `rollback impossible: ${impossible}; traffic stays on ${target}, where the migration is applied and every acknowledged write is (the rollback was for: ${reason})`);
   });
+  // the old side serves the old version itself
+  await endServing(ctx);
   throw new FlowEnd('rolled_back', `rolled back to ${source}: ${reason}`);
+}
+
+/** The migration's compatibility schema is no longer served; one that cannot be dropped is a warning. */
+async function endServing(ctx: Ctx): Promise<void> {
+  const { rec } = ctx;
+  await endCompat(ctx.d.store, rec.id, (c) => withClient(ctx.sideUrl(c.side), (cl) => dropCompatSchema(cl, c.schema), CONTROLLER_APP))
+    .then((c) => { if (c && rec.compat) rec.compat.state = 'dropped'; })
+    .catch((err) => rec.warnings.push(`could not drop the compatibility schema: ${errMsg(err)}`));
 }
 
 /**
