@@ -169,7 +169,8 @@ function planParts(input: CompatInput, facts: CompatFacts): { head: string; plan
     // the table as it is serves the old version: no view (added columns are new, not in the way)
     if (!m.renamedTo && cols.every((c) => c.plain && c.target!.name === c.old.name)) continue;
     const automatic = cols.every((c) => c.plain);
-    const fails: string[] = [`statements naming ${oldKey} with its schema reach the new table, not this view`];
+    const fails: string[] = [`statements naming ${oldKey} with its schema reach the new table, not this view`,
+      'COPY … TO: PostgreSQL does not copy out of a view (COPY (SELECT …) TO works)'];
     const fed = new Set(cols.map((c) => c.target?.name));
     for (const c of newT.columns) {
       if (!fed.has(c.name) && c.notNull && !c.hasDefault && !c.generated && !c.identity) fails.push(`INSERT: ${c.name} is NOT NULL without a default and the old columns do not feed it (23502)`);
@@ -186,6 +187,7 @@ function planParts(input: CompatInput, facts: CompatFacts): { head: string; plan
     const sql: string[] = [
       `CREATE VIEW ${view}${facts.securityInvoker ? ' WITH (security_invoker = true)' : ''} AS SELECT ${cols.map((c) => `${c.show} AS ${qi(c.old.name)}`).join(', ')} FROM ${qtable(newName)};`,
     ];
+    if (automatic) fails.push('COPY … FROM: PostgreSQL copies into a view only through an INSTEAD OF INSERT trigger, which this view has not: triggers would make upserts on it fail');
     if (!automatic) {
       // the view is not rewritten to the table, so PostgreSQL finds no index on it
       fails.push('INSERT … ON CONFLICT (…) / ON CONFLICT … DO UPDATE: refused on a view with INSTEAD OF triggers (42P10)');
