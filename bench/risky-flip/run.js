@@ -69,7 +69,7 @@ async function main() {
     for (let i = 0; i < Math.max(RISKY, SWITCHES); i++) {
       if (i < RISKY) {
         // the active side's column now (a plain switch in between may have gone back to the other schema)
-        const q = spawnSync('psql', ['-Atc', "SELECT column_name FROM information_schema.columns WHERE table_name = 'pgbench_history' AND column_name LIKE 'filler%'"], { env: pgenv, encoding: 'utf8' });
+        const q = spawnSync('psql', ['-Atc', "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'pgbench_history' AND column_name LIKE 'filler%'"], { env: pgenv, encoding: 'utf8' });
         name = q.stdout.trim();
         const next = name === 'filler' ? 'filler_b' : 'filler';
         const sql = `ALTER TABLE pgbench_history RENAME COLUMN ${name} TO ${next};\n`;

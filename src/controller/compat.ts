@@ -78,3 +78,17 @@ export async function endCompat(store: StateStore, migrationId: string, drop: (c
 }
 
 export { dropCompatSchema };
+
+/**
+ * Whether the fleet serves no session of the old version any more: every live proxy reported,
+ * for this migration, none. False when a proxy has not reported (it may hold some).
+ */
+export async function noOldVersionSessions(store: StateStore, migrationId: string): Promise<boolean> {
+  const [proxies, reports] = await Promise.all([store.liveProxies(), store.healthReports()]);
+  if (!proxies.length) return false;
+  const byProxy = new Map(reports.map((r) => [r.proxyId, r]));
+  return proxies.every((p) => {
+    const v = byProxy.get(p.id)?.schemaVersions;
+    return v?.migrationId === migrationId && v.old === 0;
+  });
+}

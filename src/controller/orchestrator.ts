@@ -22,7 +22,7 @@ import type { ClassifyPort, FencePort, FlipPort, SyncFactory } from './ports';
 import { checksumOf, ConflictError, MigrationRecords, NotFoundError, publicRecord } from './records';
 import { repairAfterRestart } from './recovery';
 import { CONTROLLER_APP } from './db';
-import { dropCompatSchema, endCompat, releaseCompat } from './compat';
+import { dropCompatSchema, endCompat, noOldVersionSessions, releaseCompat, servingCompat } from './compat';
 import { ledgerRows } from './ledger';
 import { withClient } from '../util/pg';
 import type { RollbackPoints } from './rollback-points';
@@ -150,6 +150,20 @@ export class Orchestrator {
     rec.compat.state = 'released';
     await this.records.save(rec);
     return publicRecord(rec);
+  }
+
+  /**
+   * Once a released migration's old version has no session left in the fleet, its
+   * compatibility schema goes: called on a timer by the leader (wiring.ts).
+   */
+  async finalizeWhenUnused(): Promise<void> {
+    if (!this.isLeader || this.stopped) return;
+    const c = await servingCompat(this.d.store);
+    if (!c || c.defaultVersion !== 'new' || this.running?.rec.id === c.migrationId) return;
+    if (!(await noOldVersionSessions(this.d.store, c.migrationId))) return;
+    await this.finalize(c.migrationId);
+    await this.d.audit.write({ who: 'controller', via: 'controller', action: 'migration.finalize', target: c.migrationId, outcome: 'done', detail: { reason: 'released, and no session of the old version is left' } });
+    logger().info({ migration: c.migration, schema: c.schema }, 'previous schema version dropped: released and no old-version session left');
   }
 
   /**

@@ -13,6 +13,7 @@ import type { StateStore } from '../state/store';
 import { FleetFlipOutcome, FlipCoordinator } from '../switch/coordinator';
 import { fence, Fencer, isFenced, unfence } from '../switch/fencing';
 import { applicationRoles } from './roles';
+import { errMsg } from './steps';
 import { syncFactory } from './sync-adapter';
 import { createApp } from './api';
 import { AuditLog } from './audit';
@@ -123,6 +124,11 @@ export async function startController(cfg: PgflipConfig, opts: StartOptions = {}
   const port = (server.address() as AddressInfo).port;
   const host = cfg.controller.listen.host.includes(':') ? `[${cfg.controller.listen.host}]` : cfg.controller.listen.host;
   await orchestrator.start(opts.leaderWaitMs);
+  // a released previous schema version goes once no session uses it (controller/compat.ts)
+  const finalizeTimer = setInterval(() => {
+    orchestrator!.finalizeWhenUnused().catch((err) => logger().warn({ err: errMsg(err) }, 'could not finalize an unused previous schema version'));
+  }, Math.max(1000, cfg.proxy.healthCheck.intervalMs));
+  finalizeTimer.unref();
   logger().info({ port, store: store.kind }, 'controller listening');
   return {
     url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${port}`,
@@ -131,6 +137,7 @@ export async function startController(cfg: PgflipConfig, opts: StartOptions = {}
     store,
     audit,
     async close() {
+      clearInterval(finalizeTimer);
       await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
       overview.close();
       await orchestrator!.stop();

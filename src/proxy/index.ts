@@ -167,6 +167,13 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     nextBackendChange: (ms) => lost.nextChange(ms),
   };
 
+  /** sessions served the previous schema version of the migration that serves one */
+  const oldVersionSessions = (): number => {
+    const c = versions.current();
+    let n = 0;
+    if (c) for (const s of sessions) if (isOld(s.schemaVersion, c)) n++;
+    return n;
+  };
   const flushStats = (): void => {
     const [qb, qg] = stats.queries;
     if (qb) metrics.queries.labels('blue').inc(qb);
@@ -175,9 +182,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     if (stats.bytesOut) metrics.bytes.labels('server_to_client').inc(stats.bytesOut);
     stats.queries[0] = stats.queries[1] = stats.bytesIn = stats.bytesOut = 0;
     metrics.clientConnections.set(sessions.size);
-    const c = versions.current();
-    let old = 0;
-    if (c) for (const s of sessions) if (isOld(s.schemaVersion, c)) old++;
+    const old = oldVersionSessions();
     metrics.sessionsByVersion.labels('old').set(old);
     metrics.sessionsByVersion.labels('new').set(sessions.size - old);
     for (const s of SIDES) metrics.activeSide.labels(s).set(s === activeSide ? 1 : 0);
@@ -271,7 +276,10 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
       const h = health.health[s];
       sides[s] = { up: h.up, ...(h.latencyMs !== null ? { latencyMs: h.latencyMs } : {}), ...(h.error ? { error: h.error } : {}) };
     }
-    store.reportHealth({ proxyId: id, at: Date.now(), epoch: participant.currentEpoch(), sides, clientConnections: sessions.size }, healthTtlMs)
+    const c = versions.current();
+    const old = oldVersionSessions();
+    const schemaVersions = c ? { migrationId: c.migrationId, old, new: sessions.size - old } : undefined;
+    store.reportHealth({ proxyId: id, at: Date.now(), epoch: participant.currentEpoch(), sides, clientConnections: sessions.size, ...(schemaVersions ? { schemaVersions } : {}) }, healthTtlMs)
       .catch((e: Error) => log.debug({ err: e.message }, 'health report not stored'));
   };
   const healthReportTimer = setInterval(reportHealth, cfg.proxy.healthCheck.intervalMs);

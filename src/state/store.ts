@@ -51,6 +51,8 @@ export interface HealthReport {
   epoch?: number;
   sides: Partial<Record<Side, SideHealthReport>>;
   clientConnections?: number;
+  /** sessions by schema version while a migration serves its previous one (compat/serving.ts) */
+  schemaVersions?: { migrationId: string; old: number; new: number };
 }
 
 /** The BackendKeyData a proxy gave its client (its own, not the backend's). */

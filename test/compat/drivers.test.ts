@@ -8,6 +8,7 @@
 import path from 'node:path';
 import postgres from 'postgres';
 import { requireTool, runProgram } from '../clients/env';
+import { cli } from '../controller/helpers';
 import { APP, CompatEnv, startCompatEnv } from './env';
 
 const JDBC_JAR = '/usr/share/java/postgresql.jar';
@@ -111,6 +112,19 @@ test('postgres.js, psycopg 3 and pgjdbc as the old version after a rename, a dro
       [{ title: 'jdbc-1' }, { title: 'pg3-1' }, { title: 'pjs-1' }, { title: 'pjs-2' }]);
     expect(await e.pair.green.query(`SELECT DISTINCT name, qty::text FROM items WHERE name IN ('jdbc-i', 'pg3-i', 'copied-2') ORDER BY name`)).toEqual(
       [{ name: 'copied-2', qty: '2' }, { name: 'jdbc-i', qty: '5' }, { name: 'pg3-i', qty: '5' }]);
+
+    // released, and the last old-version session ends: the previous schema version goes on its own
+    const [rec] = await (await fetch(`${e.ctl.url}/migrations?limit=1`)).json() as Array<{ id: string }>;
+    expect((await cli(['release', rec.id], e.env)).code).toBe(0);
+    expect(await e.pair.green.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname LIKE 'pgflip_compat_%'`)).toEqual([{ n: 1 }]);
+    await sql.end({ timeout: 5 });
+    let left = 1;
+    for (let i = 0; i < 100 && left; i++) {
+      await new Promise((r) => setTimeout(r, 200));
+      left = (await e.pair.green.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname LIKE 'pgflip_compat_%'`))[0].n;
+    }
+    expect(left).toBe(0);
+    expect(await (await fetch(`${e.ctl.url}/migrations/${rec.id}`)).json()).toMatchObject({ compat: { state: 'dropped' } });
   } finally {
     await sql.end({ timeout: 5 });
   }
