@@ -14,6 +14,7 @@ import { probeSide, proxyAdminUrls, scrapeTraffic, windowStats } from './health'
 import { controllerMetrics } from './metrics';
 import type { Orchestrator } from './orchestrator';
 import { checksumOf, ConflictError, NotFoundError, STORE_KEYS } from './records';
+import { servingCompat } from './compat';
 import { StateStoreUnreachable } from '../state/store';
 import type { ClassifyPort } from './ports';
 import { RollbackPoints } from './rollback-points';
@@ -138,9 +139,13 @@ const ROUTES: RouteDef[] = [
     responses: { 200: 'status' },
     handler: (d) => async (_req, res) => {
       const o = d.orchestrator;
-      const [active, h, running, flip, proxies, [last]] = await Promise.all([
+      const [active, h, running, flip, proxies, [last], compat, reports] = await Promise.all([
         o.activeSide(), health(d), o.current(), o.store.currentFlip().catch(() => null), o.store.liveProxies().catch(() => []), o.list(1).catch(() => []),
+        servingCompat(o.store).catch(() => null), o.store.healthReports().catch(() => []),
       ]);
+      // sessions per schema version over the proxies' reports for the migration serving one
+      const versions = compat ? reports.reduce((sum, r) => r.schemaVersions?.migrationId === compat.migrationId
+        ? { old: sum.old + r.schemaVersions.old, new: sum.new + r.schemaVersions.new } : sum, { old: 0, new: 0 }) : null;
       const sides: Record<string, unknown> = {};
       for (const s of SIDES) sides[s] = { url: redactUrl(o.sideUrl(s)), ...(h.components[s] as object), lag: running?.side === s ? running.lag ?? null : null };
       res.json({
@@ -148,6 +153,8 @@ const ROUTES: RouteDef[] = [
         // the newest migration, also when it has ended: how it ended is what an operator looks for
         lastMigration: last ? { id: last.id, name: last.name, type: last.type, state: last.state, outcome: last.outcome ?? null, finishedAt: last.finishedAt ?? null } : null,
         proxies: proxies.map((p) => ({ id: p.id, host: p.host, startedAt: new Date(p.startedAt).toISOString(), meta: p.meta })),
+        // the previous schema version a migration serves, and the sessions on each version
+        schemaVersions: compat ? { ...compat, sessions: versions } : null,
       });
     },
   },

@@ -59,7 +59,8 @@ export function sessionVersion(params: Map<string, string>, serving: CompatServi
 export function isOld(v: SessionVersion, c: CompatServing): boolean {
   if (v.newFor === c.migrationId) return false;
   const r = v.requested;
-  if (r === undefined) return c.defaultVersion === 'old';
+  // the default at the session's start decided: a release does not move sessions already connected
+  if (r === undefined) return true;
   const name = c.migration.replace(/\.sql$/, '');
   return !(r === 'latest' || r === c.migrationId || r === c.migration || r === name);
 }

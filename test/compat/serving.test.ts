@@ -108,6 +108,14 @@ test('a rename, a drop and a type change under the old application through the p
   await new Promise((r) => setTimeout(r, 1100)); // metrics flush
   expect(await metric('pgflip_sessions_by_schema_version', 'version="old"')).toBe(2);
   expect(await metric('pgflip_sessions_by_schema_version', 'version="new"')).toBe(1);
+  // /status sums the proxies' reports: a gradual rollout is visible there
+  let status: any;
+  for (let i = 0; i < 50; i++) {
+    status = await (await fetch(`${e.ctl.url}/status`)).json();
+    if (status.schemaVersions?.sessions?.new === 1) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(status.schemaVersions).toMatchObject({ migrationId: rec.id, side: 'green', defaultVersion: 'old', sessions: { old: 2, new: 1 } });
 
   // release: new sessions get the new schema; the one connected keeps the old
   const rel = await cli(['release', rec.id], e.env);
@@ -122,6 +130,10 @@ test('a rename, a drop and a type change under the old application through the p
   const after = await connect();
   expect(Object.keys((await after.query('SELECT * FROM notes LIMIT 1')).rows[0]).sort()).toEqual(['body', 'id', 'title']);
   expect(Object.keys((await old.query('SELECT * FROM notes LIMIT 1')).rows[0]).sort()).toEqual(['body', 'id', 't_short']);
+  // the sessions connected before the release still count as the old version: nothing is dropped under them
+  await new Promise((r) => setTimeout(r, 1500));
+  expect(await metric('pgflip_sessions_by_schema_version', 'version="old"')).toBe(2);
+  expect(await e.pair.green.query(`SELECT count(*)::int AS n FROM pg_namespace WHERE nspname LIKE 'pgflip_compat_%'`)).toEqual([{ n: 1 }]);
 
   // finalize: the compatibility schema is gone; the old session now sees the new schema
   const fin = await cli(['finalize', rec.id], e.env);
