@@ -66,6 +66,8 @@ export interface ValidationReport {
   errors: string[];
   /** for risky files: how rows of the old schema map to the new one (sync engine input) */
   mapping?: SchemaMapping;
+  /** with a database: how the old application version is served after the flip, and what of it fails (controller/compat.ts) */
+  oldVersion?: string[];
   /** with a live database: size of each existing table the file touches */
   tables?: TableSize[];
 }

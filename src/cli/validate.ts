@@ -4,6 +4,9 @@ import { loadCatalog } from '../classifier/catalog';
 import { formatReport } from '../classifier/format';
 import { formatGithub, formatSarif } from '../classifier/ci-formats';
 import { redactUrl } from '../observability/logger';
+import { oldVersionPlan } from '../controller/compat';
+import { readCatalog } from '../sync';
+import { withClient } from '../util/pg';
 
 function pgVersion(value: string): number {
   const n = Number(value);
@@ -42,10 +45,17 @@ export function registerValidate(program: Command): void {
         }
       }
       for (const f of files) reports.push(await classifyFile(f, { pgVersion: flags.pgVersion, databaseUrl: flags.databaseUrl }));
+      // a risky file, planned against the database's catalog: what the old application version keeps after the flip
+      if (flags.databaseUrl) {
+        for (const r of reports.filter((x) => x.isValid && x.classification === 'risky')) {
+          const catalog = await withClient(flags.databaseUrl, readCatalog, 'pgflip-validate');
+          r.oldVersion = oldVersionPlan('validate', r.mapping, catalog, true);
+        }
+      }
       const format: Format = flags.format ?? (flags.json ? 'json' : 'table');
       if (flags.json && format !== 'json') cmd.error(`error: --json and --format ${format} ask for two formats`, { exitCode: 2 });
       const out = {
-        table: () => reports.map(formatReport).join('\n\n'),
+        table: () => reports.map((r) => [formatReport(r), ...(r.oldVersion ?? [])].join('\n')).join('\n\n'),
         json: () => JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2),
         github: () => formatGithub(reports),
         sarif: () => JSON.stringify(formatSarif(reports, require('../../package.json').version), null, 2),

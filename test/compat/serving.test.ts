@@ -7,7 +7,9 @@
  */
 import { Client } from 'pg';
 import { cli } from '../controller/helpers';
-import { CompatEnv, startCompatEnv } from './env';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { CompatEnv, MIGRATION_SQL, startCompatEnv } from './env';
 
 let e: CompatEnv;
 beforeAll(async () => { e = await startCompatEnv(); }, 120_000);
@@ -64,6 +66,14 @@ test('a rename, a drop and a type change under the old application through the p
   let rec: any;
   try {
     await new Promise((r) => setTimeout(r, 500));
+    // so does pgflip validate against the database, before anything is submitted
+    const file = path.join(e.dir, '060_validate.sql');
+    writeFileSync(file, MIGRATION_SQL);
+    const v = await cli(['validate', '--json', '--database-url', e.pair.blue.url(), file], e.env);
+    expect(JSON.parse(v.stdout)).toMatchObject({ classification: 'risky', oldVersion: expect.arrayContaining([
+      expect.stringMatching(/^old application version: public\.notes served as view .* \(automatically updatable\)$/),
+      expect.stringMatching(/^old application version: public\.items served as view .* \(INSTEAD OF triggers write the new table\)$/),
+    ]) });
     // the dry run tells the author what the old version keeps and what it loses
     const dry = await e.migrate('060_rename_drop_retype.sql', { dryRun: true });
     expect(dry.code).toBe(0);
