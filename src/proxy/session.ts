@@ -669,7 +669,7 @@ export class Session {
 
   private readonly onClientData = (chunk: Buffer): void => {
     if (this.toServer !== null) { chunk = this.toServer.feed(chunk); if (chunk.length === 0) return; }
-    if (chunk[0] === M.Query && chunk.length < 4096 && this.ctx.compat() !== null) chunk = this.compatQuery(chunk);
+    if (chunk[0] === M.Query && chunk.length < 4096 && this.ctx.compat() !== null && this.cw!.atBoundary) chunk = this.compatQuery(chunk);
     this.ctx.stats.bytesIn += chunk.length;
     if (this.cw!.walk(chunk) !== WALK_OK) { this.clientProtocolError(); return; }
     if (!this.backend!.write(chunk)) { this.client.pause(); this.clientPaused = true; }
