@@ -44,6 +44,15 @@ function queryLimit(req: Request): number {
   return limit;
 }
 
+/** POST /migrations/:id/release and …/finalize: act on the migration's previous schema version, answer its record. */
+const schemaVersionAction = (act: (o: ApiDeps['orchestrator'], id: string) => Promise<{ id: string }>, outcome: string) =>
+  (d: ApiDeps): Handler => async (req, res) => {
+    const rec = await act(d.orchestrator, String(req.params.id));
+    res.locals.target = rec.id;
+    res.locals.outcome = outcome;
+    res.json(rec);
+  };
+
 interface RouteDef {
   method: 'get' | 'post';
   path: string;
@@ -219,22 +228,12 @@ const ROUTES: RouteDef[] = [
   {
     method: 'post', path: '/migrations/:id/release', summary: 'new sessions get the migration\'s new schema version; sessions alive keep theirs', auth: true,
     audit: 'migration.release', responses: { 200: 'the record', 404: 'unknown id', 409: 'no previous schema version served' },
-    handler: (d) => async (req, res) => {
-      const rec = await d.orchestrator.release(String(req.params.id));
-      res.locals.target = rec.id;
-      res.locals.outcome = 'released';
-      res.json(rec);
-    },
+    handler: schemaVersionAction((o, id) => o.release(id), 'released'),
   },
   {
     method: 'post', path: '/migrations/:id/finalize', summary: 'drop the migration\'s previous schema version (its compatibility schema): sessions still on it see the new schema', auth: true,
     audit: 'migration.finalize', responses: { 200: 'the record', 404: 'unknown id', 409: 'running, or no previous schema version served' },
-    handler: (d) => async (req, res) => {
-      const rec = await d.orchestrator.finalize(String(req.params.id));
-      res.locals.target = rec.id;
-      res.locals.outcome = 'finalized';
-      res.json(rec);
-    },
+    handler: schemaVersionAction((o, id) => o.finalize(id), 'finalized'),
   },
   {
     method: 'post', path: '/switch', summary: 'manual flip of every proxy to a side, with the flip protocol\'s guarantees', auth: true, body: SCHEMAS.switch,

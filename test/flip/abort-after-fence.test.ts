@@ -102,6 +102,27 @@ async function loginDuringPause(app: string): Promise<Client> {
   return connect(app);
 }
 
+/** a risky migration submitted through the API: its id */
+async function submitRisky(body: { sql: string; name: string; noRollback?: boolean }): Promise<string> {
+  const sub = await fetch(`${ctl.url}/migrations`, {
+    method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ ...body, type: 'risky' }),
+  });
+  expect(sub.status).toBe(202);
+  return (await sub.json() as { id: string }).id;
+}
+
+/** the migration's record once it ended */
+async function ended(id: string): Promise<any> {
+  let rec: any;
+  for (let i = 0; i < 1200; i++) {
+    rec = await (await fetch(`${ctl.url}/migrations/${id}`)).json();
+    if (['completed', 'failed', 'aborted', 'rolled_back'].includes(rec.state)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return rec;
+}
+
 /** what a session sees: can it write, and is its transaction read-only */
 async function canWrite(c: Client, note: string): Promise<{ ok: boolean; code?: string; readOnly?: string }> {
   try {
@@ -168,19 +189,9 @@ test('manual switch failing right after the fence: aborted, the old side unfence
 test('risky flip failing right after the fence: the migration fails, traffic stays, the old side unfenced before the sessions resume; every session writes there', async () => {
   const s = await sessions('risky');
   failAfterFence = 'injected: failure right after the fence';
-  const sub = await fetch(`${ctl.url}/migrations`, {
-    method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ sql: 'ALTER TABLE notes ALTER COLUMN note TYPE varchar(500);', name: '050_widen_note.sql', type: 'risky', noRollback: true }),
-  });
-  expect(sub.status).toBe(202);
+  const id = await submitRisky({ sql: 'ALTER TABLE notes ALTER COLUMN note TYPE varchar(500);', name: '050_widen_note.sql', noRollback: true });
   s.late = loginDuringPause('risky-late');
-  const { id } = await sub.json() as { id: string };
-  let rec: any;
-  for (let i = 0; i < 1200; i++) {
-    rec = await (await fetch(`${ctl.url}/migrations/${id}`)).json();
-    if (['completed', 'failed', 'aborted', 'rolled_back'].includes(rec.state)) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const rec = await ended(id);
   expect(rec.state).toBe('failed');
   expect(rec.outcome).toMatch(/flip aborted: beforeCommit failed: injected: failure right after the fence; traffic stayed on blue/);
   expect(await store.getActive()).toMatchObject({ active: 'blue', epoch: 0 });
@@ -205,12 +216,7 @@ test('a session that logged in while its side was still fenced: once the fence i
 
 test('a rollback flip failing right after it fenced the new side: the migration stands there, unfenced before the sessions resume; every session writes there', async () => {
   const s = await sessions('rollback');
-  const sub = await fetch(`${ctl.url}/migrations`, {
-    method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ sql: 'ALTER TABLE notes ALTER COLUMN note TYPE varchar(600);', name: '051_widen_note.sql', type: 'risky' }),
-  });
-  expect(sub.status).toBe(202);
-  const { id } = await sub.json() as { id: string };
+  const id = await submitRisky({ sql: 'ALTER TABLE notes ALTER COLUMN note TYPE varchar(600);', name: '051_widen_note.sql' });
   for (let i = 0; i < 1200 && proxy.activeSide !== 'green'; i++) await new Promise((r) => setTimeout(r, 50));
   expect(proxy.activeSide).toBe('green');
   // the application fails on the new side: the watch rolls back, and that flip fails right after its fence
@@ -218,12 +224,7 @@ test('a rollback flip failing right after it fenced the new side: the migration 
   s.late = loginDuringPause('rollback-late');
   const failing = await connect('rollback-failing');
   for (let i = 0; i < 80; i++) await failing.query('SELECT 1/0').catch(() => undefined);
-  let rec: any;
-  for (let i = 0; i < 1200; i++) {
-    rec = await (await fetch(`${ctl.url}/migrations/${id}`)).json();
-    if (['completed', 'failed', 'aborted', 'rolled_back'].includes(rec.state)) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  const rec = await ended(id);
   expect(rec.state).toBe('failed');
   expect(rec.outcome).toMatch(/^rollback failed: rollback flip aborted: beforeCommit failed: injected: failure right after the fence; traffic (is still|stays) on green/);
   expect(await store.getActive()).toMatchObject({ active: 'green' });
