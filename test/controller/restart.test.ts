@@ -34,6 +34,9 @@ afterAll(async () => {
 });
 
 async function startControllerProcess(extraEnv: NodeJS.ProcessEnv = {}): Promise<void> {
+  // a controller killed just before may not have exited yet and still hold the port: the new one would fail to listen
+  const previous = child;
+  if (previous && previous.exitCode === null && previous.signalCode === null) await new Promise((r) => previous.once('exit', r));
   child = spawn('node', [path.join(ROOT, 'dist/cli/main.js'), 'controller', '--config', path.join(dir, 'pgflip.yaml'), '--listen', `127.0.0.1:${port}`], {
     env: {
       PATH: process.env.PATH!, BLUE_DATABASE_URL: pair.blue.url(), GREEN_DATABASE_URL: pair.green.url(), REDIS_URL: redis.url,
