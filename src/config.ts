@@ -9,6 +9,10 @@ import { readFileSync } from 'node:fs';
 import YAML from 'yaml';
 import { SIDES, Side } from './side';
 
+/** auto: pg_dump when it is installed and new enough for the server, else the Node path (src/schema) */
+export const SCHEMA_DUMP_SETTINGS = ['auto', 'pg_dump', 'node'] as const;
+export type SchemaDumpSetting = (typeof SCHEMA_DUMP_SETTINGS)[number];
+
 
 export interface HostPort { host: string; port: number }
 
@@ -86,6 +90,8 @@ export interface PgflipConfig {
     synchronousReverse: boolean;
     /** serve the previous schema version on a risky migration's new side (compat/) */
     compatSchema: boolean;
+    /** how schemas are read for the idle side's copy and rollback points (src/schema/tool.ts) */
+    schemaDump: SchemaDumpSetting;
   };
   /** absent → in-process memory state store */
   redisUrl?: string;
@@ -137,6 +143,7 @@ export function defaultConfig(): PgflipConfig {
       historyLimit: 200,
       synchronousReverse: false,
       compatSchema: true,
+      schemaDump: 'auto',
     },
   };
 }
@@ -201,6 +208,7 @@ export function envOverrides(env: NodeJS.ProcessEnv = process.env): Json {
   if (env.PGFLIP_API_TOKEN) controller.apiToken = env.PGFLIP_API_TOKEN;
   if (env.PGFLIP_BACKUP_DIR) controller.backupDir = env.PGFLIP_BACKUP_DIR;
   if (env.PGFLIP_AUDIT_LOG) controller.auditLog = env.PGFLIP_AUDIT_LOG;
+  if (env.PGFLIP_SCHEMA_DUMP) controller.schemaDump = env.PGFLIP_SCHEMA_DUMP;
   if (env.PGFLIP_PROXY_ADMIN_URLS) controller.proxyAdminUrls = env.PGFLIP_PROXY_ADMIN_URLS.split(',').map((u) => u.trim()).filter(Boolean);
   if (Object.keys(controller).length) o.controller = controller;
   return o;
@@ -302,6 +310,7 @@ export function validateConfig(cfg: PgflipConfig, required: Array<'backends' | '
   checkPositiveInt('controller.healthFailureLimit', c.healthFailureLimit);
   if (typeof c.synchronousReverse !== 'boolean') throw new ConfigError('controller.synchronousReverse', `must be true or false (got ${JSON.stringify(c.synchronousReverse)})`);
   if (typeof c.compatSchema !== 'boolean') throw new ConfigError('controller.compatSchema', `must be true or false (got ${JSON.stringify(c.compatSchema)})`);
+  if (!SCHEMA_DUMP_SETTINGS.includes(c.schemaDump)) throw new ConfigError('controller.schemaDump', `must be one of ${SCHEMA_DUMP_SETTINGS.join(', ')} (got ${JSON.stringify(c.schemaDump)})`);
   if (!Array.isArray(c.proxyAdminUrls) || c.proxyAdminUrls.some((u) => typeof u !== 'string' || !/^https?:\/\//.test(u))) {
     throw new ConfigError('controller.proxyAdminUrls', 'must be a list of http:// URLs');
   }

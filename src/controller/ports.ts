@@ -87,8 +87,8 @@ export interface ForwardSync extends SyncPort {
   checkPrerequisites(): Promise<string[]>;
   /** sizes and row estimates for the plan */
   estimate?(): Promise<Record<string, unknown>>;
-  /** rebuilds the idle side's database from scratch with the active side's schema */
-  rebuildTarget(): Promise<void>;
+  /** rebuilds the idle side's database from scratch with the active side's schema; says how the schema was read and why */
+  rebuildTarget(): Promise<string>;
   initialCopy(onProgress: (p: SyncStatus) => void): Promise<void>;
   migrateTarget(): Promise<void>;
   /**

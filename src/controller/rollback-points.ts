@@ -1,22 +1,28 @@
 /**
- * Rollback points: a plain-SQL pg_dump of a side before a migration changes it,
+ * Rollback points: a plain SQL dump of a side before a migration changes it,
  * `rollback-<migration-id>-<timestamp>.sql` in the backup directory, the newest
  * `retention` kept. The first line records which side and database it is of,
  * so the listing needs no other file.
  *
- * Restore returns the database to the dump: in one transaction, every user
- * schema is dropped (public is recreated empty with its default privileges,
- * which the dump amends when they differed) and the dump is replayed.
+ * Written by pg_dump when it is installed and new enough, else by the Node
+ * path (src/sync/dump.ts) — the same choice as the schema copy, see
+ * src/sync/schema.ts. Either file replays with `psql -f` by hand.
+ *
+ * Restore returns the database to the dump, without psql: in one transaction,
+ * every user schema is dropped (public is recreated empty with its default
+ * privileges, which the dump amends when they differed) and the dump is
+ * replayed (src/sync/replay.ts).
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { clientTool } from '../pgcluster/binaries';
+import type { SchemaDumpSetting } from '../config';
 import type { Side } from '../side';
-
-const run = promisify(execFile);
+import { dumpDatabase } from '../sync/dump';
+import { replayFile } from '../sync/replay';
+import { chooseSchemaTool, serverVersionNum } from '../sync/schema';
+import { connectClient } from '../util/pg';
 
 export interface RollbackPoint {
   /** file name without .sql */
@@ -27,13 +33,12 @@ export interface RollbackPoint {
   database: string;
   createdAt: string;
   bytes: number;
+  /** what wrote it: pg_dump, or the Node path (set on creation; a listed file does not record it) */
+  tool?: 'pg_dump' | 'node';
 }
 
 const HEADER = '-- pgflip rollback point ';
 const NAME_RE = /^rollback-(.+)-(\d{8}T\d{6}(?:\d{3})?Z)\.sql$/;
-
-/** pg_dump / psql for rollback points (see clientTool) */
-export const clientBinary = (name: 'pg_dump' | 'psql'): string => clientTool(name, '--no-rollback runs without a rollback point');
 
 /** The URL without its password (which goes through PGPASSWORD, never argv). */
 export function connectionArgs(url: string): { dbname: string; env: NodeJS.ProcessEnv; database: string } {
@@ -48,7 +53,7 @@ export function connectionArgs(url: string): { dbname: string; env: NodeJS.Proce
 const stamp = (d: Date): string => d.toISOString().replace(/[-:]/g, '').replace(/\.(\d{3})Z$/, '$1Z');
 
 export class RollbackPoints {
-  constructor(readonly dir: string, readonly retention: number) {}
+  constructor(readonly dir: string, readonly retention: number, readonly schemaDump: SchemaDumpSetting = 'auto') {}
 
   async create(migrationId: string, side: Side, url: string): Promise<RollbackPoint> {
     if (!/^[A-Za-z0-9_.-]+$/.test(migrationId)) throw new Error(`rollback point: invalid migration id ${JSON.stringify(migrationId)}`);
@@ -58,20 +63,25 @@ export class RollbackPoints {
     const file = path.join(this.dir, `${id}.sql`);
     const conn = connectionArgs(url);
     const header = `${HEADER}${JSON.stringify({ migrationId, side, database: conn.database, createdAt: createdAt.toISOString() })}\n`;
+    const tool = chooseSchemaTool(this.schemaDump, await serverVersionNum(url));
     const out = createWriteStream(file, { mode: 0o600 });
+    const finished = new Promise<void>((resolve, reject) => { out.on('finish', () => resolve()); out.on('error', reject); });
     out.write(header);
-    const child = spawn(clientBinary('pg_dump'), ['--no-password', '--format=plain', '--quote-all-identifiers', '--dbname', conn.dbname], { env: conn.env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.stdout.pipe(out);
-    const code: number = await new Promise((resolve, reject) => { child.on('error', reject); child.on('close', resolve); });
-    await new Promise<void>((resolve) => (out.writableFinished ? resolve() : out.on('finish', () => resolve())));
-    if (code !== 0) {
+    try {
+      if (tool.tool === 'pg_dump') await pgDump(tool.path!, url, out);
+      else {
+        const c = await connectClient(url, 'pgflip rollback point');
+        try { await dumpDatabase(c, out); } finally { await c.end().catch(() => undefined); }
+      }
+      out.end();
+      await finished;
+    } catch (err) {
+      out.destroy();
       await rm(file, { force: true });
-      throw new Error(`pg_dump of ${side} failed (exit ${code}): ${stderr.trim()}`);
+      throw new Error(`rollback point of ${side} failed (${tool.tool === 'pg_dump' ? 'pg_dump' : 'Node dump'}): ${(err as Error).message}`);
     }
     await this.prune();
-    return { id, file, migrationId, side, database: conn.database, createdAt: createdAt.toISOString(), bytes: (await stat(file)).size };
+    return { id, file, migrationId, side, database: conn.database, createdAt: createdAt.toISOString(), bytes: (await stat(file)).size, tool: tool.tool };
   }
 
   /** Newest first. */
@@ -115,11 +125,17 @@ BEGIN
   END IF;
 END
 $pgflip$;`;
+    const c = await connectClient(url, 'pgflip restore');
     try {
-      await run(clientBinary('psql'), ['--no-password', '-X', '-q', '--single-transaction', '-v', 'ON_ERROR_STOP=1', '--dbname', conn.dbname, '-c', prelude, '-f', point.file], { env: conn.env, maxBuffer: 16 * 1024 * 1024 });
+      await c.query('BEGIN');
+      await c.query(prelude);
+      await replayFile(c, point.file);
+      await c.query('COMMIT');
     } catch (err) {
-      const e = err as Error & { stderr?: string };
-      throw new Error(`restore of ${point.id} to ${point.side} failed, nothing changed: ${(e.stderr || e.message).trim()}`);
+      await c.query('ROLLBACK').catch(() => undefined);
+      throw new Error(`restore of ${point.id} to ${point.side} failed, nothing changed: ${(err as Error).message}`);
+    } finally {
+      await c.end().catch(() => undefined);
     }
   }
 
@@ -127,6 +143,17 @@ $pgflip$;`;
     const points = await this.list();
     for (const p of points.slice(this.retention)) await rm(p.file, { force: true });
   }
+}
+
+/** pg_dump's plain format into `out` (left open); the password goes through PGPASSWORD, never argv. */
+async function pgDump(file: string, url: string, out: NodeJS.WritableStream): Promise<void> {
+  const conn = connectionArgs(url);
+  const child = spawn(file, ['--no-password', '--format=plain', '--quote-all-identifiers', '--dbname', conn.dbname], { env: conn.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  child.stdout.pipe(out, { end: false });
+  const code: number | null = await new Promise((resolve, reject) => { child.on('error', reject); child.on('close', resolve); });
+  if (code !== 0) throw new Error(`exit ${code}: ${stderr.trim()}`);
 }
 
 async function readHeader(file: string): Promise<{ side: Side; database: string; createdAt: string } | undefined> {

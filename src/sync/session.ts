@@ -15,6 +15,8 @@ import { syncClient } from './connection';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { emptyMapping, SchemaMapping } from '../classifier/mapping';
+import { loadParser, parseFile } from '../classifier/parser';
+import type { SchemaDumpSetting } from '../config';
 import { logger as rootLogger, redactUrl } from '../observability/logger';
 import { AppliedBatch, ChangeApplier, ApplyStats } from './apply';
 import { RelationPlan, STATE_TABLE, STATE_TABLE_DDL } from './apply-sql';
@@ -27,7 +29,8 @@ import { messageSize, PgoutputMessage } from './pgoutput';
 import { checkPlanAgainstTarget, MappingIndex, SyncPlanError } from './plan';
 import { checkSource, Problem, selectTables, SyncPrerequisiteError } from './prerequisites';
 import { ReplicationConnection } from './replication';
-import { dumpSchema, runPsql, ToolError } from './schema';
+import { dumpSchema, replaySchema, SchemaTool } from './schema';
+import { copyRoles } from './roles';
 import { syncSequences, SequenceSyncResult } from './sequences';
 import { release as releaseConfirmation, requireConfirmation } from './synchronous';
 import { assertSlotName, qi, ql, qtable, tableKey } from './sql';
@@ -84,8 +87,10 @@ export interface SyncSessionOptions {
   maxGroupMs?: number;
   /** the source's commits may be made to wait for this stream (requireConfirmation): acknowledge each commit at once */
   synchronous?: boolean;
-  /** pg_dump without owners and grants, for a target without the source's roles */
+  /** the schema copy without owners and grants */
   noOwner?: boolean;
+  /** how the source's schema is read (src/sync/schema.ts); default auto */
+  schemaDump?: SchemaDumpSetting;
 }
 
 export interface CopySummary {
@@ -220,7 +225,7 @@ export class SyncSession {
    * target. With dropExisting the target database is dropped and created again
    * first (an idle side being rebuilt); otherwise it must not hold the tables.
    */
-  async prepareTarget(opts: { dropExisting?: boolean } = {}): Promise<void> {
+  async prepareTarget(opts: { dropExisting?: boolean } = {}): Promise<SchemaTool> {
     this.progress({ phase: 'schema', message: 'pre-data' });
     if (opts.dropExisting) await this.recreateTargetDatabase();
     else {
@@ -230,13 +235,25 @@ export class SyncSession {
         throw new SyncStateError(`target already has ${clash.slice(0, 5).join(', ')}${clash.length > 5 ? ` and ${clash.length - 5} more` : ''}; pass prepareTarget({ dropExisting: true }) to rebuild the target database`);
       }
     }
-    const sql = await dumpSchema(this.o.source, 'pre-data', { noOwner: this.o.noOwner });
+    if (!this.o.noOwner) await this.copyRoles();
+    const { sql, tool } = await dumpSchema(this.o.source, 'pre-data', { noOwner: this.o.noOwner, tool: this.o.schemaDump });
+    this.log.info({ tool: tool.tool, reason: tool.reason }, 'sync: source schema read');
+    this.progress({ phase: 'schema', message: `pre-data read with ${tool.tool === 'node' ? 'the Node path' : 'pg_dump'}: ${tool.reason}` });
     try {
-      await runPsql(this.o.target, sql);
+      await replaySchema(this.o.target, sql, {}, 'pre-data');
     } catch (err) {
       throw new SyncStateError(`loading the source schema onto the target failed: ${(err as Error).message}`);
     }
     this.targetCatalogCache = undefined;
+    return tool;
+  }
+
+  /** Roles are cluster-wide: the source's objects may be owned by or granted to roles the target lacks. */
+  private async copyRoles(): Promise<void> {
+    const report = await withClient(this.o.source, (src) => withClient(this.o.target, (dst) => copyRoles(src, dst)));
+    if (report.created.length) this.log.info({ created: report.created, memberships: report.memberships.length }, 'sync: roles copied to the target');
+    if (report.withoutPassword.length) this.log.warn({ roles: report.withoutPassword }, 'sync: roles created without a password: the source connection may not read pg_authid');
+    for (const s of report.skippedAttributes) this.log.warn(s, 'sync: role attribute not copied');
   }
 
   private async recreateTargetDatabase(): Promise<void> {
@@ -315,9 +332,9 @@ export class SyncSession {
     }
     const copied = Date.now();
     this.progress({ phase: 'indexes', message: 'post-data' });
-    const post = await dumpSchema(this.o.source, 'post-data', { noOwner: this.o.noOwner });
+    const { sql: post } = await dumpSchema(this.o.source, 'post-data', { noOwner: this.o.noOwner, tool: this.o.schemaDump });
     try {
-      await runPsql(this.o.target, post, { maintenance_work_mem: '256MB' });
+      await replaySchema(this.o.target, post, { maintenance_work_mem: '256MB' }, 'post-data');
     } catch (err) {
       throw new SyncStateError(`building indexes and constraints on the target failed: ${(err as Error).message}`);
     }
@@ -355,7 +372,7 @@ export class SyncSession {
   /**
    * Run the migration on the target. It runs as one transaction; a file with
    * statements that cannot (CONCURRENTLY, VACUUM, …) runs statement by
-   * statement through psql. A failure stops with the database's error; the
+   * statement. A failure stops with the database's error; the
    * source is never touched.
    */
   async migrateTarget(sql = this.o.migrationSql): Promise<void> {
@@ -366,11 +383,7 @@ export class SyncSession {
     } catch (err) {
       const e = err as Error & { code?: string; position?: string };
       if (e.code === '25001') {
-        try {
-          await runPsql(this.o.target, sql);
-        } catch (perr) {
-          throw new SyncMigrationError(`migration failed on the target: ${(perr as ToolError).message}`);
-        }
+        await this.migrateStatementByStatement(sql);
       } else {
         let where = '';
         let line: number | undefined;
@@ -387,6 +400,22 @@ export class SyncSession {
     }
     this.targetCatalogCache = undefined;
     this.log.info('sync: migration applied on the target');
+  }
+
+  private async migrateStatementByStatement(sql: string): Promise<void> {
+    await loadParser();
+    const parsed = parseFile(sql);
+    if (parsed.failures.length) throw new SyncMigrationError(`migration failed on the target: ${parsed.failures[0].message}`);
+    await withClient(this.o.target, async (c) => {
+      for (const st of parsed.statements) {
+        try {
+          await c.query(st.text);
+        } catch (err) {
+          const e = err as Error & { code?: string };
+          throw new SyncMigrationError(`migration failed on the target at line ${st.line}: ${e.message}${e.code ? ` (SQLSTATE ${e.code})` : ''}`, e.code, st.line);
+        }
+      }
+    });
   }
 
   // ---- 4. stream ----

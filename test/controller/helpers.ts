@@ -90,9 +90,10 @@ export const script = (name: string, args: string[], env: NodeJS.ProcessEnv) => 
 
 /** Schema of a database as pg_dump prints it, for before/after comparisons. */
 export async function schemaDump(c: TestCluster): Promise<string> {
-  const { clientBinary, connectionArgs } = await import('../../src/controller/rollback-points');
+  const { connectionArgs } = await import('../../src/controller/rollback-points');
+  const { clientTool } = await import('../../src/pgcluster/binaries');
   const conn = connectionArgs(c.url());
-  const r = await run(clientBinary('pg_dump'), ['--schema-only', '--no-password', '--dbname', conn.dbname], { env: conn.env });
+  const r = await run(clientTool('pg_dump'), ['--schema-only', '--no-password', '--dbname', conn.dbname], { env: conn.env });
   return r.stdout.replace(/^\\(un)?restrict .*$/gm, ''); // a random key per dump
 }
 

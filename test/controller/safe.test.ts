@@ -77,7 +77,7 @@ test('--dry-run changes nothing and prints the plan', async () => {
   const r = await script('execute-migration.sh', ['--type', 'safe', '--dry-run', f], env.env);
   expect(r.code).toBe(0);
   expect(r.stdout).toMatch(/010_dry\.sql: completed — dry run: 010_dry\.sql is safe; nothing changed/);
-  expect(r.stdout).toMatch(/1\. rollback point: pg_dump of blue/);
+  expect(r.stdout).toMatch(/1\. rollback point: plain SQL dump of blue/);
   expect(r.stdout).toMatch(/apply 2 statement\(s\) on blue \(active\) in one transaction, lock_timeout 200ms/);
   expect(await schemaDump(env.blue)).toBe(schemaBefore);
   expect(await ledger()).toEqual(ledgerBefore);

@@ -75,14 +75,14 @@ export async function validate<N extends string>(ctx: FlowContext<N | SharedStep
   });
 }
 
-/** rollback point: pg_dump of the side about to change, unless --no-rollback. */
+/** rollback point: a plain SQL dump of the side about to change, unless --no-rollback. */
 export async function rollbackPoint<N extends string>(ctx: FlowContext<N | SharedStep>, side: Side): Promise<void> {
   const { rec } = ctx;
   if (rec.noRollback) { await ctx.steps.skip('rollback point', '--no-rollback'); return; }
   await ctx.steps.run('rollback point', async (s) => {
     const p = await ctx.d.rollbackPoints.create(rec.id, side, ctx.sideUrl(side));
     rec.rollbackPoint = p.id;
-    s.detail = `${p.id} (${p.bytes} bytes, ${side})`;
+    s.detail = `${p.id} (${p.bytes} bytes, ${side}, written by ${p.tool === 'node' ? 'the Node dump' : 'pg_dump'})`;
   });
 }
 
@@ -123,5 +123,5 @@ export async function dryRunEnd<N extends string>(ctx: FlowContext<N>, flow: Flo
 
 /** The rollback point line of a plan. */
 export function rollbackPointPlan(cfg: PgflipConfig, rec: StoredMigration, side: Side): string {
-  return rec.noRollback ? 'no rollback point (--no-rollback)' : `rollback point: pg_dump of ${side} into ${cfg.controller.backupDir}`;
+  return rec.noRollback ? 'no rollback point (--no-rollback)' : `rollback point: plain SQL dump of ${side} into ${cfg.controller.backupDir}`;
 }

@@ -97,8 +97,8 @@ async function run(ctx: Ctx): Promise<void> {
     await steps.run('prepare idle side', async (s) => {
       // slots an earlier migration left (a rollback with a dead side) would block rebuilding the idle side
       await sync.leftovers().catch((err) => rec.warnings.push(errMsg(err)));
-      await fwd.rebuildTarget();
-      s.detail = `${target} has the schema of ${source}`;
+      const how = await fwd.rebuildTarget();
+      s.detail = `${target} has the schema of ${source} (${how})`;
     });
     await steps.run('copy', async (s) => {
       await fwd.initialCopy((p) => { rec.copy = { fraction: p.copyFraction ?? 0, rows: p.rowsCopied, bytes: p.bytesCopied, totalBytes: p.bytesTotal }; ctx.saveSoon(); });
