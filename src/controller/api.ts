@@ -9,7 +9,8 @@ import express, { NextFunction, Request, Response } from 'express';
 import { Side, SIDES } from '../side';
 import { logger, redactUrl } from '../observability/logger';
 import { AuditLog } from './audit';
-import { requireToken } from './auth';
+import type { SchemaDrift } from './drift';
+import { requireToken, tokenMatches } from './auth';
 import { probeSide, proxyAdminUrls, scrapeTraffic, windowStats } from './health';
 import { controllerMetrics } from './metrics';
 import type { Orchestrator } from './orchestrator';
@@ -33,6 +34,8 @@ export interface ApiDeps {
   apiToken: string | undefined;
   /** the status page's data (GET /overview, GET /events) */
   overview: Overview;
+  /** the two sides' schema drift for /status; absent: not reported */
+  drift?: SchemaDrift;
 }
 
 type Handler = (req: Request, res: Response) => Promise<unknown>;
@@ -146,12 +149,17 @@ const ROUTES: RouteDef[] = [
   {
     method: 'get', path: '/status', summary: 'active side, epoch, both sides\' health and lag, the running migration', auth: false,
     responses: { 200: 'status' },
-    handler: (d) => async (_req, res) => {
+    handler: (d) => async (req, res) => {
       const o = d.orchestrator;
       const [active, h, running, flip, proxies, [last], compat, reports] = await Promise.all([
         o.activeSide(), health(d), o.current(), o.store.currentFlip().catch(() => null), o.store.liveProxies().catch(() => []), o.list(1).catch(() => []),
         servingCompat(o.store).catch(() => null), o.store.healthReports().catch(() => []),
       ]);
+      // /status needs no token: the objects themselves only for a caller who presents one
+      const drift = d.drift ? await d.drift.get() : null;
+      const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
+      const authed = !!(bearer && d.apiToken && tokenMatches(d.apiToken, bearer[1]));
+      const schemaDrift = drift && !authed ? { ...drift, differences: undefined } : drift;
       // sessions per schema version over the proxies' reports for the migration serving one
       const versions = compat ? reports.reduce((sum, r) => r.schemaVersions?.migrationId === compat.migrationId
         ? { old: sum.old + r.schemaVersions.old, new: sum.new + r.schemaVersions.new } : sum, { old: 0, new: 0 }) : null;
@@ -164,6 +172,8 @@ const ROUTES: RouteDef[] = [
         proxies: proxies.map((p) => ({ id: p.id, host: p.host, startedAt: new Date(p.startedAt).toISOString(), meta: p.meta })),
         // the previous schema version a migration serves, and the sessions on each version
         schemaVersions: compat ? { ...compat, sessions: versions } : null,
+        // what one side's schema has that the other's has not (expected after a risky migration)
+        schemaDrift,
       });
     },
   },

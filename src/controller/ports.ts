@@ -96,6 +96,11 @@ export interface ForwardSync extends SyncPort {
    * writes run (exact: a table that differs differs); `unequal` names the ones that differ.
    */
   verify(tables?: string[]): Promise<VerifyOutcome>;
+  /**
+   * The idle side's schema against the active side's now with the migration applied
+   * (src/sync/parity.ts): empty when equal, else one line per object that differs.
+   */
+  schemaParity(): Promise<{ differences: string[]; seconds: number }>;
   /** connections for a comparison of both sides as the flip leaves them (pinned inside the pause, compared after it) */
   pinFlipState(): Promise<PinnedFlipState>;
   progress(): SyncStatus;

@@ -8,7 +8,7 @@ import { registry } from '../observability/metrics';
 import { withClient } from '../util/pg';
 import { CONTROLLER_APP } from './db';
 import { adminUrl, type PgflipConfig } from '../config';
-import { invertMapping, readCatalog, SyncPrerequisiteError, SyncSession } from '../sync';
+import { checkSchemaParity, invertMapping, readCatalog, SyncPrerequisiteError, SyncSession } from '../sync';
 import type { VerifyResult } from '../sync';
 import type { ForwardSync, ReverseSync, SyncFactory, SyncStatus, VerifyOutcome } from './ports';
 
@@ -82,6 +82,11 @@ export function syncFactory(cfg: PgflipConfig): SyncFactory {
           copied.fraction = 1;
         },
         migrateTarget: () => session.migrateTarget(),
+        async schemaParity() {
+          const r = await checkSchemaParity({ active: adminUrl(cfg, source), next: adminUrl(cfg, target), migrationSql: sql, migrationId, tool: cfg.controller.schemaDump });
+          const names = { a: `${source} + migration`, b: target };
+          return { differences: r.differences.map((x) => `only on ${names[x.only]}: ${x.object}`), seconds: r.seconds };
+        },
         startStreaming: () => session.startStreaming(),
         catchUp: (o) => catchUp(session, o?.timeoutMs),
         // exact at one instant while writes run (a temporary slot's snapshot, the apply held at its LSN)

@@ -12,3 +12,5 @@ export { SyncApplyError } from './apply';
 export type { AppliedBatch, ApplyStats } from './apply';
 export type { VerifyResult, TableVerification } from './verify';
 export type { CleanupReport } from './cleanup';
+export { checkSchemaParity, compareSchemas } from './parity';
+export type { SchemaDifference, ParityResult } from './parity';

@@ -110,6 +110,47 @@ export interface CatchUpResult {
   sequences: SequenceSyncResult;
 }
 
+/**
+ * Run a migration file on a database: as one transaction, or statement by statement
+ * when it holds statements that refuse a transaction block (CONCURRENTLY, VACUUM, …).
+ * The error names the line (and column) and the SQLSTATE.
+ */
+export async function applyMigration(url: string, sql: string): Promise<void> {
+  try {
+    await withClient(url, (c) => c.query(sql));
+  } catch (err) {
+    const e = err as Error & { code?: string; position?: string };
+    if (e.code === '25001') return applyStatementByStatement(url, sql);
+    let where = '';
+    let line: number | undefined;
+    let column: number | undefined;
+    if (e.position) {
+      const pos = Number(e.position) - 1;
+      const before = sql.slice(0, pos);
+      line = before.split('\n').length;
+      column = pos - before.lastIndexOf('\n');
+      where = ` at line ${line}, column ${column}`;
+    }
+    throw new SyncMigrationError(`migration failed on the target${where}: ${e.message}${e.code ? ` (SQLSTATE ${e.code})` : ''}`, e.code, line, column);
+  }
+}
+
+async function applyStatementByStatement(url: string, sql: string): Promise<void> {
+  await loadParser();
+  const parsed = parseFile(sql);
+  if (parsed.failures.length) throw new SyncMigrationError(`migration failed on the target: ${parsed.failures[0].message}`);
+  await withClient(url, async (c) => {
+    for (const st of parsed.statements) {
+      try {
+        await c.query(st.text);
+      } catch (err) {
+        const e = err as Error & { code?: string };
+        throw new SyncMigrationError(`migration failed on the target at line ${st.line}: ${e.message}${e.code ? ` (SQLSTATE ${e.code})` : ''}`, e.code, st.line);
+      }
+    }
+  });
+}
+
 export class SyncMigrationError extends Error {
   override name = 'SyncMigrationError';
   constructor(message: string, readonly code?: string, readonly line?: number, readonly column?: number) {
@@ -378,44 +419,9 @@ export class SyncSession {
   async migrateTarget(sql = this.o.migrationSql): Promise<void> {
     if (sql === undefined) throw new SyncStateError('migrateTarget: no migration SQL (pass it or set migrationSql)');
     this.progress({ phase: 'migrate' });
-    try {
-      await withClient(this.o.target, (c) => c.query(sql));
-    } catch (err) {
-      const e = err as Error & { code?: string; position?: string };
-      if (e.code === '25001') {
-        await this.migrateStatementByStatement(sql);
-      } else {
-        let where = '';
-        let line: number | undefined;
-        let column: number | undefined;
-        if (e.position) {
-          const pos = Number(e.position) - 1;
-          const before = sql.slice(0, pos);
-          line = before.split('\n').length;
-          column = pos - before.lastIndexOf('\n');
-          where = ` at line ${line}, column ${column}`;
-        }
-        throw new SyncMigrationError(`migration failed on the target${where}: ${e.message}${e.code ? ` (SQLSTATE ${e.code})` : ''}`, e.code, line, column);
-      }
-    }
+    await applyMigration(this.o.target, sql);
     this.targetCatalogCache = undefined;
     this.log.info('sync: migration applied on the target');
-  }
-
-  private async migrateStatementByStatement(sql: string): Promise<void> {
-    await loadParser();
-    const parsed = parseFile(sql);
-    if (parsed.failures.length) throw new SyncMigrationError(`migration failed on the target: ${parsed.failures[0].message}`);
-    await withClient(this.o.target, async (c) => {
-      for (const st of parsed.statements) {
-        try {
-          await c.query(st.text);
-        } catch (err) {
-          const e = err as Error & { code?: string };
-          throw new SyncMigrationError(`migration failed on the target at line ${st.line}: ${e.message}${e.code ? ` (SQLSTATE ${e.code})` : ''}`, e.code, st.line);
-        }
-      }
-    });
   }
 
   // ---- 4. stream ----

@@ -137,7 +137,14 @@ async function run(ctx: Ctx): Promise<void> {
       const r = await fwd.verify();
       recordVerify(rec, r.results);
       if (!r.ok) throw new Error(`verification failed: ${r.problems.join('; ')}; traffic stayed on ${source}`);
-      s.detail = `row counts and checksums of ${r.tables} table(s) match`;
+      // DDL on the active side since the copy is not replicated: it would vanish with the flip
+      const parity = await fwd.schemaParity();
+      if (parity.differences.length) {
+        const shown = parity.differences.slice(0, 10).join('; ');
+        const more = parity.differences.length > 10 ? `; and ${parity.differences.length - 10} more` : '';
+        throw new Error(`schema parity failed: ${target}'s schema is not ${source}'s with the migration applied (${shown}${more}); traffic stayed on ${source}`);
+      }
+      s.detail = `row counts and checksums of ${r.tables} table(s) match; ${target}'s schema is ${source}'s with the migration applied (compared in ${parity.seconds.toFixed(1)} s)`;
     });
     if (rec.switchDelaySeconds > 0) {
       await steps.run('switch delay', async (s) => {

@@ -1,0 +1,53 @@
+/**
+ * The drift between the two sides' schemas, for /status: what one has that the
+ * other has not, object by object (src/sync/parity.ts). After a risky migration
+ * the old side keeps the old schema until the next one rebuilds it, so drift is
+ * information, not an alarm; before a flip the parity check is what enforces.
+ *
+ * Reading two schemas takes a second: the answer is kept for a while, and a
+ * stale one is returned at once while a fresh one is read.
+ */
+import { adminUrl, type PgflipConfig } from '../config';
+import { compareSchemas } from '../sync';
+import { errMsg } from './steps';
+
+export interface DriftReport {
+  checkedAt: string;
+  equal: boolean;
+  /** how many objects differ */
+  count: number;
+  /** the first of them, `only on blue: …` / `only on green: …` */
+  differences: string[];
+  error?: string;
+}
+
+const SHOWN = 50;
+
+export class SchemaDrift {
+  private last?: { at: number; report: DriftReport };
+  private reading?: Promise<DriftReport>;
+
+  constructor(private readonly cfg: PgflipConfig, private readonly maxAgeMs = 10_000) {}
+
+  async get(): Promise<DriftReport> {
+    if (!this.last) return this.refresh();
+    if (Date.now() - this.last.at > this.maxAgeMs) void this.refresh();
+    return this.last.report;
+  }
+
+  private refresh(): Promise<DriftReport> {
+    this.reading ??= (async () => {
+      let report: DriftReport;
+      try {
+        const d = await compareSchemas(adminUrl(this.cfg, 'blue'), adminUrl(this.cfg, 'green'));
+        const names = { a: 'blue', b: 'green' };
+        report = { checkedAt: new Date().toISOString(), equal: d.length === 0, count: d.length, differences: d.slice(0, SHOWN).map((x) => `only on ${names[x.only]}: ${x.object}`) };
+      } catch (err) {
+        report = { checkedAt: new Date().toISOString(), equal: false, count: 0, differences: [], error: errMsg(err) };
+      }
+      this.last = { at: Date.now(), report };
+      return report;
+    })().finally(() => { this.reading = undefined; });
+    return this.reading;
+  }
+}
