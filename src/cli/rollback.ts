@@ -4,7 +4,7 @@ import { confirm, ControllerClient } from '../controller/client';
 interface Point { id: string; file: string; migrationId: string; side: string; database: string; createdAt: string; bytes: number }
 
 export function registerRollback(program: Command): void {
-  const cmd = program.command('rollback').description('rollback points: pg_dump files taken before migrations');
+  const cmd = program.command('rollback').description('rollback points: plain SQL dumps taken before migrations');
   cmd.command('list')
     .description('rollback points, newest first')
     .option('--json', 'as JSON')

@@ -58,19 +58,12 @@ async function excludedSchemas(c: Client, patterns: string[]): Promise<string[]>
   return rows.map((r) => r.nspname);
 }
 
-/** Inspect the schema on `c` (its search_path is emptied for the rest of the session or transaction). */
+/** Inspect the schema on `c`; the session's search_path is left empty (callers own the connection). */
 export async function inspect(c: Client, exclude: string[] = PGFLIP_SCHEMAS): Promise<PostgreSQL> {
-  await c.query(`SELECT pg_catalog.set_config('search_path', '', ${(await inTransaction(c)) ? 'true' : 'false'})`);
+  await c.query("SELECT pg_catalog.set_config('search_path', '', false)");
   const inspected = await PostgreSQL.create(queryable(c));
   for (const s of await excludedSchemas(c, exclude)) inspected.exclude_schema(s);
   return inspected;
-}
-
-async function inTransaction(c: Client): Promise<boolean> {
-  // txid_current_if_assigned is NULL outside a transaction block and inside a fresh one alike;
-  // the transaction's start time differs from the statement's only inside a block.
-  const { rows } = await c.query<{ block: boolean }>('SELECT transaction_timestamp() <> statement_timestamp() AS block');
-  return rows[0].block;
 }
 
 /** Statements migra generates from `from` to `to`, privileges included. */
