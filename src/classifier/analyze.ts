@@ -14,7 +14,7 @@ import { OperationRule, OperationType, ruleFor } from './operations';
 import { parseSql, ParsedFile } from './parser';
 import { doBody, innerStatements } from './plpgsql';
 import { isBinaryCompatible } from './type-change';
-import { blocksWrites, Classification, ReportOperation, RiskLevel, TableSize, ValidationReport, worseClass, worseRisk } from './types';
+import { blocksWrites, Classification, HeldLock, LOCK_LEVELS, ReportOperation, RiskLevel, TableSize, ValidationReport, worseClass, worseRisk } from './types';
 
 const MAX_STATEMENT_TEXT = 300;
 
@@ -42,6 +42,30 @@ class FileState {
   readonly pendingEnumErrors: string[] = [];
   readonly lockTimeoutMissing: number[] = [];
   readonly touched = new Set<string>();
+  /** write-blocking locks on existing tables taken in the open transaction block, in the DO block running, and (if the whole file is one transaction) in the file */
+  txHeld: HeldLock[] = [];
+  doHeld?: HeldLock[];
+  readonly fileHeld: HeldLock[] = [];
+  /** long work outside a transaction block: under the file's locks only if the file runs as one transaction */
+  readonly pendingHeld: Array<{ op: ReportOperation; held: HeldLock }> = [];
+}
+
+/** Operations whose work takes time proportional to the data, beyond their own lock's flags. */
+const LONG_WORK = new Set(['UPDATE', 'DELETE', 'MERGE', 'INSERT_SELECT', 'CREATE_TABLE_AS', 'CREATE_MATERIALIZED_VIEW', 'COPY']);
+
+const strongest = (held: HeldLock[]): HeldLock | undefined =>
+  held.reduce<HeldLock | undefined>((best, h) => (!best || LOCK_LEVELS.indexOf(h.lock) > LOCK_LEVELS.indexOf(best.lock) ? h : best), undefined);
+
+/** An operation's long work done while an earlier statement's lock is held: it blocks what that lock blocks, for as long. */
+function underHeldLock(op: ReportOperation, held: HeldLock): void {
+  op.heldLock = held;
+  const blocked = held.lock === 'ACCESS EXCLUSIVE' ? 'reads and writes' : 'writes';
+  op.reason += `; but here it runs while this transaction holds ${held.lock} on ${held.table} (taken at line ${held.line} by ${held.operation.replace(/_/g, ' ')}): ${blocked} of ${held.table} wait for all of it`;
+  if (op.classification === 'safe' || op.riskLevel !== 'HIGH') {
+    op.classification = worseClass(op.classification, 'risky');
+    op.riskLevel = 'HIGH';
+    op.saferAlternative = `commit after line ${held.line}, so that this runs in a transaction of its own`;
+  }
 }
 
 const colKey = (rel: string, col: string) => `${rel}\u0000${col}`;
@@ -231,6 +255,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
       delete op.saferAlternative;
     }
     ops.push(op);
+    transactionLocks(op, rule, c, isNew, w);
 
     const nonTransactional = rule.nonTransactional || (refined.type === 'ADD_ENUM_VALUE' && pgVersion < 12);
     if (nonTransactional) {
@@ -275,6 +300,26 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     applyEffects(c);
   }
 
+  /**
+   * A lock is held until its transaction ends: long work after a write-blocking lock in the same
+   * transaction (explicit block, DO block, or the whole file when it runs as one) is paid under it.
+   * Locks on tables created in the file block nobody.
+   */
+  function transactionLocks(op: ReportOperation, rule: OperationRule, c: Candidate, isNew: boolean, w: Where): void {
+    const longWork = !isNew && !rule.nonTransactional && (rule.scan || rule.rewrite || LONG_WORK.has(op.type));
+    if (longWork) {
+      const inBlock = strongest([...(state.doHeld ?? []), ...(state.tx ? state.txHeld : [])]);
+      const inFile = state.tx ? undefined : strongest(state.fileHeld);
+      if (inBlock) underHeldLock(op, inBlock);
+      else if (inFile) state.pendingHeld.push({ op, held: inFile });
+    }
+    if (!c.table || isNew || !blocksWrites(rule.lock) || exists(c.table) === false) return;
+    const held: HeldLock = { lock: rule.lock, table: c.table.display, line: w.line, operation: op.type };
+    if (state.doHeld) state.doHeld.push(held);
+    else if (state.tx) state.txHeld.push(held);
+    else state.fileHeld.push(held);
+  }
+
   function statement(kind: string, node: any, w: Where): void {
     versionChecks(kind, node, w);
     checkEnumUse(node, w);
@@ -300,6 +345,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
       return;
     }
     state.currentDo = ++state.doCount;
+    state.doHeld = [];
     let count = 0;
     for (const s of inner) {
       const line = bodyLine + s.lineno - 1;
@@ -323,6 +369,10 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
       }
     }
     state.currentDo = undefined;
+    // the DO block's locks stay held to the end of the transaction around it
+    const doHeld = state.doHeld;
+    state.doHeld = undefined;
+    (state.tx ? state.txHeld : state.fileHeld).push(...doHeld);
     if (count === 0) classifyCandidate({ type: 'DO_BLOCK', effects: [] }, w);
   }
 
@@ -350,6 +400,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
         else if (node.kind === 'TRANS_STMT_ROLLBACK') warnings.push(`line ${w.line}: ROLLBACK discards everything since BEGIN at line ${state.tx.line}`);
         if (state.tx && state.enumAdds.length) state.enumAdds.splice(0, state.enumAdds.length, ...state.enumAdds.filter((a) => a.tx !== state.tx!.id));
         state.tx = undefined;
+        state.txHeld = [];
         if (state.lockTimeout === 'local') state.lockTimeout = 'none';
         return;
       case 'TRANS_STMT_PREPARE': case 'TRANS_STMT_COMMIT_PREPARED': case 'TRANS_STMT_ROLLBACK_PREPARED':
@@ -363,7 +414,13 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
 
   if (state.tx) errors.push(`line ${state.tx.line}, column ${state.tx.column}: BEGIN is never committed (the file ends inside a transaction block)`);
   // without BEGIN/COMMIT and without statements that need autocommit, the file runs as one transaction
-  if (!state.hasExplicitTx && !state.hasNonTransactional) errors.push(...state.pendingEnumErrors);
+  if (!state.hasExplicitTx && !state.hasNonTransactional) {
+    errors.push(...state.pendingEnumErrors);
+    for (const p of state.pendingHeld) underHeldLock(p.op, p.held);
+  }
+  for (const op of ops) {
+    if (op.heldLock) warnings.push(`line ${op.line}: ${op.type.replace(/_/g, ' ')} runs under ${op.heldLock.lock} on ${op.heldLock.table}, held since line ${op.heldLock.line} (${op.heldLock.operation.replace(/_/g, ' ')}) until the transaction ends: ${op.heldLock.lock === 'ACCESS EXCLUSIVE' ? 'reads and writes' : 'writes'} of ${op.heldLock.table} wait for the whole of it`);
+  }
   if (state.lockTimeoutMissing.length) {
     warnings.push(`lock_timeout is not set before the statements that lock existing tables against writes (line${state.lockTimeoutMissing.length > 1 ? 's' : ''} ${state.lockTimeoutMissing.join(', ')}): pgflip sets one when it applies the file; run any other way they would queue behind long transactions and block every query behind them`);
   }

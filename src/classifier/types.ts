@@ -44,6 +44,21 @@ export interface ReportOperation {
   reason: string;
   /** how to get the same result with less locking, when there is one */
   saferAlternative?: string;
+  /**
+   * The strongest lock an earlier statement of the same transaction holds while this one's
+   * long work (a scan, rewrite, validation, index build, data change) runs: that work is paid
+   * under it (PostgreSQL keeps every lock until the transaction ends).
+   */
+  heldLock?: HeldLock;
+}
+
+export interface HeldLock {
+  lock: LockLevel;
+  /** the relation it is held on, as written */
+  table: string;
+  /** the statement that took it */
+  line: number;
+  operation: string;
 }
 
 export interface TableSize {

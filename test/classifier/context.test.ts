@@ -196,3 +196,63 @@ describe('schema mapping for risky migrations', () => {
     expect(classify('ALTER TABLE t ADD COLUMN c int;').mapping).toBeUndefined();
   });
 });
+
+describe('locks held to the end of the transaction', () => {
+  const held = (r: ValidationReport, type: string) => op(r, type)?.heldLock;
+
+  test('VALIDATE after NOT VALID in the same transaction scans under the ACCESS EXCLUSIVE the NOT VALID took', () => {
+    const notValid = 'ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0) NOT VALID;\n';
+    const validate = 'ALTER TABLE t VALIDATE CONSTRAINT c;\n';
+    // an explicit block, and a file without one (it runs as one transaction)
+    for (const sql of [`BEGIN;\n${notValid}${validate}COMMIT;\n`, `${notValid}${validate}`]) {
+      const r = classify(sql);
+      const line = sql.startsWith('BEGIN') ? 2 : 1;
+      expect(op(r, 'VALIDATE_CONSTRAINT')).toMatchObject({
+        classification: 'risky', riskLevel: 'HIGH',
+        heldLock: { lock: 'ACCESS EXCLUSIVE', table: 't', line, operation: 'ADD_CHECK_NOT_VALID' },
+        reason: expect.stringContaining(`holds ACCESS EXCLUSIVE on t (taken at line ${line} by ADD CHECK NOT VALID): reads and writes of t wait for all of it`),
+        saferAlternative: `commit after line ${line}, so that this runs in a transaction of its own`,
+      });
+      expect(r.classification).toBe('risky');
+      expect(r.warnings).toContain(`line ${line + 1}: VALIDATE CONSTRAINT runs under ACCESS EXCLUSIVE on t, held since line ${line} (ADD CHECK NOT VALID) until the transaction ends: reads and writes of t wait for the whole of it`);
+    }
+    // one ALTER TABLE takes its strongest subcommand's lock for all of them
+    expect(held(classify('ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0) NOT VALID, VALIDATE CONSTRAINT c;'), 'VALIDATE_CONSTRAINT')).toMatchObject({ lock: 'ACCESS EXCLUSIVE', line: 1 });
+  });
+
+  test('a commit between them, or a file run statement by statement, keeps NOT VALID worth it', () => {
+    const committed = classify('BEGIN;\nALTER TABLE t ADD CONSTRAINT c CHECK (x > 0) NOT VALID;\nCOMMIT;\nALTER TABLE t VALIDATE CONSTRAINT c;\n');
+    expect(op(committed, 'VALIDATE_CONSTRAINT')).toMatchObject({ classification: 'safe', riskLevel: 'LOW' });
+    expect(held(committed, 'VALIDATE_CONSTRAINT')).toBeUndefined();
+    // CONCURRENTLY makes the file run statement by statement: each its own transaction
+    const autocommit = classify('ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0) NOT VALID;\nALTER TABLE t VALIDATE CONSTRAINT c;\nCREATE INDEX CONCURRENTLY i ON t (x);\n');
+    expect(autocommit.classification).toBe('safe');
+    expect(held(autocommit, 'VALIDATE_CONSTRAINT')).toBeUndefined();
+  });
+
+  test('a lock on one table is held while another is scanned; the write-blocking SHARE of an index build too', () => {
+    const r = classify('BEGIN;\nALTER TABLE a ADD COLUMN n int;\nALTER TABLE b VALIDATE CONSTRAINT b_fk;\nCOMMIT;');
+    expect(op(r, 'VALIDATE_CONSTRAINT')).toMatchObject({ classification: 'risky', heldLock: { lock: 'ACCESS EXCLUSIVE', table: 'a', line: 2, operation: 'ADD_COLUMN' } });
+    const s = classify('BEGIN;\nCREATE INDEX a_n ON a (n);\nCREATE TABLE copy AS SELECT * FROM b;\nCOMMIT;');
+    expect(op(s, 'CREATE_TABLE_AS')).toMatchObject({ classification: 'risky', heldLock: { lock: 'SHARE', table: 'a', line: 2 }, reason: expect.stringContaining('writes of a wait for all of it') });
+  });
+
+  test('data changes after a lock keep their class and name the lock; a cheap statement after it is unaffected', () => {
+    const r = classify('BEGIN;\nALTER TABLE t ADD COLUMN flag boolean;\nUPDATE t SET flag = true;\nCOMMENT ON TABLE t IS \'x\';\nCOMMIT;');
+    expect(op(r, 'UPDATE')).toMatchObject({ classification: 'maintenance', riskLevel: 'HIGH', heldLock: { lock: 'ACCESS EXCLUSIVE', table: 't', line: 2 } });
+    expect(held(r, 'COMMENT')).toBeUndefined();
+  });
+
+  test('inside a DO block, and a DO block\'s locks held to the end of the transaction around it', () => {
+    const r = classify(`BEGIN;\nDO $$ BEGIN\n  ALTER TABLE t ADD CONSTRAINT c CHECK (x > 0) NOT VALID;\n  ALTER TABLE t VALIDATE CONSTRAINT c;\nEND $$;\nCOMMIT;`);
+    expect(op(r, 'VALIDATE_CONSTRAINT')).toMatchObject({ classification: 'risky', heldLock: { lock: 'ACCESS EXCLUSIVE', line: 3 } });
+    const after = classify(`BEGIN;\nDO $$ BEGIN ALTER TABLE t ADD COLUMN y int; END $$;\nALTER TABLE u VALIDATE CONSTRAINT c;\nCOMMIT;`);
+    expect(op(after, 'VALIDATE_CONSTRAINT')).toMatchObject({ classification: 'risky', heldLock: { lock: 'ACCESS EXCLUSIVE', table: 't' } });
+  });
+
+  test('locks on tables created in the file block nobody', () => {
+    const r = classify('CREATE TABLE n (id int, x int);\nALTER TABLE n ADD CONSTRAINT c CHECK (x > 0) NOT VALID;\nALTER TABLE n VALIDATE CONSTRAINT c;\nALTER TABLE t VALIDATE CONSTRAINT d;');
+    expect(r.classification).toBe('safe');
+    expect(r.operations.filter((o) => o.heldLock)).toEqual([]);
+  });
+});
