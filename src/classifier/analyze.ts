@@ -25,6 +25,8 @@ interface EnumAdd { type: string; value: string; line: number; tx: number; doBlo
 
 class FileState {
   readonly newObjects = new Set<string>();
+  /** tables created in the file with PARTITION BY */
+  readonly partitioned = new Set<string>();
   /** relKey → column → what is known about it (from CREATE TABLE / ADD COLUMN here, or the catalog) */
   readonly columns = new Map<string, Map<string, { type?: TypeInfo; notNull: boolean }>>();
   readonly notNullChecks = new Set<string>();
@@ -80,7 +82,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
   const errors: string[] = [];
   const mapping = new MappingBuilder();
 
-  for (const f of parsed.failures) errors.push(`line ${f.line}, column ${f.column}: ${f.message}`);
+  for (const f of parsed.failures) errors.push(`line ${f.line}, column ${f.column}: ${f.message} (SQLSTATE 42601)`);
 
   const at = (w: Where) => `line ${w.line}, column ${w.column}`;
   const shorten = (s: string) => (s.length > MAX_STATEMENT_TEXT ? `${s.slice(0, MAX_STATEMENT_TEXT)}…` : s);
@@ -120,25 +122,45 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     return { type: c.type };
   }
 
-  function catalogChecks(c: Candidate, w: Where): void {
-    if (!catalog) return;
-    if (c.type === 'CREATE_TABLE' || c.type === 'CREATE_TABLE_AS' || c.type === 'CREATE_MATERIALIZED_VIEW') {
-      if (c.table && catalog.tables.has(c.table.key) && !c.missingOk && !state.newObjects.has(c.table.key)) errors.push(`${at(w)}: relation ${c.table.display} already exists`);
+  /**
+   * What PostgreSQL would reject when the statement runs, with the SQLSTATE it raises: against
+   * what the file created before it, and against the live catalog when there is one.
+   */
+  function existenceChecks(c: Candidate, w: Where): void {
+    const fail = (message: string, sqlstate: string) => errors.push(`${at(w)}: ${message} (SQLSTATE ${sqlstate})`);
+    const creates = c.type === 'CREATE_TABLE' || c.type === 'CREATE_TABLE_AS' || c.type === 'CREATE_MATERIALIZED_VIEW';
+    if (creates && c.table && !c.missingOk) {
+      if (state.newObjects.has(c.table.key)) { fail(`relation ${c.table.display} already exists (created earlier in this file)`, '42P07'); return; }
+      if (catalog?.tables.has(c.table.key)) { fail(`relation ${c.table.display} already exists`, '42P07'); return; }
+    }
+    if ((c.type === 'CREATE_INDEX' || c.type === 'CREATE_INDEX_CONCURRENTLY') && c.table) {
+      if (c.objectName && !c.missingOk && state.newObjects.has(`${c.table.schema}.${c.objectName}`)) fail(`relation ${c.objectName} already exists (created earlier in this file)`, '42P07');
+      const partitioned = state.partitioned.has(c.table.key) || catalogTable(c.table)?.relkind === 'p';
+      if (c.type === 'CREATE_INDEX_CONCURRENTLY' && partitioned) fail(`cannot create index on partitioned table ${c.table.display} concurrently: create it ON ONLY the parent, concurrently on each partition, then ATTACH PARTITION each`, '0A000');
+    }
+    if (c.table && state.newObjects.has(c.table.key) && c.needsTable) {
+      // the file made this table: its columns are known without a catalog
+      const cols = state.columns.get(c.table.key);
+      if (cols && cols.size) {
+        if (c.needsColumn && !cols.has(c.needsColumn)) fail(`column ${c.needsColumn} of ${c.table.display} does not exist`, '42703');
+        if (c.addsColumn && cols.has(c.addsColumn) && !c.missingOk) fail(`column ${c.addsColumn} of ${c.table.display} already exists`, '42701');
+      }
       return;
     }
+    if (!catalog) return;
     if (c.type === 'CREATE_EXTENSION') {
       const name = c.detail ?? '';
-      if (!catalog.availableExtensions.has(name) && !state.extensions.has(name)) errors.push(`${at(w)}: extension ${name} is not available on the server`);
+      if (!catalog.availableExtensions.has(name) && !state.extensions.has(name)) fail(`extension ${name} is not available on the server`, '0A000');
       return;
     }
     if (!c.table || !c.needsTable || state.newObjects.has(c.table.key)) return;
     if (!catalog.tables.has(c.table.key)) {
-      if (!c.missingOk) errors.push(`${at(w)}: table ${c.table.display} does not exist`);
+      if (!c.missingOk) fail(`table ${c.table.display} does not exist`, '42P01');
       return;
     }
     const cols = columnsOf(c.table);
-    if (c.needsColumn && !cols.has(c.needsColumn)) errors.push(`${at(w)}: column ${c.needsColumn} of ${c.table.display} does not exist`);
-    if (c.addsColumn && cols.has(c.addsColumn) && !c.missingOk) errors.push(`${at(w)}: column ${c.addsColumn} of ${c.table.display} already exists`);
+    if (c.needsColumn && !cols.has(c.needsColumn)) fail(`column ${c.needsColumn} of ${c.table.display} does not exist`, '42703');
+    if (c.addsColumn && cols.has(c.addsColumn) && !c.missingOk) fail(`column ${c.addsColumn} of ${c.table.display} already exists`, '42701');
   }
 
   function applyEffects(c: Candidate): void {
@@ -148,9 +170,10 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
         case 'createTable': {
           state.newObjects.add(e.table.key);
           state.columns.set(e.table.key, new Map(e.columns.map((col) => [col.name, { type: col.type, notNull: col.notNull }])));
+          if (e.partitioned) state.partitioned.add(e.table.key);
           break;
         }
-        case 'dropTable': state.newObjects.delete(e.table.key); state.columns.delete(e.table.key); break;
+        case 'dropTable': state.newObjects.delete(e.table.key); state.columns.delete(e.table.key); state.partitioned.delete(e.table.key); break;
         case 'renameTable':
           if (isNew) { state.newObjects.delete(e.table.key); state.newObjects.add(e.to.key); }
           state.columns.set(e.to.key, columnsOf(e.table)); state.columns.delete(e.table.key);
@@ -187,7 +210,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     const used = new Set(stringConstants(node));
     for (const a of state.enumAdds) {
       if (!used.has(a.value)) continue;
-      const msg = `${at(w)}: new value '${a.value}' of enum ${a.type} (added at line ${a.line}) is used before its transaction commits`;
+      const msg = `${at(w)}: new value '${a.value}' of enum ${a.type} (added at line ${a.line}) is used before its transaction commits (SQLSTATE 55P04)`;
       const sameDo = a.doBlock !== undefined && a.doBlock === state.currentDo;
       if (sameDo || (a.tx !== 0 && a.tx === state.tx?.id)) errors.push(msg);
       else if (a.tx === 0 && !state.tx) state.pendingEnumErrors.push(msg);
@@ -261,8 +284,8 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     if (nonTransactional) {
       if (!w.inDo) state.hasNonTransactional = true;
       const what = opWords(refined.type);
-      if (w.inDo) errors.push(`${at(w)}: ${what} cannot run inside a DO block (it runs in a transaction)`);
-      else if (state.tx) errors.push(`${at(w)}: ${what} cannot run inside a transaction block (BEGIN at line ${state.tx.line})`);
+      if (w.inDo) errors.push(`${at(w)}: ${what} cannot run inside a DO block (it runs in a transaction) (SQLSTATE 25001)`);
+      else if (state.tx) errors.push(`${at(w)}: ${what} cannot run inside a transaction block (BEGIN at line ${state.tx.line}) (SQLSTATE 25001)`);
     }
     if (refined.warning) warnings.push(`line ${w.line}: ${refined.warning}`);
     if (refined.type === 'UNKNOWN') warnings.push(`line ${w.line}: unrecognised operation${c.detail ? ` (${c.detail})` : ''}: classified risky until reviewed`);
@@ -296,7 +319,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
       if (!state.lockTimeoutMissing.includes(w.line)) state.lockTimeoutMissing.push(w.line);
     }
     if (c.table && catalogTable(c.table)) state.touched.add(c.table.key);
-    catalogChecks(c, w);
+    existenceChecks(c, w);
     applyEffects(c);
   }
 

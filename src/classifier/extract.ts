@@ -9,7 +9,7 @@ import type { OperationType } from './operations';
 
 /** What the statement does to the schema, as the sync engine's mapping needs it. */
 export type SchemaEffect =
-  | { kind: 'createTable'; table: RelName; columns: Array<{ name: string; type: TypeInfo; notNull: boolean }> }
+  | { kind: 'createTable'; table: RelName; columns: Array<{ name: string; type: TypeInfo; notNull: boolean }>; partitioned?: boolean }
   | { kind: 'dropTable'; table: RelName }
   | { kind: 'renameTable'; table: RelName; to: RelName }
   | { kind: 'addColumn'; table: RelName; column: string; type: TypeInfo; default?: string; notNull: boolean; generated: boolean }
@@ -254,7 +254,7 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
         name: e.ColumnDef.colname, type: typeInfo(e.ColumnDef.typeName),
         notNull: (e.ColumnDef.constraints ?? []).some((c: Node) => ['CONSTR_NOTNULL', 'CONSTR_PRIMARY'].includes(c.Constraint?.contype)),
       }));
-      const effects: SchemaEffect[] = [{ kind: 'createTable', table, columns }];
+      const effects: SchemaEffect[] = [{ kind: 'createTable', table, columns, partitioned: !!s.partspec }];
       if (s.partbound && s.inhRelations?.length) {
         return [{ type: 'CREATE_PARTITION', table: relName(s.inhRelations[0].RangeVar), needsTable: true, detail: `partition ${table.display}`, effects }];
       }
@@ -284,7 +284,7 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
     }
     case 'IndexStmt': {
       const table = relName(n.relation)!;
-      return [{ type: n.concurrent ? 'CREATE_INDEX_CONCURRENTLY' : 'CREATE_INDEX', table, needsTable: true, objectName: n.idxname, detail: n.idxname, effects: [{ kind: 'createIndex', table, index: n.idxname }] }];
+      return [{ type: n.concurrent ? 'CREATE_INDEX_CONCURRENTLY' : 'CREATE_INDEX', table, needsTable: true, objectName: n.idxname, detail: n.idxname, missingOk: n.if_not_exists === true, effects: [{ kind: 'createIndex', table, index: n.idxname }] }];
     }
     case 'ReindexStmt': {
       const concurrently = (n.params ?? []).some((p: Node) => p?.DefElem?.defname === 'concurrently');

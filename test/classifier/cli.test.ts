@@ -36,7 +36,7 @@ test('several files: an array; one invalid file makes the exit code 1', () => {
   expect(r.code).toBe(1);
   const reports = JSON.parse(r.stdout);
   expect(reports.map((x: { file: string; isValid: boolean }) => [x.file, x.isValid])).toEqual([[safe, true], [broken, false]]);
-  expect(reports[1].errors).toEqual(['line 2, column 29: syntax error at or near ";"']);
+  expect(reports[1].errors).toEqual(['line 2, column 29: syntax error at or near ";" (SQLSTATE 42601)']);
 });
 
 test('--pg-version decides what is too new', () => {
@@ -90,7 +90,7 @@ test('--format github: an annotation on the file and line of each finding, escap
   expect(r.code).toBe(1);
   const lines = r.stdout.trim().split('\n');
   expect(lines).toContain(`::warning file=${risky.replace(/:/g, '%3A')},line=1,title=pgflip%3A risky DROP_TABLE::DROP_TABLE on legacy_sessions is risky (HIGH, ACCESS EXCLUSIVE lock): destructive: breaks the running application. Safer: stop using the table in the application first, then drop it in a later migration`);
-  expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^::error file=${broken.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')},line=2,col=\\d+,title=pgflip%3A invalid SQL::syntax error at or near ";"$`)));
+  expect(lines).toContainEqual(expect.stringMatching(new RegExp(`^::error file=${broken.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')},line=2,col=\\d+,title=pgflip%3A invalid SQL::syntax error at or near ";" \\(SQLSTATE 42601\\)$`)));
   expect(lines.filter((l) => l.startsWith('::notice ')).map((l) => l.replace(/^.*::/, ''))).toEqual([`${risky}: valid, risky (HIGH), PostgreSQL 15`, `${broken}: invalid, risky (MEDIUM), PostgreSQL 15`]);
   for (const l of lines) expect(l).toMatch(/^::(error|warning|notice) file=[^,]+(,line=\d+)?(,col=\d+)?,title=[^:]+::\S/);
   expect(pgflip('--format', 'github', safe).code).toBe(0);

@@ -158,7 +158,7 @@ describe('parse errors and empty files', () => {
   test('SQL that does not parse is invalid with line and column, and the rest is still classified', () => {
     const r = classify('CREATE TABLE a (id int);\nALTER TABLE b ADD COLUMN c int;\nALTER TABLE c ADD COLUMN;\nDROP TABLE d;');
     expect(r.isValid).toBe(false);
-    expect(r.errors).toEqual(['line 3, column 25: syntax error at or near ";"']);
+    expect(r.errors).toEqual(['line 3, column 25: syntax error at or near ";" (SQLSTATE 42601)']);
     expect(r.operations.map((o) => o.type)).toEqual(['CREATE_TABLE', 'ADD_COLUMN', 'DROP_TABLE']);
     expect(r.classification).toBe('risky');
   });
@@ -254,5 +254,32 @@ describe('locks held to the end of the transaction', () => {
     const r = classify('CREATE TABLE n (id int, x int);\nALTER TABLE n ADD CONSTRAINT c CHECK (x > 0) NOT VALID;\nALTER TABLE n VALIDATE CONSTRAINT c;\nALTER TABLE t VALIDATE CONSTRAINT d;');
     expect(r.classification).toBe('safe');
     expect(r.operations.filter((o) => o.heldLock)).toEqual([]);
+  });
+});
+
+describe('what PostgreSQL rejects at execution, with its SQLSTATE', () => {
+  test('a relation or index created twice in the file, a column added twice or missing on a table the file made', () => {
+    expect(classify('CREATE TABLE a (id int);\nCREATE TABLE a (id int);').errors).toEqual(['line 2, column 1: relation a already exists (created earlier in this file) (SQLSTATE 42P07)']);
+    expect(classify('CREATE TABLE a (id int);\nCREATE TABLE IF NOT EXISTS a (id int);').errors).toEqual([]);
+    expect(classify('CREATE TABLE a (id int);\nDROP TABLE a;\nCREATE TABLE a (id int);').errors).toEqual([]);
+    expect(classify('CREATE INDEX i ON t (a);\nCREATE INDEX i ON t (b);').errors).toEqual(['line 2, column 1: relation i already exists (created earlier in this file) (SQLSTATE 42P07)']);
+    expect(classify('CREATE INDEX i ON t (a);\nCREATE INDEX IF NOT EXISTS i ON t (b);').errors).toEqual([]);
+    const cols = classify('CREATE TABLE a (id int, n int);\nALTER TABLE a ADD COLUMN n int;\nALTER TABLE a ALTER COLUMN m SET NOT NULL;\nALTER TABLE a ADD COLUMN IF NOT EXISTS n int;');
+    expect(cols.errors).toEqual([
+      'line 2, column 1: column n of a already exists (SQLSTATE 42701)',
+      'line 3, column 1: column m of a does not exist (SQLSTATE 42703)',
+    ]);
+    expect(cols.isValid).toBe(false);
+  });
+
+  test('CREATE INDEX CONCURRENTLY on a partitioned table is refused (0A000), on a plain one it is not', () => {
+    const r = classify('CREATE TABLE ev (id int, at date) PARTITION BY RANGE (at);\nCREATE INDEX CONCURRENTLY ev_at ON ev (at);');
+    expect(r.errors).toEqual([expect.stringMatching(/^line 2, column 1: cannot create index on partitioned table ev concurrently: create it ON ONLY the parent, .* \(SQLSTATE 0A000\)$/)]);
+    expect(classify('CREATE TABLE ev (id int, at date);\nCREATE INDEX CONCURRENTLY ev_at ON ev (at);').errors).toEqual([]);
+  });
+
+  test('the transaction and enum errors carry theirs', () => {
+    expect(classify('BEGIN;\nCREATE INDEX CONCURRENTLY i ON t (a);\nCOMMIT;').errors).toEqual(['line 2, column 1: CREATE INDEX CONCURRENTLY cannot run inside a transaction block (BEGIN at line 1) (SQLSTATE 25001)']);
+    expect(classify('BEGIN;\nALTER TYPE mood ADD VALUE \'x\';\nSELECT \'x\'::mood;\nCOMMIT;').errors.join('\n')).toMatch(/is used before its transaction commits \(SQLSTATE 55P04\)$/);
   });
 });

@@ -49,10 +49,10 @@ test('missing tables, columns and extensions are errors; IF EXISTS is not', asyn
   ].join('\n'));
   expect(r.isValid).toBe(false);
   expect(r.errors).toEqual([
-    'line 1, column 1: table nope does not exist',
-    'line 2, column 1: column nope of users does not exist',
-    'line 3, column 1: column email of users already exists',
-    'line 4, column 1: extension no_such_extension is not available on the server',
+    'line 1, column 1: table nope does not exist (SQLSTATE 42P01)',
+    'line 2, column 1: column nope of users does not exist (SQLSTATE 42703)',
+    'line 3, column 1: column email of users already exists (SQLSTATE 42701)',
+    'line 4, column 1: extension no_such_extension is not available on the server (SQLSTATE 0A000)',
   ]);
 });
 
@@ -80,7 +80,7 @@ test('the CLI with --database-url exits 1 on a missing table and 0 otherwise', (
   const run = (f: string) => spawnSync(process.execPath, [path.resolve(__dirname, '../../dist/cli/main.js'), 'validate', '--json', '--database-url', pg.url(), f], { encoding: 'utf8' });
   const r1 = run(bad);
   expect(r1.status).toBe(1);
-  expect(JSON.parse(r1.stdout).errors).toEqual(['line 1, column 1: table nope does not exist']);
+  expect(JSON.parse(r1.stdout).errors).toEqual(['line 1, column 1: table nope does not exist (SQLSTATE 42P01)']);
   const r2 = run(good);
   expect(r2.status).toBe(0);
   expect(JSON.parse(r2.stdout)).toMatchObject({ pgVersion: serverVersion, tables: [{ table: 'public.users', rowEstimate: 5000 }] });
