@@ -156,9 +156,9 @@ const ROUTES: RouteDef[] = [
         servingCompat(o.store).catch(() => null), o.store.healthReports().catch(() => []),
       ]);
       // /status needs no token: the objects themselves only for a caller who presents one
-      const drift = d.drift ? await d.drift.get() : null;
       const bearer = /^Bearer\s+(\S+)\s*$/i.exec(req.get('authorization') ?? '');
       const authed = !!(bearer && d.apiToken && tokenMatches(d.apiToken, bearer[1]));
+      const drift = (await d.drift?.get(authed)) ?? null;
       const schemaDrift = drift && !authed ? { ...drift, differences: undefined } : drift;
       // sessions per schema version over the proxies' reports for the migration serving one
       const versions = compat ? reports.reduce((sum, r) => r.schemaVersions?.migrationId === compat.migrationId

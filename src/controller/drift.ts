@@ -5,7 +5,8 @@
  * information, not an alarm; before a flip the parity check is what enforces.
  *
  * Reading two schemas takes a second: the answer is kept for a while, and a
- * stale one is returned at once while a fresh one is read.
+ * stale one is returned at once while a fresh one is read. Only a caller with
+ * the API token makes it read (/status needs none, and must stay cheap).
  */
 import { adminUrl, type PgflipConfig } from '../config';
 import { compareSchemas } from '../sync';
@@ -29,7 +30,9 @@ export class SchemaDrift {
 
   constructor(private readonly cfg: PgflipConfig, private readonly maxAgeMs = 10_000) {}
 
-  async get(): Promise<DriftReport> {
+  /** `read`: may read the schemas (an authenticated caller); otherwise only what was read before, if anything. */
+  async get(read: boolean): Promise<DriftReport | undefined> {
+    if (!read) return this.last?.report;
     if (!this.last) return this.refresh();
     if (Date.now() - this.last.at > this.maxAgeMs) void this.refresh();
     return this.last.report;

@@ -202,12 +202,14 @@ export class CopyWorkers {
           ? ` WHERE ctid >= '(${part.blocks.from},0)'::tid${part.blocks.to === undefined ? '' : ` AND ctid < '(${part.blocks.to},0)'::tid`}`
           : '';
         // A whole table is read with plain COPY (no executor per row); a block range needs a query.
+        // a table without copyable columns (none, or only generated ones) still has rows: no column list
+        const list = cols ? ` (${cols})` : '';
         const sourceSql = part.blocks
           ? `COPY (SELECT ${cols} FROM ONLY ${qtable(part.table)}${where}) TO STDOUT${fmt}`
-          : `COPY ${qtable(part.table)} (${cols}) TO STDOUT${fmt}`;
+          : `COPY ${qtable(part.table)}${list} TO STDOUT${fmt}`;
         let partBytes = 0;
         try {
-          const r = await relayCopy(src, tgt, sourceSql, `COPY ${qtable(part.table)} (${cols}) FROM STDIN${fmt}`, (n) => {
+          const r = await relayCopy(src, tgt, sourceSql, `COPY ${qtable(part.table)}${list} FROM STDIN${fmt}`, (n) => {
             s.bytes += n - partBytes;
             partBytes = n;
             report(s);

@@ -9,7 +9,7 @@
  * change a table between reading its definition and its rows.
  */
 import type { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished } from 'node:stream/promises';
 import type { Client } from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { PGFLIP_SCHEMAS, schemaScript } from './ddl';
@@ -48,11 +48,14 @@ export async function dumpDatabase(c: Client, out: Writable, excludeSchemas: str
     await write(`${PRELUDE.join('\n')}\n\n-- schema (before the data)\n\n${script.pre.join('\n\n')}\n\n-- data\n\n`);
     let rows = 0;
     for (const t of tables) {
-      if (t.relkind !== 'r' || !t.columns) continue; // a partitioned table's rows are in its partitions
-      const cols = `(${t.columns.join(', ')})`;
-      await write(`COPY ${t.name} ${cols} FROM stdin;\n`);
-      const stream = c.query(copyTo(`COPY ${t.name} ${cols} TO STDOUT`));
-      await pipeline(stream, out, { end: false });
+      if (t.relkind !== 'r') continue; // a partitioned table's rows are in its partitions
+      // no column list for a table without columns (or only generated ones): COPY still carries its rows
+      const cols = t.columns ? ` (${t.columns.join(', ')})` : '';
+      await write(`COPY ${t.name}${cols} FROM stdin;\n`);
+      const stream = c.query(copyTo(`COPY ${t.name}${cols} TO STDOUT`));
+      stream.pipe(out, { end: false });
+      await finished(stream);
+      stream.unpipe(out);
       rows += Number((stream as unknown as { rowCount?: number }).rowCount ?? 0);
       await write('\\.\n\n');
     }

@@ -12,6 +12,7 @@
  * the Node path's full scripts (src/sync/ddl.ts) and compared statement by
  * statement — object by object, owners, grants and comments included.
  */
+import { loadParser, parseFile } from '../classifier/parser';
 import type { SchemaDumpSetting } from '../config';
 import { withClient } from '../util/pg';
 import { schemaScript } from './ddl';
@@ -26,9 +27,10 @@ export interface SchemaDifference {
   only: 'a' | 'b';
 }
 
-const normalise = (st: string): string => st.replace(/\s+/g, ' ').trim();
+// compared exactly (migra's text is deterministic; whitespace inside a literal is meaning), shown on one line
+const normalise = (st: string): string => st.trim();
 const label = (st: string): string => {
-  const first = normalise(st).replace(/\s*;$/, '');
+  const first = st.replace(/\s+/g, ' ').trim().replace(/\s*;$/, '');
   return first.length > 160 ? `${first.slice(0, 157)}...` : first;
 };
 
@@ -63,6 +65,20 @@ export interface ParityResult {
   seconds: number;
 }
 
+/**
+ * The migration without its cluster-wide statements (roles, tablespaces, databases, server
+ * settings): they already ran on the new side's cluster, which the scratch database shares.
+ */
+const CLUSTER_WIDE = new Set(['CreateRoleStmt', 'AlterRoleStmt', 'AlterRoleSetStmt', 'DropRoleStmt', 'GrantRoleStmt', 'CreateTableSpaceStmt',
+  'DropTableSpaceStmt', 'AlterTableSpaceOptionsStmt', 'CreatedbStmt', 'DropdbStmt', 'AlterDatabaseStmt', 'AlterDatabaseSetStmt', 'AlterSystemStmt']);
+
+async function databaseStatements(sql: string): Promise<string> {
+  await loadParser();
+  const parsed = parseFile(sql);
+  if (parsed.failures.length || !parsed.statements.some((s) => CLUSTER_WIDE.has(s.kind))) return sql;
+  return parsed.statements.filter((s) => !CLUSTER_WIDE.has(s.kind)).map((s) => `${s.text};`).join('\n');
+}
+
 export async function checkSchemaParity(o: ParityOptions): Promise<ParityResult> {
   const started = Date.now();
   const scratchName = `pgflip_parity_${o.migrationId.replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 63);
@@ -80,7 +96,7 @@ export async function checkSchemaParity(o: ParityOptions): Promise<ParityResult>
       const { sql } = await dumpSchema(o.active, section, { tool: o.tool });
       await replaySchema(scratch.toString(), sql, {}, `${section} of the active side`);
     }
-    await applyMigration(scratch.toString(), o.migrationSql);
+    await applyMigration(scratch.toString(), await databaseStatements(o.migrationSql));
     return { differences: await compareSchemas(scratch.toString(), o.next), seconds: (Date.now() - started) / 1000 };
   } finally {
     await dropScratch().catch(() => undefined);

@@ -11,9 +11,9 @@
  * transaction (a restore runs inside one, so nothing is half-applied).
  */
 import { createReadStream } from 'node:fs';
-import readline from 'node:readline';
 import type { Client } from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
+import { loadParser, parseFile, parseSql } from '../classifier/parser';
 
 export class ReplayError extends Error {
   override name = 'ReplayError';
@@ -27,8 +27,18 @@ const SKIPPED_META = /^\\(restrict|unrestrict)\b/;
 
 /** Replay the file at `file`. */
 export function replayFile(c: Client, file: string): Promise<void> {
-  const lines = readline.createInterface({ input: createReadStream(file, 'utf8'), crlfDelay: Infinity });
-  return replayLines(c, lines, file);
+  return replayLines(c, fileLines(file), file);
+}
+
+/** Lines split at \n only: a \r is data (a literal, a function body), as psql keeps it. */
+async function* fileLines(file: string): AsyncGenerator<string> {
+  let rest = '';
+  for await (const chunk of createReadStream(file, { encoding: 'utf8', highWaterMark: 1 << 20 })) {
+    const parts = (rest + chunk).split('\n');
+    rest = parts.pop()!;
+    yield* parts;
+  }
+  if (rest) yield rest;
 }
 
 /** Replay a script held in memory; `where` names it in errors. */
@@ -37,6 +47,7 @@ export function replayText(c: Client, sql: string, where = 'script'): Promise<vo
 }
 
 async function replayLines(c: Client, lines: AsyncIterable<string> | Iterable<string>, where: string): Promise<void> {
+  await loadParser();
   let chunk: string[] = [];
   let chunkStart = 1;
   let lineNo = 0;
@@ -48,20 +59,28 @@ async function replayLines(c: Client, lines: AsyncIterable<string> | Iterable<st
     chunk = [];
     chunkStart = lineNo + 1;
     if (!text.trim()) return;
-    try {
-      await c.query(text);
-    } catch (err) {
-      const e = err as Error & { position?: string; code?: string };
-      const at = e.position ? start + text.slice(0, Number(e.position) - 1).split('\n').length - 1 : start;
-      throw new ReplayError(where, at, e.message, e.code);
+    // statement by statement where the parser can split it, so a failure names its own line
+    const parsed = parseFile(text);
+    const pieces = parsed.failures.length ? [{ text, line: 1 }] : parsed.statements.map((st) => ({ text: st.text, line: st.line }));
+    for (const piece of pieces) {
+      try {
+        await c.query(piece.text);
+      } catch (err) {
+        const e = err as Error & { position?: string; code?: string };
+        const within = e.position ? piece.text.slice(0, Number(e.position) - 1).split('\n').length - 1 : 0;
+        throw new ReplayError(where, start + piece.line - 1 + within, e.message, e.code);
+      }
     }
   };
-  // A COPY or meta-command line counts only where a statement may start: after a line ending in `;`
+  // A COPY or meta-command line counts only where a statement may start: after a line ending in
+  // `;`, and where the SQL before it is complete — not inside a literal or a dollar-quoted body
+  // (the real parser says so; it runs only at such lines, on the SQL since the last one)
   const atBoundary = (): boolean => {
     for (let i = chunk.length - 1; i >= 0; i--) {
       const t = chunk[i].trim();
       if (t === '' || t.startsWith('--')) continue;
-      return t.endsWith(';');
+      if (!t.endsWith(';')) return false;
+      try { parseSql(chunk.join('\n')); return true; } catch { return false; }
     }
     return true;
   };

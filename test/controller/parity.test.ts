@@ -29,6 +29,14 @@ test('a risky migration whose new side equals the active side with the migration
   expect(await env.green.query(`SELECT datname FROM pg_database WHERE datname LIKE 'pgflip\\_parity%'`, [], 'postgres')).toEqual([]);
 }, 180_000);
 
+test('cluster-wide statements of the migration (a role and its grant) do not fail the comparison', async () => {
+  const f = env.migration('100b_role.sql', 'CREATE ROLE parity_reader NOLOGIN;\nGRANT SELECT ON items TO parity_reader;\nALTER TABLE items ALTER COLUMN qty TYPE numeric;\n');
+  const r = await script('execute-migration.sh', ['--type', 'risky', '--yes', f], env.env);
+  expect(r).toMatchObject({ code: 0 });
+  const [rec] = (await api(env, 'GET', '/migrations?limit=1')).body;
+  expect(rec.steps.find((s: { name: string }) => s.name === 'verify').detail).toMatch(/with the migration applied/);
+}, 180_000);
+
 test('DDL on the active side during the sync fails the flip before the pause, naming the objects; /status shows the drift', async () => {
   const { active: before } = (await env.ctl.store.getActive())!;
   const side = env[before];

@@ -137,19 +137,15 @@ async function run(ctx: Ctx): Promise<void> {
       const r = await fwd.verify();
       recordVerify(rec, r.results);
       if (!r.ok) throw new Error(`verification failed: ${r.problems.join('; ')}; traffic stayed on ${source}`);
-      // DDL on the active side since the copy is not replicated: it would vanish with the flip
-      const parity = await fwd.schemaParity();
-      if (parity.differences.length) {
-        const shown = parity.differences.slice(0, 10).join('; ');
-        const more = parity.differences.length > 10 ? `; and ${parity.differences.length - 10} more` : '';
-        throw new Error(`schema parity failed: ${target}'s schema is not ${source}'s with the migration applied (${shown}${more}); traffic stayed on ${source}`);
-      }
-      s.detail = `row counts and checksums of ${r.tables} table(s) match; ${target}'s schema is ${source}'s with the migration applied (compared in ${parity.seconds.toFixed(1)} s)`;
+      const parity = await schemaParity(fwd, source, target);
+      s.detail = `row counts and checksums of ${r.tables} table(s) match; ${target}'s schema is ${source}'s with the migration applied (compared in ${parity.toFixed(1)} s)`;
     });
     if (rec.switchDelaySeconds > 0) {
       await steps.run('switch delay', async (s) => {
         await sleep(rec.switchDelaySeconds * 1000, ctx.signal);
-        s.detail = `${rec.switchDelaySeconds}s`;
+        // the schema may have changed on the active side while waiting
+        const parity = await schemaParity(fwd, source, target);
+        s.detail = `${rec.switchDelaySeconds}s; schema parity checked again (${parity.toFixed(1)} s)`;
       });
     } else await steps.skip('switch delay', 'no --switch-delay');
     const rev = sync.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? noMapping() });
@@ -497,4 +493,18 @@ function recordVerify(rec: MigrationRecord, results: TableVerifyResult[] | undef
   const byTable = new Map((rec.verify ?? []).map((v) => [v.table, v]));
   for (const r of results) byTable.set(r.table, { ...r, at });
   rec.verify = [...byTable.values()];
+}
+
+/**
+ * DDL on the active side since the copy is not replicated: it would vanish with the flip.
+ * Fails before the pause, the objects named; resolves to the comparison's seconds.
+ */
+async function schemaParity(fwd: ForwardSync, source: Side, target: Side): Promise<number> {
+  const parity = await fwd.schemaParity();
+  if (parity.differences.length) {
+    const shown = parity.differences.slice(0, 10).join('; ');
+    const more = parity.differences.length > 10 ? `; and ${parity.differences.length - 10} more` : '';
+    throw new Error(`schema parity failed: ${target}'s schema is not ${source}'s with the migration applied (${shown}${more}); traffic stayed on ${source}`);
+  }
+  return parity.seconds;
 }
