@@ -9,7 +9,7 @@ import express, { NextFunction, Request, Response } from 'express';
 import { Side, SIDES } from '../side';
 import { logger, redactUrl } from '../observability/logger';
 import { AuditLog } from './audit';
-import type { SchemaDrift } from './drift';
+import type { ObjectDrift } from './drift';
 import { requireToken, tokenMatches } from './auth';
 import { probeSide, proxyAdminUrls, scrapeTraffic, windowStats } from './health';
 import { controllerMetrics } from './metrics';
@@ -35,7 +35,7 @@ export interface ApiDeps {
   /** the status page's data (GET /overview, GET /events) */
   overview: Overview;
   /** the two sides' schema drift for /status; absent: not reported */
-  drift?: SchemaDrift;
+  drift?: ObjectDrift;
 }
 
 type Handler = (req: Request, res: Response) => Promise<unknown>;

@@ -1,6 +1,8 @@
 /**
  * The drift between the two sides' schemas, for /status: what one has that the
- * other has not, object by object (src/sync/parity.ts). After a risky migration
+ * other has not, object by object (src/sync/parity.ts). The status page's drift
+ * (overview.ts) is the cheaper per-table view of the same question, read with
+ * the side probes. After a risky migration
  * the old side keeps the old schema until the next one rebuilds it, so drift is
  * information, not an alarm; before a flip the parity check is what enforces.
  *
@@ -12,7 +14,7 @@ import { adminUrl, type PgflipConfig } from '../config';
 import { compareSchemas } from '../sync';
 import { errMsg } from './steps';
 
-export interface DriftReport {
+export interface ObjectDriftReport {
   checkedAt: string;
   equal: boolean;
   /** how many objects differ */
@@ -24,23 +26,23 @@ export interface DriftReport {
 
 const SHOWN = 50;
 
-export class SchemaDrift {
-  private last?: { at: number; report: DriftReport };
-  private reading?: Promise<DriftReport>;
+export class ObjectDrift {
+  private last?: { at: number; report: ObjectDriftReport };
+  private reading?: Promise<ObjectDriftReport>;
 
   constructor(private readonly cfg: PgflipConfig, private readonly maxAgeMs = 10_000) {}
 
   /** `read`: may read the schemas (an authenticated caller); otherwise only what was read before, if anything. */
-  async get(read: boolean): Promise<DriftReport | undefined> {
+  async get(read: boolean): Promise<ObjectDriftReport | undefined> {
     if (!read) return this.last?.report;
     if (!this.last) return this.refresh();
     if (Date.now() - this.last.at > this.maxAgeMs) void this.refresh();
     return this.last.report;
   }
 
-  private refresh(): Promise<DriftReport> {
+  private refresh(): Promise<ObjectDriftReport> {
     this.reading ??= (async () => {
-      let report: DriftReport;
+      let report: ObjectDriftReport;
       try {
         const d = await compareSchemas(adminUrl(this.cfg, 'blue'), adminUrl(this.cfg, 'green'));
         const names = { a: 'blue', b: 'green' };

@@ -21,7 +21,7 @@ import { Orchestrator, OrchestratorDeps } from './orchestrator';
 import type { ClassifyPort, FencePort, FlipOutcome, FlipPort, SyncFactory } from './ports';
 import { RollbackPoints } from './rollback-points';
 import { controllerMetrics } from './metrics';
-import { SchemaDrift } from './drift';
+import { ObjectDrift } from './drift';
 import { FlipHistoryEntry, Overview, recordFlip } from './overview';
 
 /** The classifier's programmatic API (src/classifier). */
@@ -116,7 +116,7 @@ export async function startController(cfg: PgflipConfig, opts: StartOptions = {}
   const flipper = flipPort(store, () => orchestrator?.leaseToken, cfg.controller.holdLimitSeconds * 1000, () => orchestrator?.runningId);
   orchestrator = new Orchestrator({ cfg, store, classifier, audit, rollbackPoints, flipper, sync: opts.sync ?? defaultSync(cfg), fence: opts.fence ?? defaultFence(cfg), faults: opts.faults });
   const overview = new Overview({ orchestrator, rollbackPoints, audit });
-  const app = createApp({ orchestrator, classifier, rollbackPoints, audit, apiToken: cfg.controller.apiToken, overview, drift: new SchemaDrift(cfg) });
+  const app = createApp({ orchestrator, classifier, rollbackPoints, audit, apiToken: cfg.controller.apiToken, overview, drift: new ObjectDrift(cfg) });
   const server = http.createServer(app);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
