@@ -297,6 +297,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
         case 'rewrite': warnings.push(`line ${w.line}: rewrites ${target || 'the table'}${sizeNote(c.table)} under ${rule.lock}`); break;
         case 'not-null-scan': warnings.push(`line ${w.line}: NOT NULL on ${target} scans the whole table${sizeNote(c.table)} under ACCESS EXCLUSIVE`); break;
         case 'extension': warnings.push(`line ${w.line}: requires extension ${c.detail} to be installable on both blue and green`); break;
+        case 'both-sides': warnings.push(`line ${w.line}: ${opWords(refined.type)} ${c.detail ?? ''} applies to this cluster only and pgflip does not carry server settings between sides: run it on both blue and green${refined.type === 'ALTER_SYSTEM_RELOAD' ? ', then SELECT pg_reload_conf() on each' : ''}`); break;
       }
     }
     if (c.type === 'ADD_COLUMN_NOT_NULL' && !isNew && c.table) {

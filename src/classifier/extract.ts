@@ -47,6 +47,25 @@ export interface Candidate {
 /** How a piece of SQL is positioned: its text and where that text starts in node locations. */
 export interface StmtText { text: string; base: number }
 
+/**
+ * Settings PostgreSQL reads only at server start (pg_settings.context = 'postmaster'), PostgreSQL
+ * 10–18: ALTER SYSTEM of any other takes effect on a reload.
+ */
+const RESTART_SETTINGS = new Set([
+  'archive_mode', 'autovacuum_freeze_max_age', 'autovacuum_max_workers', 'autovacuum_multixact_freeze_max_age', 'autovacuum_worker_slots',
+  'bonjour', 'bonjour_name', 'cluster_name', 'commit_timestamp_buffers', 'config_file', 'data_directory', 'data_sync_retry', 'debug_io_direct',
+  'dynamic_shared_memory_type', 'event_source', 'external_pid_file', 'hba_file', 'hot_standby', 'huge_page_size', 'huge_pages', 'ident_file',
+  'ignore_invalid_pages', 'io_max_combine_limit', 'io_max_concurrency', 'io_method', 'io_workers', 'jit_provider', 'listen_addresses',
+  'logging_collector', 'max_active_replication_origins', 'max_connections', 'max_files_per_process', 'max_locks_per_transaction',
+  'max_logical_replication_workers', 'max_notify_queue_pages', 'max_pred_locks_per_transaction', 'max_prepared_transactions',
+  'max_replication_slots', 'max_wal_senders', 'max_worker_processes', 'min_dynamic_shared_memory', 'multixact_member_buffers',
+  'multixact_offset_buffers', 'notify_buffers', 'old_snapshot_threshold', 'port', 'recovery_target', 'recovery_target_action',
+  'recovery_target_inclusive', 'recovery_target_lsn', 'recovery_target_name', 'recovery_target_time', 'recovery_target_timeline',
+  'recovery_target_xid', 'reserved_connections', 'serializable_buffers', 'shared_buffers', 'shared_memory_type', 'shared_preload_libraries',
+  'subtransaction_buffers', 'superuser_reserved_connections', 'track_activity_query_size', 'track_commit_timestamp', 'transaction_buffers',
+  'unix_socket_directories', 'unix_socket_group', 'unix_socket_permissions', 'wal_buffers', 'wal_decode_buffer_size', 'wal_level', 'wal_log_hints',
+]);
+
 /** Functions that are not volatile: a column default calling only these needs no rewrite. */
 const NON_VOLATILE = new Set(['now', 'transaction_timestamp', 'statement_timestamp', 'current_date', 'lower', 'upper', 'to_jsonb', 'to_json',
   'jsonb_build_object', 'json_build_object', 'jsonb_build_array', 'json_build_array', 'array_fill', 'make_interval', 'to_timestamp', 'timezone',
@@ -350,8 +369,14 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
     case 'CallStmt': return [{ type: 'CALL', detail: listName(n.funccall?.funcname).join('.'), effects: [] }];
     case 'CreatedbStmt': return [{ type: 'CREATE_DATABASE', detail: n.dbname, effects: [] }];
     case 'DropdbStmt': return [{ type: 'DROP_DATABASE', detail: n.dbname, effects: [] }];
-    case 'AlterDatabaseStmt': case 'AlterDatabaseSetStmt': case 'AlterDatabaseRefreshCollStmt': return [{ type: 'ALTER_DATABASE', detail: n.dbname, effects: [] }];
-    case 'AlterSystemStmt': return [{ type: 'ALTER_SYSTEM', detail: n.setstmt?.name, effects: [] }];
+    case 'AlterDatabaseSetStmt': return [{ type: 'ALTER_DATABASE_SET', detail: n.dbname, effects: [] }];
+    case 'AlterDatabaseStmt': case 'AlterDatabaseRefreshCollStmt': return [{ type: 'ALTER_DATABASE', detail: n.dbname, effects: [] }];
+    case 'AlterSystemStmt': {
+      const name: string | undefined = n.setstmt?.name;
+      // RESET ALL may reset a restart-only setting; a named one needs a restart only if PostgreSQL reads it at start
+      const restart = !name || n.setstmt?.kind === 'VAR_RESET_ALL' || RESTART_SETTINGS.has(name.toLowerCase());
+      return [{ type: restart ? 'ALTER_SYSTEM' : 'ALTER_SYSTEM_RELOAD', detail: name, effects: [] }];
+    }
     case 'CreateRoleStmt': case 'AlterRoleStmt': case 'AlterRoleSetStmt': case 'DropRoleStmt': return [{ type: 'ROLE', effects: [] }];
     case 'CreatePolicyStmt': case 'RuleStmt': case 'CreateStatsStmt': case 'CreateCastStmt': case 'CreateOpClassStmt': case 'CreateOpFamilyStmt':
     case 'CreateConversionStmt': case 'CreateTransformStmt': case 'CreateAmStmt': case 'CreateEventTrigStmt': case 'CreatePLangStmt':

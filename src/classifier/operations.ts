@@ -21,7 +21,7 @@ export interface OperationRule {
   /** cannot run inside a transaction block (or a function / DO block) */
   nonTransactional?: boolean;
   /** adds the warning of this kind when it runs on an existing table */
-  warn?: 'destructive' | 'rewrite' | 'not-null-scan' | 'extension';
+  warn?: 'destructive' | 'rewrite' | 'not-null-scan' | 'extension' | 'both-sides';
   /** the answer is different before this major version: `before` overrides the fields above */
   changesAt?: { version: number; before: Partial<Omit<OperationRule, 'changesAt'>> };
 }
@@ -181,7 +181,9 @@ export const OPERATIONS = {
   CREATE_DATABASE: { lock: 'NONE', rewrite: false, scan: false, backwardCompatible: true, classification: 'maintenance', risk: 'MEDIUM', reason: 'cluster-wide: outside what a blue/green side carries', nonTransactional: true },
   DROP_DATABASE: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'maintenance', risk: 'HIGH', warn: 'destructive', reason: 'cluster-wide and destructive', nonTransactional: true },
   ALTER_DATABASE: { lock: 'NONE', rewrite: false, scan: false, backwardCompatible: true, classification: 'maintenance', risk: 'MEDIUM', reason: 'cluster-wide: outside what a blue/green side carries' },
-  ALTER_SYSTEM: { lock: 'NONE', rewrite: false, scan: false, backwardCompatible: true, classification: 'maintenance', risk: 'HIGH', reason: 'changes server configuration, per cluster: not synced between sides', nonTransactional: true },
+  ALTER_SYSTEM: { lock: 'NONE', rewrite: false, scan: false, backwardCompatible: true, classification: 'maintenance', risk: 'HIGH', reason: 'a server setting that needs a restart (or RESET ALL), per cluster: not synced between sides', warn: 'both-sides', nonTransactional: true },
+  ALTER_SYSTEM_RELOAD: { lock: 'NONE', rewrite: false, scan: false, backwardCompatible: true, classification: 'safe', risk: 'LOW', reason: 'a setting a reload applies (pg_reload_conf()), no restart: per cluster, so it must be run on both sides', warn: 'both-sides', nonTransactional: true },
+  ALTER_DATABASE_SET: { lock: 'NONE', rewrite: false, scan: false, backwardCompatible: true, classification: 'safe', risk: 'LOW', reason: 'a per-database default for new sessions: per cluster, so it must be run on both sides', warn: 'both-sides' },
 
   UNKNOWN: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'risky', risk: 'MEDIUM', reason: 'unrecognised operation' },
 } satisfies Record<string, OperationRule>;

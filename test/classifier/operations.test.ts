@@ -122,8 +122,10 @@ const CASES: Case[] = [
   ['ALTER TABLE p DETACH PARTITION p2 CONCURRENTLY', 'DETACH_PARTITION_CONCURRENTLY', 'risky', 'MEDIUM', /without blocking/],
   ['CREATE DATABASE other', 'CREATE_DATABASE', 'maintenance', 'MEDIUM', /cluster-wide/],
   ['DROP DATABASE other', 'DROP_DATABASE', 'maintenance', 'HIGH', /destructive/],
-  ['ALTER DATABASE app SET work_mem = 1', 'ALTER_DATABASE', 'maintenance', 'MEDIUM', /cluster-wide/],
-  ["ALTER SYSTEM SET work_mem = '64MB'", 'ALTER_SYSTEM', 'maintenance', 'HIGH', /server configuration/],
+  ['ALTER DATABASE app CONNECTION LIMIT 10', 'ALTER_DATABASE', 'maintenance', 'MEDIUM', /cluster-wide/],
+  ['ALTER DATABASE app SET work_mem = 1', 'ALTER_DATABASE_SET', 'safe', 'LOW', /per-database default for new sessions/],
+  ["ALTER SYSTEM SET shared_buffers = '1GB'", 'ALTER_SYSTEM', 'maintenance', 'HIGH', /needs a restart/],
+  ["ALTER SYSTEM SET work_mem = '64MB'", 'ALTER_SYSTEM_RELOAD', 'safe', 'LOW', /a reload applies/],
   ['CHECKPOINT', 'UNKNOWN', 'risky', 'MEDIUM', /^unrecognised operation$/],
 ];
 
@@ -173,5 +175,22 @@ describe('operation table', () => {
     const r = classify('CREATE TABLE a (id int);\nALTER TABLE b ADD COLUMN c text;\nVACUUM FULL b;');
     expect(r.classification).toBe('maintenance');
     expect(r.riskLevel).toBe('HIGH');
+  });
+});
+
+describe('server settings: a reload is not a maintenance window, a restart is; both sides are named', () => {
+  const c = (sql: string) => classifySqlSync(sql, {});
+  test.each([
+    ['ALTER SYSTEM SET work_mem = \'64MB\';', 'ALTER_SYSTEM_RELOAD', 'safe', /run it on both blue and green, then SELECT pg_reload_conf\(\) on each/],
+    ['ALTER SYSTEM SET log_min_duration_statement = 500;', 'ALTER_SYSTEM_RELOAD', 'safe', /both blue and green/],
+    ['ALTER SYSTEM SET shared_buffers = \'1GB\';', 'ALTER_SYSTEM', 'maintenance', /both blue and green/],
+    ['ALTER SYSTEM SET max_connections = 500;', 'ALTER_SYSTEM', 'maintenance', /both blue and green/],
+    ['ALTER SYSTEM RESET ALL;', 'ALTER_SYSTEM', 'maintenance', /both blue and green/],
+    ['ALTER DATABASE app SET statement_timeout = \'5s\';', 'ALTER_DATABASE_SET', 'safe', /both blue and green/],
+    ['ALTER DATABASE app SET TABLESPACE fast;', 'ALTER_DATABASE', 'maintenance', undefined],
+  ])('%s', (sql, type, classification, warning) => {
+    const r = c(sql);
+    expect(r.operations[0]).toMatchObject({ type, classification });
+    if (warning) expect(r.warnings.join('\n')).toMatch(warning);
   });
 });
