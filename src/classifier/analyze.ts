@@ -32,6 +32,8 @@ class FileState {
   readonly notNullChecks = new Set<string>();
   readonly pendingChecks = new Map<string, string>();
   readonly extensions = new Set<string>();
+  /** domains created or constrained in the file, by unqualified name */
+  readonly domains = new Map<string, { constrained: boolean; notNull: boolean }>();
   tx?: { line: number; column: number; id: number };
   txCount = 0;
   doCount = 0;
@@ -116,6 +118,14 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     if (c.type === 'SET_NOT_NULL' && c.table && c.column && (state.notNullChecks.has(colKey(c.table.key, c.column)) || catalogTable(c.table)?.notNullChecks.has(c.column))) {
       return { type: 'SET_NOT_NULL_CHECKED' };
     }
+    if ((c.type === 'ADD_COLUMN' || c.type === 'ADD_COLUMN_DEFAULT') && c.table) {
+      const added = c.effects.find((x): x is Extract<SchemaEffect, { kind: 'addColumn' }> => x.kind === 'addColumn');
+      const domain = added && !added.type.array ? (state.domains.get(added.type.name) ?? catalog?.constrainedDomains?.get(added.type.name)) : undefined;
+      if (domain && ('constrained' in domain ? domain.constrained : true)) {
+        const fails = domain.notNull && c.type === 'ADD_COLUMN';
+        return { type: 'ADD_COLUMN_DOMAIN', warning: fails ? `${c.table.display}.${c.column} has domain ${added!.type.name}, which is NOT NULL, and no default: on a table with rows PostgreSQL rejects it (SQLSTATE 23502); give it a default` : undefined };
+      }
+    }
     if (c.type === 'DROP_DEFAULT' && c.table && c.column && columnsOf(c.table).get(c.column)?.notNull) {
       return { type: c.type, warning: `${c.table.display}.${c.column} is NOT NULL: inserts that omit it fail once its default is gone` };
     }
@@ -199,6 +209,11 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
         case 'createIndex': if (e.index) state.newObjects.add(`${e.table.schema}.${e.index}`); break;
         case 'createObject': state.newObjects.add(e.name); break;
         case 'extension': state.extensions.add(e.name); break;
+        case 'domain': {
+          const was = state.domains.get(e.name) ?? catalog?.constrainedDomains?.get(e.name);
+          state.domains.set(e.name, { constrained: e.constrained || !!was, notNull: e.notNull || !!was?.notNull });
+          break;
+        }
         case 'enumValue': state.enumAdds.push({ type: e.type, value: e.value, line: 0, tx: state.tx?.id ?? 0, doBlock: state.currentDo }); break;
       }
       mapping.apply(e, isNew);

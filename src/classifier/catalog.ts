@@ -25,6 +25,8 @@ export interface Catalog {
   tables: Map<string, CatalogTable>;
   availableExtensions: Set<string>;
   installedExtensions: Set<string>;
+  /** domains with a CHECK or NOT NULL, by name (unqualified, as a column's type names them): `notNull` for NOT NULL ones */
+  constrainedDomains?: Map<string, { notNull: boolean }>;
 }
 
 /** format_type() text → TypeInfo, through the real parser so aliases match the migration's. */
@@ -71,8 +73,13 @@ export async function loadCatalog(databaseUrl: string, relationKeys: string[]): 
       }
     }
     const ext = await client.query<{ name: string; installed: boolean }>('SELECT name, installed_version IS NOT NULL AS installed FROM pg_available_extensions');
+    const domains = await client.query<{ name: string; notnull: boolean }>(
+      `SELECT t.typname AS name, t.typnotnull AS notnull FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+        WHERE t.typtype = 'd' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND (t.typnotnull OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contypid = t.oid))`);
     return {
       serverVersion, tables,
+      constrainedDomains: new Map(domains.rows.map((r) => [r.name, { notNull: r.notnull }])),
       availableExtensions: new Set(ext.rows.map((r) => r.name)),
       installedExtensions: new Set(ext.rows.filter((r) => r.installed).map((r) => r.name)),
     };

@@ -21,6 +21,7 @@ export type SchemaEffect =
   | { kind: 'createIndex'; table: RelName; index?: string }
   | { kind: 'createObject'; name: string }
   | { kind: 'extension'; name: string }
+  | { kind: 'domain'; name: string; constrained: boolean; notNull: boolean }
   | { kind: 'enumValue'; type: string; value: string };
 
 export interface Candidate {
@@ -326,11 +327,19 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
     case 'CreateEnumStmt': case 'CompositeTypeStmt': case 'CreateRangeStmt':
       return [{ type: 'CREATE_TYPE', detail: listName(n.typeName ?? n.typevar ? [n.typevar?.relname] : []).join('.') || undefined, effects: [] }];
     case 'DefineStmt': return [{ type: n.kind === 'OBJECT_TYPE' ? 'CREATE_TYPE' : 'CREATE_OBJECT', effects: [] }];
-    case 'CreateDomainStmt': return [{ type: 'CREATE_DOMAIN', effects: [] }];
+    case 'CreateDomainStmt': {
+      const cons: Node[] = (n.constraints ?? []).map((c: Node) => c.Constraint);
+      const notNull = cons.some((c) => c?.contype === 'CONSTR_NOTNULL');
+      const constrained = notNull || cons.some((c) => c?.contype === 'CONSTR_CHECK');
+      const name = (listName(n.domainname).pop() ?? '').toLowerCase();
+      return [{ type: 'CREATE_DOMAIN', detail: name, effects: [{ kind: 'domain', name, constrained, notNull }] }];
+    }
     case 'AlterDomainStmt': {
       const adding = n.subtype === 'C' && !n.def?.Constraint?.skip_validation && n.def?.Constraint?.contype !== 'CONSTR_NOTNULL';
       const setNotNull = n.subtype === 'O';
-      return [{ type: adding || setNotNull ? 'ALTER_DOMAIN_ADD_CONSTRAINT' : 'ALTER_DOMAIN', detail: listName(n.typeName).join('.'), effects: [] }];
+      const name = (listName(n.typeName).pop() ?? '').toLowerCase();
+      const effects: SchemaEffect[] = n.subtype === 'C' || setNotNull ? [{ kind: 'domain', name, constrained: true, notNull: setNotNull }] : [];
+      return [{ type: adding || setNotNull ? 'ALTER_DOMAIN_ADD_CONSTRAINT' : 'ALTER_DOMAIN', detail: listName(n.typeName).join('.'), effects }];
     }
     case 'CreateExtensionStmt': return [{ type: 'CREATE_EXTENSION', detail: n.extname, effects: [{ kind: 'extension', name: n.extname }] }];
     case 'AlterExtensionStmt': case 'AlterExtensionContentsStmt': return [{ type: 'ALTER_EXTENSION', detail: n.extname, effects: [] }];

@@ -283,3 +283,20 @@ describe('what PostgreSQL rejects at execution, with its SQLSTATE', () => {
     expect(classify('BEGIN;\nALTER TYPE mood ADD VALUE \'x\';\nSELECT \'x\'::mood;\nCOMMIT;').errors.join('\n')).toMatch(/is used before its transaction commits \(SQLSTATE 55P04\)$/);
   });
 });
+
+describe('a column of a domain with constraints', () => {
+  test('rewrites the table: known from the file, nullable or with a default; a NOT NULL domain without default also fails on rows', () => {
+    const r = classify('CREATE DOMAIN pos AS int CHECK (VALUE > 0);\nALTER TABLE t ADD COLUMN p pos;\nALTER TABLE t ADD COLUMN q pos DEFAULT 1;');
+    expect(r.operations.filter((o) => o.type === 'ADD_COLUMN_DOMAIN').map((o) => o.line)).toEqual([2, 3]);
+    expect(op(r, 'ADD_COLUMN_DOMAIN')).toMatchObject({ classification: 'risky', riskLevel: 'HIGH', rewrite: true, lock: 'ACCESS EXCLUSIVE' });
+    const nn = classify('CREATE DOMAIN req AS text NOT NULL;\nALTER TABLE t ADD COLUMN r req;');
+    expect(nn.warnings.join('\n')).toMatch(/t\.r has domain req, which is NOT NULL, and no default: .*SQLSTATE 23502/);
+    // a domain constrained later in the file counts from then on
+    const later = classify('CREATE DOMAIN plain AS int;\nALTER TABLE t ADD COLUMN a plain;\nALTER DOMAIN plain ADD CONSTRAINT c CHECK (VALUE > 0);\nALTER TABLE t ADD COLUMN b plain;');
+    expect(later.operations.map((o) => o.type)).toEqual(['CREATE_DOMAIN', 'ADD_COLUMN', 'ALTER_DOMAIN_ADD_CONSTRAINT', 'ADD_COLUMN_DOMAIN']);
+  });
+  test('a domain without constraints, or on a table made in the file, does not', () => {
+    expect(op(classify('CREATE DOMAIN plain AS int;\nALTER TABLE t ADD COLUMN a plain;'), 'ADD_COLUMN')).toMatchObject({ classification: 'safe' });
+    expect(classify('CREATE DOMAIN pos AS int CHECK (VALUE > 0);\nCREATE TABLE n (id int);\nALTER TABLE n ADD COLUMN p pos;').classification).toBe('safe');
+  });
+});

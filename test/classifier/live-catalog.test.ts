@@ -102,3 +102,18 @@ test('a NOT NULL column without default added to a table with rows is warned abo
   // the error is PostgreSQL's own verdict
   await expect(pg.query('ALTER TABLE users ADD COLUMN tier int NOT NULL')).rejects.toMatchObject({ code: '23502' });
 });
+
+test('a domain with constraints in the live database makes its column a rewrite, and PostgreSQL agrees', async () => {
+  await pg.query(`CREATE DOMAIN live_pos AS int CHECK (VALUE > 0); CREATE DOMAIN live_plain AS int;`);
+  const r = await classify('ALTER TABLE users ADD COLUMN p live_pos;\nALTER TABLE users ADD COLUMN q live_plain;');
+  expect(r.operations.map((o) => [o.type, o.rewrite])).toEqual([['ADD_COLUMN_DOMAIN', true], ['ADD_COLUMN', false]]);
+  // what the server does: the table's file is replaced for the first, not for the second
+  const before = await pg.query<{ f: string }>(`SELECT pg_relation_filenode('users')::text AS f`);
+  await pg.query('ALTER TABLE users ADD COLUMN q live_plain');
+  const mid = await pg.query<{ f: string }>(`SELECT pg_relation_filenode('users')::text AS f`);
+  await pg.query('ALTER TABLE users ADD COLUMN p live_pos');
+  const after = await pg.query<{ f: string }>(`SELECT pg_relation_filenode('users')::text AS f`);
+  expect(mid[0].f).toBe(before[0].f);
+  expect(after[0].f).not.toBe(mid[0].f);
+  await pg.query('ALTER TABLE users DROP COLUMN p, DROP COLUMN q');
+});
