@@ -27,6 +27,8 @@ class FileState {
   readonly newObjects = new Set<string>();
   /** tables created in the file with PARTITION BY */
   readonly partitioned = new Set<string>();
+  /** tables created in the file whose every column the file wrote (not CREATE TABLE AS, LIKE, INHERITS, …) */
+  readonly knownColumns = new Set<string>();
   /** relKey → column → what is known about it (from CREATE TABLE / ADD COLUMN here, or the catalog) */
   readonly columns = new Map<string, Map<string, { type?: TypeInfo; notNull: boolean }>>();
   readonly notNullChecks = new Set<string>();
@@ -151,7 +153,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     if (c.table && state.newObjects.has(c.table.key) && c.needsTable) {
       // the file made this table: its columns are known without a catalog
       const cols = state.columns.get(c.table.key);
-      if (cols && cols.size) {
+      if (cols && state.knownColumns.has(c.table.key)) {
         if (c.needsColumn && !cols.has(c.needsColumn)) fail(`column ${c.needsColumn} of ${c.table.display} does not exist`, '42703');
         if (c.addsColumn && cols.has(c.addsColumn) && !c.missingOk) fail(`column ${c.addsColumn} of ${c.table.display} already exists`, '42701');
       }
@@ -181,12 +183,14 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
           state.newObjects.add(e.table.key);
           state.columns.set(e.table.key, new Map(e.columns.map((col) => [col.name, { type: col.type, notNull: col.notNull }])));
           if (e.partitioned) state.partitioned.add(e.table.key);
+          if (e.complete) state.knownColumns.add(e.table.key); else state.knownColumns.delete(e.table.key);
           break;
         }
-        case 'dropTable': state.newObjects.delete(e.table.key); state.columns.delete(e.table.key); state.partitioned.delete(e.table.key); break;
+        case 'dropTable': state.newObjects.delete(e.table.key); state.columns.delete(e.table.key); state.partitioned.delete(e.table.key); state.knownColumns.delete(e.table.key); break;
         case 'renameTable':
           if (isNew) { state.newObjects.delete(e.table.key); state.newObjects.add(e.to.key); }
           state.columns.set(e.to.key, columnsOf(e.table)); state.columns.delete(e.table.key);
+          for (const set of [state.knownColumns, state.partitioned]) if (set.delete(e.table.key)) set.add(e.to.key);
           break;
         case 'addColumn': columnsOf(e.table).set(e.column, { type: e.type, notNull: e.notNull }); break;
         case 'dropColumn': columnsOf(e.table).delete(e.column); break;

@@ -9,7 +9,7 @@ import type { OperationType } from './operations';
 
 /** What the statement does to the schema, as the sync engine's mapping needs it. */
 export type SchemaEffect =
-  | { kind: 'createTable'; table: RelName; columns: Array<{ name: string; type: TypeInfo; notNull: boolean }>; partitioned?: boolean }
+  | { kind: 'createTable'; table: RelName; columns: Array<{ name: string; type: TypeInfo; notNull: boolean }>; partitioned?: boolean; complete?: boolean }
   | { kind: 'dropTable'; table: RelName }
   | { kind: 'renameTable'; table: RelName; to: RelName }
   | { kind: 'addColumn'; table: RelName; column: string; type: TypeInfo; default?: string; notNull: boolean; generated: boolean }
@@ -274,7 +274,9 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
         name: e.ColumnDef.colname, type: typeInfo(e.ColumnDef.typeName),
         notNull: (e.ColumnDef.constraints ?? []).some((c: Node) => ['CONSTR_NOTNULL', 'CONSTR_PRIMARY'].includes(c.Constraint?.contype)),
       }));
-      const effects: SchemaEffect[] = [{ kind: 'createTable', table, columns, partitioned: !!s.partspec }];
+      // every column is written here: no LIKE, INHERITS, PARTITION OF or OF type bringing others
+      const complete = !(s.tableElts ?? []).some((e: Node) => e.TableLikeClause) && !s.inhRelations?.length && !s.partbound && !s.ofTypename;
+      const effects: SchemaEffect[] = [{ kind: 'createTable', table, columns, partitioned: !!s.partspec, complete }];
       if (s.partbound && s.inhRelations?.length) {
         return [{ type: 'CREATE_PARTITION', table: relName(s.inhRelations[0].RangeVar), needsTable: true, detail: `partition ${table.display}`, effects }];
       }

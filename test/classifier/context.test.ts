@@ -300,3 +300,10 @@ describe('a column of a domain with constraints', () => {
     expect(classify('CREATE DOMAIN pos AS int CHECK (VALUE > 0);\nCREATE TABLE n (id int);\nALTER TABLE n ADD COLUMN p pos;').classification).toBe('safe');
   });
 });
+
+test('columns a file did not write itself (CREATE TABLE AS, LIKE, INHERITS) are not known to be missing', () => {
+  for (const create of ['CREATE TABLE n AS SELECT a, b FROM t;', 'CREATE TABLE n (LIKE t);', 'CREATE TABLE n (id int) INHERITS (t);']) {
+    const r = classify(`${create}\nALTER TABLE n ADD COLUMN id2 int, ALTER COLUMN a SET NOT NULL;`);
+    expect(r.errors).toEqual([]);
+  }
+});
