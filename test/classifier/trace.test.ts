@@ -73,7 +73,8 @@ test('what PostgreSQL rejects and the parser accepts: isValid false, with SQLSTA
   const exists = pgflip('--database-url', pg.url(), file('exists.sql', 'SELECT 1;\n\n  CREATE TABLE t (id int);\n'));
   expect(exists.code).toBe(1);
   expect(exists.json.isValid).toBe(false);
-  expect(exists.json.errors).toContain('line 3, column 3: relation "t" already exists (SQLSTATE 42P07)');
+  // PostgreSQL's words (or the classifier's, where it already says so for the line and SQLSTATE: the error is not repeated)
+  expect(exists.json.errors).toEqual(expect.arrayContaining([expect.stringMatching(/^line 3, column 3: relation "?t"? already exists \(SQLSTATE 42P07\)$/)]));
 
   // a column named only inside a query: the classifier does not look there; the error's position is in the file
   const column = pgflip('--database-url', pg.url(), file('column.sql', 'ALTER TABLE t ADD COLUMN y int;\nCREATE VIEW v AS\n  SELECT id, nope FROM t;\n'));
