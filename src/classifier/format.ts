@@ -1,7 +1,7 @@
 /**
  * The human-readable form of a report (`pgflip validate` without --json).
  */
-import type { ValidationReport } from './types';
+import type { OperationTrace, ValidationReport } from './types';
 
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
@@ -13,6 +13,16 @@ const oneLine = (s: string, max = 60) => {
   return t.length > max ? `${t.slice(0, max - 1)}…` : t;
 };
 
+/** One statement's trace in a line: locks, rewrites, validations, new objects, time. */
+function traceLine(t: OperationTrace): string {
+  const parts: string[] = [t.locks.length ? t.locks.map((l) => `${l.lock} on ${l.relation}`).join(', ') : t.autocommit ? 'locks not seen (outside a transaction block)' : 'no new locks'];
+  if (t.rewrote.length) parts.push(`rewrote ${t.rewrote.join(', ')}`);
+  if (t.validated.length) parts.push(`validated ${t.validated.join(', ')}`);
+  if (t.created.length) parts.push(`created ${t.created.length > 6 ? `${t.created.slice(0, 6).join(', ')} and ${t.created.length - 6} more` : t.created.join(', ')}`);
+  parts.push(`${t.ms} ms`);
+  return parts.join('; ');
+}
+
 export function formatReport(r: ValidationReport): string {
   const out: string[] = [];
   out.push(`${r.file}: ${r.isValid ? 'valid' : 'INVALID'}, ${r.classification} (${r.riskLevel}), PostgreSQL ${r.pgVersion}`);
@@ -22,6 +32,9 @@ export function formatReport(r: ValidationReport): string {
       rows.push([String(op.line), op.type, op.classification, op.riskLevel, op.lock, op.table ? (op.column ? `${op.table}.${op.column}` : op.table) : '', op.reason]);
     }
     out.push(table(rows).split('\n').map((l) => `  ${l}`).join('\n'));
+    if (r.operations.some((o) => o.trace)) {
+      for (const op of r.operations) out.push(`  trace: line ${op.line} ${op.type}: ${op.trace ? traceLine(op.trace) : 'not run'}`);
+    }
     const alternatives = r.operations.filter((o) => o.saferAlternative);
     for (const op of alternatives) out.push(`  line ${op.line}: safer: ${op.saferAlternative}`);
   } else {

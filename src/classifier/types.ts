@@ -50,6 +50,27 @@ export interface ReportOperation {
    * under it (PostgreSQL keeps every lock until the transaction ends).
    */
   heldLock?: HeldLock;
+  /** what PostgreSQL did when the statement ran on a throwaway cluster (`pgflip validate --trace`) */
+  trace?: OperationTrace;
+}
+
+/**
+ * One statement run on a throwaway cluster (src/trace): what it locked, rewrote, validated and
+ * created. Operations of the same statement share one.
+ */
+export interface OperationTrace {
+  /** locks the statement took on relations that existed before it: the strongest mode per relation, where stronger than what the transaction already held */
+  locks: { lock: LockLevel; relation: string }[];
+  /** tables and materialized views whose storage was replaced (relfilenode changed) */
+  rewrote: string[];
+  /** constraints validated against existing rows (`c on t`): NOT VALID → valid, or added valid to a table that existed */
+  validated: string[];
+  /** new relations, indexes, constraints, functions and types (`table t`, `index i`, `constraint c on t`, …) */
+  created: string[];
+  /** the statement's own run time in milliseconds */
+  ms: number;
+  /** it ran outside a transaction block (it cannot run in one): its locks were released before they could be read */
+  autocommit?: true;
 }
 
 export interface HeldLock {

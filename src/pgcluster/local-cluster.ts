@@ -1,10 +1,11 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { appendFileSync, chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { appendFileSync, chmodSync, chownSync, cpSync, existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { Client } from 'pg';
 import { findPgBinaries, PgBinaries } from './binaries';
 
 const run = promisify(execFile);
@@ -19,7 +20,18 @@ export interface LocalClusterOptions {
   /** Extra postgresql.conf settings. */
   settings?: Record<string, string | number>;
   binaries?: PgBinaries;
+  /**
+   * Initialise from a copy of a cached initdb output of these binaries instead of running
+   * initdb (for throwaway clusters, which start often: a copy costs a fraction of a bootstrap).
+   * The cache is made on first use under the OS temp dir, keyed by the binaries (path, size and
+   * time of initdb and postgres), the superuser and initdb's flags, and is never started
+   * itself; the superuser's password is set after the first start, over the local socket.
+   * A copy that does not start is replaced by a fresh initdb (and the cache made again).
+   */
+  template?: boolean;
 }
+
+const INITDB_FLAGS = ['--auth-local=trust', '--auth-host=scram-sha-256', '--encoding=UTF8', '--locale=C', '--no-sync'];
 
 export const DEFAULT_CLUSTER_SETTINGS: Record<string, string | number> = {
   wal_level: 'logical',
@@ -95,6 +107,10 @@ export class LocalCluster {
   port = 0;
   private readonly bins: PgBinaries;
   private readonly owner = osUser();
+  /** copied from the template and not yet given its own password */
+  private passwordPending = false;
+  /** the template's copy did not start: initdb from now on */
+  private templateFailed = false;
 
   constructor(private readonly opts: LocalClusterOptions) {
     this.dataDir = path.join(opts.dir, 'data');
@@ -115,8 +131,12 @@ export class LocalCluster {
     return `postgres://${encodeURIComponent(this.superuser)}:${encodeURIComponent(this.password)}@${this.host}:${this.port}/${encodeURIComponent(database)}`;
   }
 
-  private async pg(bin: string, args: string[]): Promise<string> {
-    const file = path.join(this.bins.dir, bin);
+  private pg(bin: string, args: string[]): Promise<string> {
+    return this.asOwner(path.join(this.bins.dir, bin), args);
+  }
+
+  /** Runs a program as the cluster's OS user (postgres when we are root). */
+  private async asOwner(file: string, args: string[]): Promise<string> {
     const env = { ...process.env, LC_ALL: 'C', LANG: 'C' };
     const { stdout } = this.owner
       ? await run('runuser', ['-u', 'postgres', '--', file, ...args], { env, maxBuffer: 1 << 24 })
@@ -138,16 +158,11 @@ export class LocalCluster {
     mkdirSync(this.socketDir, { recursive: true, mode: 0o755 });
     this.chown(this.socketDir);
     if (this.initialised) return;
-    const pwfile = path.join(this.opts.dir, '.pwfile');
-    writeFileSync(pwfile, `${this.password}\n`, { mode: 0o600 });
-    this.chown(pwfile);
-    try {
-      await this.pg('initdb', [
-        '-D', this.dataDir, '-U', this.superuser, `--pwfile=${pwfile}`,
-        '--auth-local=trust', '--auth-host=scram-sha-256', '--encoding=UTF8', '--locale=C', '--no-sync',
-      ]);
-    } finally {
-      rmSync(pwfile, { force: true });
+    if (this.opts.template && !this.templateFailed) {
+      await this.asOwner('cp', ['-a', path.join(await this.template(), 'data'), this.dataDir]);
+      this.passwordPending = true;
+    } else {
+      await this.initdb(this.dataDir, this.password, this.opts.dir);
     }
     // Replication connections from loopback need their own pg_hba line.
     appendFileSync(path.join(this.dataDir, 'pg_hba.conf'),
@@ -157,7 +172,75 @@ export class LocalCluster {
     appendFileSync(path.join(this.dataDir, 'postgresql.conf'), `\n# pgflip\n${conf}\n`);
   }
 
+  private async initdb(dataDir: string, password: string, scratch: string): Promise<void> {
+    const pwfile = path.join(scratch, '.pwfile');
+    writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
+    this.chown(pwfile);
+    try {
+      await this.pg('initdb', ['-D', dataDir, '-U', this.superuser, `--pwfile=${pwfile}`, ...INITDB_FLAGS]);
+    } finally {
+      rmSync(pwfile, { force: true });
+    }
+  }
+
+  private templatePath(): string {
+    const files = ['initdb', 'postgres'].map((b) => { const st = statSync(path.join(this.bins.dir, b)); return `${st.size}:${st.mtimeMs}`; });
+    const key = createHash('sha1').update([realpathSync(this.bins.dir), ...files, this.superuser, ...INITDB_FLAGS].join('\n')).digest('hex').slice(0, 16);
+    return path.join(os.tmpdir(), `pgflip-initdb-${key}`);
+  }
+
+  /** The cached initdb output (its `data` directory), made now when missing; its password is random and forgotten. */
+  private async template(): Promise<string> {
+    const dir = this.templatePath();
+    const complete = (d: string) => existsSync(path.join(d, 'data', 'PG_VERSION')) && existsSync(path.join(d, 'data', 'global', 'pg_control'));
+    if (complete(dir)) return dir;
+    const partial = `${dir}.${process.pid}.${randomBytes(4).toString('hex')}.partial`;
+    mkdirSync(partial, { mode: 0o755 });
+    this.chown(partial);
+    try {
+      await this.initdb(path.join(partial, 'data'), randomBytes(18).toString('base64url'), partial);
+      if (!complete(dir)) {
+        rmSync(dir, { recursive: true, force: true }); // a broken leftover
+        renameSync(partial, dir);
+      }
+    } catch (err) {
+      if (!complete(dir)) throw err; // else a concurrent run made it first
+    } finally {
+      rmSync(partial, { recursive: true, force: true });
+    }
+    return dir;
+  }
+
+  /** A cluster copied from the template sets its own superuser password: over the socket, which trusts local connections. */
+  private async setPassword(): Promise<void> {
+    const c = new Client({ host: this.socketDir, port: this.port, user: this.superuser, database: 'postgres' });
+    c.on('error', () => undefined);
+    await c.connect();
+    try {
+      await c.query(`ALTER ROLE "${this.superuser.replace(/"/g, '""')}" PASSWORD '${this.password.replace(/'/g, "''")}'`);
+    } finally {
+      await c.end().catch(() => undefined);
+    }
+    this.passwordPending = false;
+  }
+
   async start(): Promise<void> {
+    try {
+      await this.startServer();
+      if (this.passwordPending) await this.setPassword();
+    } catch (err) {
+      if (!this.passwordPending) throw err;
+      // a copy of a damaged template (a temp-dir cleaner, say): initdb instead, and the template made again next time
+      await this.stop('immediate');
+      rmSync(this.dataDir, { recursive: true, force: true });
+      rmSync(this.templatePath(), { recursive: true, force: true });
+      this.passwordPending = false;
+      this.templateFailed = true;
+      await this.startServer();
+    }
+  }
+
+  private async startServer(): Promise<void> {
     if (!this.initialised) await this.init();
     // A restarted cluster keeps its port, so clients and proxies can reconnect.
     const fixed = this.opts.port ?? (this.port || undefined);
