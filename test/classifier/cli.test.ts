@@ -77,12 +77,13 @@ test('empty and comment-only files are valid and safe', () => {
   for (const rep of JSON.parse(r.stdout)) expect(rep).toMatchObject({ isValid: true, classification: 'safe', operations: [] });
 });
 
-test('npm run test:migrations validates every file of the repository\'s migrations/', () => {
+test('npm run test:migrations validates and traces every file of the repository\'s migrations/', () => {
   const r = spawnSync('npm', ['run', '--silent', 'test:migrations'], { cwd: ROOT, encoding: 'utf8' });
   expect(r.status).toBe(0);
   const files = readdirSync(path.join(ROOT, 'migrations')).filter((f) => f.endsWith('.sql'));
   expect(files.length).toBeGreaterThan(0);
   for (const f of files) expect(r.stdout).toMatch(new RegExp(`^migrations/${f.replace('.', '\\.')}: valid, (safe|risky|maintenance)`, 'm'));
+  expect(r.stdout).toMatch(/trace: /); // run on a real server, in order
 }, 60_000);
 
 test('--format github: an annotation on the file and line of each finding, escaped as workflow commands', () => {

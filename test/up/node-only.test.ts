@@ -257,3 +257,11 @@ test('npm run demo with nothing but Node: 0 lost writes, exit 0', async () => {
   expect(out).toMatch(/^OK: no acknowledged write lost, no client error$/m);
   expect(code).toBe(0);
 }, 160_000);
+
+test('pgflip validate --trace with nothing but Node: the repository\'s migrations run in order on a throwaway embedded cluster', async () => {
+  // what `npm run test:migrations` runs after its build (the suite has built already)
+  const res = await sh('node dist/cli/main.js validate --trace migrations/*.sql', nodeOnly());
+  expect(res.code).toBe(0);
+  expect(res.stdout).toMatch(/^migrations\/000_example_schema\.sql: valid, safe/m);
+  expect(res.stdout).toMatch(/trace: line 3 ADD_COLUMN: ACCESS EXCLUSIVE on users/);
+}, 120_000);
