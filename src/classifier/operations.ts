@@ -132,6 +132,8 @@ export const OPERATIONS = {
   CREATE_SEQUENCE: { lock: 'NONE', rewrite: false, scan: false, backwardCompatible: true, classification: 'safe', risk: 'LOW', reason: 'new sequence: nothing uses it yet' },
   ALTER_SEQUENCE: { lock: 'SHARE ROW EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: true, classification: 'safe', risk: 'LOW', reason: 'sequence option: ' + brief },
   CREATE_SCHEMA: { lock: 'NONE', rewrite: false, scan: false, backwardCompatible: true, classification: 'safe', risk: 'LOW', reason: 'new schema: nothing uses it yet' },
+  CREATE_POLICY: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: true, classification: 'safe', risk: 'LOW', reason: 'new row level security policy: ' + brief + '; it changes which rows are seen only once the table has row level security enabled' },
+  CREATE_RULE: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'risky', risk: 'MEDIUM', reason: 'a rule rewrites the running application\'s statements on the table' },
   CREATE_OBJECT: { lock: 'NONE', rewrite: false, scan: false, backwardCompatible: true, classification: 'safe', risk: 'LOW', reason: 'new object: nothing uses it yet' },
   ALTER_OBJECT: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: true, classification: 'safe', risk: 'LOW', reason: 'changes an object\'s options: ' + brief },
   DROP_VIEW: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'risky', risk: 'HIGH', warn: 'destructive', reason: destructive, saferAlternative: 'stop using the view in the application first' },

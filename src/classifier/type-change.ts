@@ -7,7 +7,8 @@ import type { TypeInfo } from './ast';
 const VARLENA_TEXT = new Set(['varchar', 'text']);
 
 export function isBinaryCompatible(from: TypeInfo, to: TypeInfo): boolean {
-  if (from.array !== to.array) return false;
+  // an array's element type or typmod change goes through an array coercion: PostgreSQL rewrites (measured on 15)
+  if (from.array || to.array) return from.array === to.array && from.name === to.name && from.mods.join(',') === to.mods.join(',');
   const relaxes = (a: number[], b: number[]) => b.length === 0 || (a.length > 0 && b[0] >= a[0]);
   if (from.name === to.name) {
     if (from.name === 'numeric') {

@@ -307,3 +307,13 @@ test('columns a file did not write itself (CREATE TABLE AS, LIKE, INHERITS) are 
     expect(r.errors).toEqual([]);
   }
 });
+
+test('what PostgreSQL does, as measured: CREATE POLICY and CREATE RULE lock their table; an array column\'s typmod change rewrites', () => {
+  expect(op(classify('CREATE POLICY p ON t USING (true);'), 'CREATE_POLICY')).toMatchObject({ lock: 'ACCESS EXCLUSIVE', table: 't', classification: 'safe' });
+  expect(op(classify('CREATE RULE r AS ON DELETE TO t DO INSTEAD NOTHING;'), 'CREATE_RULE')).toMatchObject({ lock: 'ACCESS EXCLUSIVE', table: 't', classification: 'risky', backwardCompatible: false });
+  // the type a table made earlier in the file gives its column (the operation is then safe, but its kind says what PostgreSQL does)
+  const arr = (from: string, to: string) => classify(`CREATE TABLE t (x ${from});\nALTER TABLE t ALTER COLUMN x TYPE ${to};`).operations[1].type;
+  expect(arr('varchar(10)[]', 'varchar(20)[]')).toBe('ALTER_COLUMN_TYPE');
+  expect(arr('varchar[]', 'text[]')).toBe('ALTER_COLUMN_TYPE');
+  expect(arr('varchar(10)', 'varchar(20)')).toBe('ALTER_COLUMN_TYPE_COMPATIBLE');
+});

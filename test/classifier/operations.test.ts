@@ -122,6 +122,8 @@ const CASES: Case[] = [
   ['ALTER TABLE p DETACH PARTITION p2 CONCURRENTLY', 'DETACH_PARTITION_CONCURRENTLY', 'risky', 'MEDIUM', /without blocking/],
   ['CREATE DATABASE other', 'CREATE_DATABASE', 'maintenance', 'MEDIUM', /cluster-wide/],
   ['DROP DATABASE other', 'DROP_DATABASE', 'maintenance', 'HIGH', /destructive/],
+  ['CREATE POLICY p ON t USING (true)', 'CREATE_POLICY', 'safe', 'LOW', /row level security policy/],
+  ['CREATE RULE r AS ON DELETE TO t DO INSTEAD NOTHING', 'CREATE_RULE', 'risky', 'MEDIUM', /rewrites the running application/],
   ['ALTER DATABASE app CONNECTION LIMIT 10', 'ALTER_DATABASE', 'maintenance', 'MEDIUM', /cluster-wide/],
   ['ALTER DATABASE app SET work_mem = 1', 'ALTER_DATABASE_SET', 'safe', 'LOW', /per-database default for new sessions/],
   ["ALTER SYSTEM SET shared_buffers = '1GB'", 'ALTER_SYSTEM', 'maintenance', 'HIGH', /needs a restart/],
