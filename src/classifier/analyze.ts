@@ -14,6 +14,8 @@ import { OperationRule, OperationType, ruleFor } from './operations';
 import { parseSql, ParsedFile } from './parser';
 import { doBody, innerStatements } from './plpgsql';
 import { isBinaryCompatible } from './type-change';
+import { boundedRows, MAX_BOUNDED_ROWS } from './bounded';
+import { KeyKind, kindFromName, kindOfContype } from './keys';
 import { blocksWrites, Classification, HeldLock, LOCK_LEVELS, ReportOperation, RiskLevel, TableSize, ValidationReport, worseClass, worseRisk } from './types';
 
 const MAX_STATEMENT_TEXT = 300;
@@ -36,6 +38,8 @@ class FileState {
   readonly extensions = new Set<string>();
   /** domains created or constrained in the file, by unqualified name */
   readonly domains = new Map<string, { constrained: boolean; notNull: boolean }>();
+  /** constraints added in the file to existing tables: relKey\0name → contype */
+  readonly constraints = new Map<string, string>();
   tx?: { line: number; column: number; id: number };
   txCount = 0;
   doCount = 0;
@@ -109,8 +113,53 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     return ` (${rows}, ${formatBytes(t.bytes)})`;
   };
 
+  /** a constraint's kind: from the file, the catalog, then its name */
+  const constraintKind = (rel: RelName, name: string): { kind?: KeyKind; known: boolean } => {
+    const contype = state.constraints.get(colKey(rel.key, name)) ?? catalogTable(rel)?.constraints.get(name);
+    if (contype) return { kind: kindOfContype(contype), known: true };
+    return { kind: kindFromName(name), known: false };
+  };
+
   /** a candidate whose answer depends on what the file (or the catalog) already established */
-  function refine(c: Candidate): { type: OperationType; warning?: string } {
+  function refine(c: Candidate): { type: OperationType; warning?: string; detail?: string } {
+    const existing = !!c.table && !state.newObjects.has(c.table.key);
+    if ((c.type === 'DROP_CONSTRAINT' || c.type === 'RENAME_CONSTRAINT') && c.constraint && c.table && existing) {
+      const { kind, known } = constraintKind(c.table, c.constraint);
+      const keyType = c.type === 'DROP_CONSTRAINT' ? 'DROP_KEY_CONSTRAINT' : 'RENAME_KEY_CONSTRAINT';
+      if (kind === 'key') return { type: keyType, warning: known ? undefined : `${c.constraint} is taken for a key constraint by its name${catalog ? '' : '; pass --database-url to check'}` };
+      if (kind === undefined) return { type: c.type, warning: `cannot tell whether ${c.constraint} on ${c.table.display} is a primary key, unique or exclusion constraint: if it is, the running application's ON CONFLICT on it fails${catalog ? '' : '; pass --database-url to check'}` };
+    }
+    if (c.type === 'DROP_INDEX' && c.table && existing) {
+      const idx = catalog?.tables.get(c.table.key)?.index;
+      const kind = idx ? (idx.unique ? 'key' : 'other') : kindFromName(c.table.name);
+      if (kind === 'key') return { type: 'DROP_UNIQUE_INDEX', warning: idx ? undefined : `${c.table.display} is taken for a unique index by its name${catalog ? '' : '; pass --database-url to check'}` };
+      if (kind === undefined && !catalog) return { type: c.type, warning: `cannot tell whether index ${c.table.display} is unique: if it is, the running application's ON CONFLICT on its columns fails; pass --database-url to check` };
+    }
+    if (c.type === 'RENAME_INDEX' && c.table && existing) {
+      // renaming the index of a key constraint renames the constraint too
+      const idx = catalog?.tables.get(c.table.key)?.index;
+      const backsKey = idx ? !!idx.constraint : /(_pkey|_key|_excl)$/.test(c.table.name);
+      if (backsKey) return { type: 'RENAME_KEY_CONSTRAINT', warning: `renaming index ${c.table.display} renames the key constraint it backs` };
+    }
+    if (c.type === 'DROP_DEFAULT' && c.table && c.column && existing) {
+      const col = columnsOf(c.table).get(c.column);
+      if (col?.notNull) return { type: 'DROP_DEFAULT_NOT_NULL' };
+      if (!col) return { type: 'DROP_DEFAULT_UNCHECKED' };
+    }
+    if ((c.type === 'UPDATE' || c.type === 'DELETE') && c.table && existing && c.where) {
+      const t = catalogTable(c.table);
+      const keys = t ? t.uniqueColumns : new Set(['id']);
+      const rows = boundedRows(c.where, keys);
+      if (rows !== undefined && rows <= MAX_BOUNDED_ROWS) {
+        const assumed = t ? '' : ', taking id for its key: pass --database-url to check';
+        return { type: c.type === 'UPDATE' ? 'UPDATE_BOUNDED' : 'DELETE_BOUNDED', detail: `at most ${rows.toLocaleString('en-US')} row${rows === 1 ? '' : 's'} by key${assumed}` };
+      }
+    }
+    if (c.type === 'ATTACH_PARTITION' && c.table && c.partition && existing && state.newObjects.has(c.partition.key)) {
+      const parent = catalogTable(c.table);
+      if (parent && !parent.hasDefaultPartition) return { type: 'ATTACH_NEW_PARTITION' };
+      if (!parent) return { type: c.type, warning: `${c.partition.display} was created in this file, but whether ${c.table.display} has a DEFAULT partition (which ATTACH scans under ACCESS EXCLUSIVE) is unknown; pass --database-url to check` };
+    }
     if (c.type === 'ALTER_COLUMN_TYPE' && c.table && c.column) {
       const e = c.effects.find((x): x is Extract<SchemaEffect, { kind: 'typeChange' }> => x.kind === 'typeChange');
       const old = columnsOf(c.table).get(c.column)?.type;
@@ -127,9 +176,6 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
         const fails = domain.notNull && c.type === 'ADD_COLUMN';
         return { type: 'ADD_COLUMN_DOMAIN', warning: fails ? `${c.table.display}.${c.column} has domain ${added!.type.name}, which is NOT NULL, and no default: on a table with rows PostgreSQL rejects it (SQLSTATE 23502); give it a default` : undefined };
       }
-    }
-    if (c.type === 'DROP_DEFAULT' && c.table && c.column && columnsOf(c.table).get(c.column)?.notNull) {
-      return { type: c.type, warning: `${c.table.display}.${c.column} is NOT NULL: inserts that omit it fail once its default is gone` };
     }
     return { type: c.type };
   }
@@ -166,6 +212,11 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
       return;
     }
     if (!c.table || !c.needsTable || state.newObjects.has(c.table.key)) return;
+    if (c.detail === 'add identity' && c.column) {
+      const col = catalog.tables.get(c.table.key)?.columns.get(c.column);
+      if (col && !col.notNull && !columnsOf(c.table).get(c.column)?.notNull) fail(`column ${c.column} of ${c.table.display} must be declared NOT NULL before identity can be added`, '55000');
+      else if (col?.hasDefault) fail(`column ${c.column} of ${c.table.display} already has a default value: drop it before adding the identity`, '55000');
+    }
     if (!catalog.tables.has(c.table.key)) {
       if (!c.missingOk) fail(`table ${c.table.display} does not exist`, '42P01');
       return;
@@ -213,6 +264,8 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
         case 'createIndex': if (e.index) state.newObjects.add(`${e.table.schema}.${e.index}`); break;
         case 'createObject': state.newObjects.add(e.name); break;
         case 'extension': state.extensions.add(e.name); break;
+        case 'constraint': state.constraints.set(colKey(e.table.key, e.name), e.contype); break;
+        case 'nullability': { const cols = columnsOf(e.table); cols.set(e.column, { ...(cols.get(e.column) ?? {}), notNull: e.notNull }); break; }
         case 'domain': {
           const was = state.domains.get(e.name) ?? catalog?.constrainedDomains?.get(e.name);
           state.domains.set(e.name, { constrained: e.constrained || !!was, notNull: e.notNull || !!was?.notNull });
@@ -289,7 +342,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
       scan: rule.scan,
       backwardCompatible: rule.backwardCompatible,
       line: w.line,
-      reason: rule.reason + (c.detail && ['SELECT_FUNCTION', 'CALL'].includes(refined.type) ? `: ${c.detail}` : ''),
+      reason: rule.reason + (refined.detail ? ` (${refined.detail})` : '') + (c.detail && ['SELECT_FUNCTION', 'CALL'].includes(refined.type) ? `: ${c.detail}` : ''),
       ...(rule.saferAlternative && rule.classification !== 'safe' ? { saferAlternative: rule.saferAlternative } : {}),
     };
     if (isNew && (op.classification !== 'safe' || op.riskLevel !== 'LOW')) {

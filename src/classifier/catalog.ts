@@ -17,6 +17,14 @@ export interface CatalogTable {
   columns: Map<string, CatalogColumn>;
   /** columns proven NOT NULL by a validated CHECK (col IS NOT NULL) */
   notNullChecks: Set<string>;
+  /** constraint name → contype (p, u, x, f, c, n, t) */
+  constraints: Map<string, string>;
+  /** columns that alone are a unique key (a unique, non-partial, one-column index) */
+  uniqueColumns: Set<string>;
+  /** a partitioned table with a DEFAULT partition (ATTACH PARTITION scans it) */
+  hasDefaultPartition: boolean;
+  /** for an index: unique, and the constraint it backs (p, u, x) if any */
+  index?: { unique: boolean; constraint?: string };
 }
 
 export interface Catalog {
@@ -56,7 +64,10 @@ export async function loadCatalog(databaseUrl: string, relationKeys: string[]): 
            JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel`,
         [pairs.map((p) => p[0]), pairs.map((p) => p[1])]);
       for (const r of rels.rows) {
-        tables.set(r.key, { key: r.key, relkind: r.relkind, rowEstimate: Number(r.reltuples), bytes: Number(r.bytes), columns: new Map(), notNullChecks: new Set() });
+        tables.set(r.key, {
+          key: r.key, relkind: r.relkind, rowEstimate: Number(r.reltuples), bytes: Number(r.bytes),
+          columns: new Map(), notNullChecks: new Set(), constraints: new Map(), uniqueColumns: new Set(), hasDefaultPartition: false,
+        });
       }
       const oids = rels.rows.map((r) => r.oid);
       const byOid = new Map(rels.rows.map((r) => [r.oid, tables.get(r.key)!]));
@@ -64,13 +75,30 @@ export async function loadCatalog(databaseUrl: string, relationKeys: string[]): 
         `SELECT attrelid, attname, format_type(atttypid, atttypmod) AS type, attnotnull, atthasdef
            FROM pg_attribute WHERE attrelid = ANY($1::oid[]) AND attnum > 0 AND NOT attisdropped`, [oids]);
       for (const c of cols.rows) byOid.get(c.attrelid)?.columns.set(c.attname, { type: parseType(c.type), notNull: c.attnotnull, hasDefault: c.atthasdef });
-      const checks = await client.query<{ conrelid: number; def: string }>(
-        `SELECT conrelid, pg_get_constraintdef(oid) AS def FROM pg_constraint
-          WHERE conrelid = ANY($1::oid[]) AND contype = 'c' AND convalidated`, [oids]);
-      for (const c of checks.rows) {
-        const m = NOT_NULL_CHECK.exec(c.def);
-        if (m) byOid.get(c.conrelid)?.notNullChecks.add(m[1] !== undefined ? m[1].replace(/""/g, '"') : m[2]);
+      const cons = await client.query<{ conrelid: number; conname: string; contype: string; convalidated: boolean; def: string }>(
+        `SELECT conrelid, conname, contype, convalidated, pg_get_constraintdef(oid) AS def FROM pg_constraint
+          WHERE conrelid = ANY($1::oid[])`, [oids]);
+      for (const c of cons.rows) {
+        const t = byOid.get(c.conrelid);
+        t?.constraints.set(c.conname, c.contype);
+        const m = c.contype === 'c' && c.convalidated ? NOT_NULL_CHECK.exec(c.def) : null;
+        if (m) t?.notNullChecks.add(m[1] !== undefined ? m[1].replace(/""/g, '"') : m[2]);
       }
+      // one-column unique keys of the tables; uniqueness (and backing constraint) of the indexes named
+      const idx = await client.query<{ indrelid: number; indexrelid: number; unique: boolean; column: string | null; contype: string | null }>(
+        `SELECT i.indrelid, i.indexrelid, i.indisunique AS unique,
+                CASE WHEN i.indnatts = 1 AND i.indexprs IS NULL AND i.indpred IS NULL
+                     THEN (SELECT attname FROM pg_attribute WHERE attrelid = i.indrelid AND attnum = i.indkey[0]) END AS column,
+                (SELECT contype FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype IN ('p', 'u', 'x') LIMIT 1) AS contype
+           FROM pg_index i WHERE i.indrelid = ANY($1::oid[]) OR i.indexrelid = ANY($1::oid[])`, [oids]);
+      for (const r of idx.rows) {
+        if (r.unique && r.column) byOid.get(r.indrelid)?.uniqueColumns.add(r.column);
+        const asIndex = byOid.get(r.indexrelid);
+        if (asIndex) asIndex.index = { unique: r.unique, ...(r.contype ? { constraint: r.contype } : {}) };
+      }
+      const parts = await client.query<{ partrelid: number }>(
+        'SELECT partrelid FROM pg_partitioned_table WHERE partrelid = ANY($1::oid[]) AND partdefid <> 0', [oids]);
+      for (const r of parts.rows) byOid.get(r.partrelid)!.hasDefaultPartition = true;
     }
     const ext = await client.query<{ name: string; installed: boolean }>('SELECT name, installed_version IS NOT NULL AS installed FROM pg_available_extensions');
     const domains = await client.query<{ name: string; notnull: boolean }>(

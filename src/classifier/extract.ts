@@ -22,6 +22,8 @@ export type SchemaEffect =
   | { kind: 'createObject'; name: string }
   | { kind: 'extension'; name: string }
   | { kind: 'domain'; name: string; constrained: boolean; notNull: boolean }
+  | { kind: 'constraint'; table: RelName; name: string; contype: string }
+  | { kind: 'nullability'; table: RelName; column: string; notNull: boolean }
   | { kind: 'enumValue'; type: string; value: string };
 
 export interface Candidate {
@@ -43,6 +45,12 @@ export interface Candidate {
   location?: number;
   /** CREATE INDEX on an index-less name: lets later DROP INDEX of it count as new */
   objectName?: string;
+  /** the constraint a DROP / RENAME CONSTRAINT names */
+  constraint?: string;
+  /** ATTACH PARTITION: the table attached */
+  partition?: RelName;
+  /** UPDATE / DELETE: the WHERE clause (a keyed batch is bounded, see bounded.ts) */
+  where?: Node;
 }
 
 /** How a piece of SQL is positioned: its text and where that text starts in node locations. */
@@ -114,8 +122,11 @@ function addColumn(table: RelName, def: Node, st: StmtText, missingOk: boolean):
   return out;
 }
 
+const CONTYPES: Record<string, string> = { CONSTR_PRIMARY: 'p', CONSTR_UNIQUE: 'u', CONSTR_EXCLUSION: 'x', CONSTR_FOREIGN: 'f', CONSTR_CHECK: 'c', CONSTR_NOTNULL: 'n' };
+
 function constraintOp(table: RelName, c: Node, column?: string): Candidate | undefined {
   const base = { table, column, needsTable: true, location: c.location, effects: [] as SchemaEffect[] };
+  if (c.conname && CONTYPES[c.contype]) base.effects.push({ kind: 'constraint', table, name: c.conname, contype: CONTYPES[c.contype] });
   switch (c.contype) {
     case 'CONSTR_CHECK': {
       const col = notNullCheckColumn(c.raw_expr);
@@ -131,7 +142,16 @@ function constraintOp(table: RelName, c: Node, column?: string): Candidate | und
   }
 }
 
-const COLUMN_OPTIONS = new Set(['AT_SetStatistics', 'AT_SetStorage', 'AT_SetCompression', 'AT_SetOptions', 'AT_ResetOptions', 'AT_AddIdentity', 'AT_SetIdentity', 'AT_DropExpression']);
+/** column options PostgreSQL changes under SHARE UPDATE EXCLUSIVE, and those it changes under ACCESS EXCLUSIVE (measured in pg_locks) */
+const COLUMN_OPTIONS = new Set(['AT_SetStatistics', 'AT_SetOptions', 'AT_ResetOptions']);
+const COLUMN_CATALOG_OPTIONS = new Set(['AT_SetStorage', 'AT_SetCompression', 'AT_DropExpression']);
+
+/** ADD GENERATED ALWAYS AS IDENTITY, or SET GENERATED ALWAYS: the application may no longer write the column */
+function identityAlways(cmd: Node): boolean {
+  if (cmd.subtype === 'AT_AddIdentity') return cmd.def?.Constraint?.generated_when === 'a';
+  const items: Node[] = cmd.def?.List?.items ?? [];
+  return items.some((i) => i.DefElem?.defname === 'generated' && i.DefElem.arg?.Integer?.ival === 'a'.charCodeAt(0));
+}
 const TABLE_OPTIONS = new Set(['AT_SetRelOptions', 'AT_ResetRelOptions', 'AT_ReplaceRelOptions', 'AT_ClusterOn', 'AT_DropCluster', 'AT_ReplicaIdentity']);
 const TRIGGER_SWITCH = new Set(['AT_EnableTrig', 'AT_DisableTrig', 'AT_EnableAlwaysTrig', 'AT_EnableReplicaTrig', 'AT_EnableTrigAll', 'AT_DisableTrigAll',
   'AT_EnableTrigUser', 'AT_DisableTrigUser', 'AT_EnableRule', 'AT_DisableRule', 'AT_EnableAlwaysRule', 'AT_EnableReplicaRule']);
@@ -155,16 +175,18 @@ function alterTableCmd(table: RelName, objtype: string, cmd: Node, st: StmtText,
       return [{ ...base, type: 'ALTER_COLUMN_TYPE', column: col, needsColumn: col, location: def.location, effects: [{ kind: 'typeChange', table, column: col!, type, typeText: typeSrc, using }] }];
     }
     case 'AT_ColumnDefault': return [{ ...base, type: cmd.def ? 'SET_DEFAULT' : 'DROP_DEFAULT', column: col, needsColumn: col }];
-    case 'AT_DropIdentity': return [{ ...base, type: 'DROP_DEFAULT', column: col, needsColumn: cmd.missing_ok ? undefined : col, detail: 'identity dropped' }];
-    case 'AT_SetNotNull': return [{ ...base, type: 'SET_NOT_NULL', column: col, needsColumn: col }];
-    case 'AT_DropNotNull': return [{ ...base, type: 'DROP_NOT_NULL', column: col, needsColumn: col }];
+    case 'AT_DropIdentity': return [{ ...base, type: 'DROP_IDENTITY', column: col, needsColumn: cmd.missing_ok ? undefined : col }];
+    case 'AT_AddIdentity': case 'AT_SetIdentity':
+      return [{ ...base, type: identityAlways(cmd) ? 'IDENTITY_ALWAYS' : 'COLUMN_CATALOG_OPTION', column: col, needsColumn: col, detail: cmd.subtype === 'AT_AddIdentity' ? 'add identity' : undefined }];
+    case 'AT_SetNotNull': return [{ ...base, type: 'SET_NOT_NULL', column: col, needsColumn: col, effects: [{ kind: 'nullability', table, column: col!, notNull: true }] }];
+    case 'AT_DropNotNull': return [{ ...base, type: 'DROP_NOT_NULL', column: col, needsColumn: col, effects: [{ kind: 'nullability', table, column: col!, notNull: false }] }];
     case 'AT_SetExpression': return [{ ...base, type: 'SET_EXPRESSION', column: col, needsColumn: col }];
     case 'AT_AddConstraint': case 'AT_AddIndexConstraint': {
       const c = constraintOp(table, cmd.def.Constraint);
       return c ? [{ ...c, missingOk }] : [{ ...base, type: 'UNKNOWN', detail: `ADD CONSTRAINT ${cmd.def.Constraint?.contype}` }];
     }
     case 'AT_ValidateConstraint': return [{ ...base, type: 'VALIDATE_CONSTRAINT', effects: [{ kind: 'validate', table, constraint: col! }] }];
-    case 'AT_DropConstraint': return [{ ...base, type: 'DROP_CONSTRAINT' }];
+    case 'AT_DropConstraint': return [{ ...base, type: 'DROP_CONSTRAINT', constraint: col }];
     case 'AT_AlterConstraint': return [{ ...base, type: 'ALTER_CONSTRAINT' }];
     case 'AT_SetTableSpace': return [{ ...base, type: 'SET_TABLESPACE' }];
     case 'AT_SetLogged': return [{ ...base, type: 'SET_LOGGED' }];
@@ -172,12 +194,13 @@ function alterTableCmd(table: RelName, objtype: string, cmd: Node, st: StmtText,
     case 'AT_ChangeOwner': return [{ ...base, type: 'OWNER' }];
     case 'AT_AttachPartition':
       if (objtype === 'OBJECT_INDEX') return [{ ...base, type: 'ALTER_OBJECT' }];
-      return [{ ...base, type: 'ATTACH_PARTITION', detail: `partition ${relName(cmd.def.PartitionCmd?.name)?.display}` }];
+      return [{ ...base, type: 'ATTACH_PARTITION', partition: relName(cmd.def.PartitionCmd?.name), detail: `partition ${relName(cmd.def.PartitionCmd?.name)?.display}` }];
     case 'AT_DetachPartition':
       return [{ ...base, type: cmd.def.PartitionCmd?.concurrent ? 'DETACH_PARTITION_CONCURRENTLY' : 'DETACH_PARTITION', detail: `partition ${relName(cmd.def.PartitionCmd?.name)?.display}` }];
     case 'AT_DetachPartitionFinalize': return [{ ...base, type: 'DETACH_PARTITION_CONCURRENTLY' }];
     default:
       if (COLUMN_OPTIONS.has(cmd.subtype)) return [{ ...base, type: 'COLUMN_OPTIONS', column: col }];
+      if (COLUMN_CATALOG_OPTIONS.has(cmd.subtype)) return [{ ...base, type: 'COLUMN_CATALOG_OPTION', column: col }];
       if (TABLE_OPTIONS.has(cmd.subtype)) return [{ ...base, type: 'TABLE_OPTIONS' }];
       if (TRIGGER_SWITCH.has(cmd.subtype)) return [{ ...base, type: 'ENABLE_DISABLE_TRIGGER' }];
       if (RLS.has(cmd.subtype)) return [{ ...base, type: 'ENABLE_RLS' }];
@@ -241,6 +264,7 @@ function rename(n: Node): Candidate[] {
   if (type === 'RENAME_COLUMN' && rel) {
     return [{ ...base, type, column: n.subname, needsColumn: n.subname, addsColumn: n.newname, detail: `to ${n.newname}`, effects: [{ kind: 'renameColumn', table: rel, column: n.subname, to: n.newname }] }];
   }
+  if (n.renameType === 'OBJECT_TABCONSTRAINT') return [{ ...base, type, constraint: n.subname, detail: `${n.subname} to ${n.newname}` }];
   return [{ ...base, type, needsTable: type !== 'RENAME_OBJECT' && !!n.relation }];
 }
 
@@ -259,9 +283,9 @@ export function unknownFunctions(node: Node): string[] {
   return [...new Set(calledFunctions(node).filter((f) => !KNOWN_FUNCTIONS.has(f) && !(f.startsWith('pg_') && !SIDE_EFFECT_PG_FUNCTIONS.has(f))))];
 }
 
-function dml(type: OperationType, rel: Node): Candidate[] {
+function dml(type: OperationType, rel: Node, where?: Node): Candidate[] {
   const table = relName(rel);
-  return [{ type, table, needsTable: true, effects: [] }];
+  return [{ type, table, needsTable: true, effects: [], ...(where ? { where } : {}) }];
 }
 
 /** The operations of one statement. DO blocks and transaction control are handled by analyze.ts. */
@@ -337,11 +361,16 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
       return [{ type: 'CREATE_DOMAIN', detail: name, effects: [{ kind: 'domain', name, constrained, notNull }] }];
     }
     case 'AlterDomainStmt': {
+      // subtype: T default, N drop not null, O set not null, C add constraint, X drop constraint, V validate constraint
       const adding = n.subtype === 'C' && !n.def?.Constraint?.skip_validation && n.def?.Constraint?.contype !== 'CONSTR_NOTNULL';
       const setNotNull = n.subtype === 'O';
       const name = (listName(n.typeName).pop() ?? '').toLowerCase();
       const effects: SchemaEffect[] = n.subtype === 'C' || setNotNull ? [{ kind: 'domain', name, constrained: true, notNull: setNotNull }] : [];
-      return [{ type: adding || setNotNull ? 'ALTER_DOMAIN_ADD_CONSTRAINT' : 'ALTER_DOMAIN', detail: listName(n.typeName).join('.'), effects }];
+      let type: OperationType = 'ALTER_DOMAIN';
+      if (adding || setNotNull) type = 'ALTER_DOMAIN_ADD_CONSTRAINT';
+      else if (n.subtype === 'V') type = 'ALTER_DOMAIN_VALIDATE';
+      else if (n.subtype === 'T' && !n.def) type = 'ALTER_DOMAIN_DROP_DEFAULT';
+      return [{ type, detail: listName(n.typeName).join('.'), effects }];
     }
     case 'CreateExtensionStmt': return [{ type: 'CREATE_EXTENSION', detail: n.extname, effects: [{ kind: 'extension', name: n.extname }] }];
     case 'AlterExtensionStmt': case 'AlterExtensionContentsStmt': return [{ type: 'ALTER_EXTENSION', detail: n.extname, effects: [] }];
@@ -368,8 +397,8 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
       const strong = (n.mode ?? 8) >= 5; // SHARE and above block writes
       return (n.relations ?? []).map((r: Node) => ({ type: (strong ? 'LOCK_TABLE' : 'LOCK_TABLE_WEAK') as OperationType, table: relName(r.RangeVar), needsTable: true, effects: [] }));
     }
-    case 'UpdateStmt': return dml('UPDATE', n.relation);
-    case 'DeleteStmt': return dml('DELETE', n.relation);
+    case 'UpdateStmt': return dml('UPDATE', n.relation, n.fromClause?.length ? undefined : n.whereClause);
+    case 'DeleteStmt': return dml('DELETE', n.relation, n.usingClause?.length ? undefined : n.whereClause);
     case 'MergeStmt': return dml('MERGE', n.relation);
     case 'InsertStmt': {
       const sel = n.selectStmt?.SelectStmt;

@@ -22,6 +22,7 @@ function referencedRelations(parsed: ParsedFile): string[] {
     try {
       for (const c of extract(s.kind, s.node, { text: s.text, base: s.start })) {
         if (c.table) keys.add(c.table.key);
+        if (c.partition) keys.add(c.partition.key);
         for (const e of c.effects) if (e.kind === 'renameTable') keys.add(e.to.key);
       }
     } catch { /* a statement the extractor cannot read is classified (and reported) later */ }

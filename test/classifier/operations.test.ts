@@ -35,10 +35,13 @@ const CASES: Case[] = [
   ['ALTER TABLE t ALTER COLUMN n TYPE bigint', 'ALTER_COLUMN_TYPE', 'risky', 'HIGH', /rewrites the table/],
   ['CREATE TABLE t (n varchar(10)); ALTER TABLE t2 ALTER COLUMN n TYPE text', 'ALTER_COLUMN_TYPE', 'risky', 'HIGH', /rewrites/],
   ['ALTER TABLE t ALTER COLUMN c SET DEFAULT 0', 'SET_DEFAULT', 'safe', 'LOW', /new rows only/],
-  ['ALTER TABLE t ALTER COLUMN c DROP DEFAULT', 'DROP_DEFAULT', 'safe', 'LOW', /get NULL/],
+  ['ALTER TABLE t ALTER COLUMN c DROP DEFAULT', 'DROP_DEFAULT_UNCHECKED', 'risky', 'MEDIUM', /NOT NULL is unknown/],
+  ['ALTER TABLE t ALTER COLUMN id DROP IDENTITY', 'DROP_IDENTITY', 'risky', 'HIGH', /identity column is NOT NULL.*23502/],
+  ['ALTER TABLE t ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY', 'IDENTITY_ALWAYS', 'risky', 'HIGH', /give the column a value fail \(SQLSTATE 428C9\)/],
+  ['ALTER TABLE t ALTER COLUMN c SET STORAGE EXTERNAL', 'COLUMN_CATALOG_OPTION', 'safe', 'LOW', /storage, compression or identity/],
   ['ALTER TABLE t ALTER COLUMN c SET NOT NULL', 'SET_NOT_NULL', 'risky', 'HIGH', /scans the whole table/],
   ['ALTER TABLE t ALTER COLUMN c DROP NOT NULL', 'DROP_NOT_NULL', 'safe', 'LOW', /relaxes/],
-  ['ALTER TABLE t ALTER COLUMN c SET STATISTICS 500', 'COLUMN_OPTIONS', 'safe', 'LOW', /statistics, storage/],
+  ['ALTER TABLE t ALTER COLUMN c SET STATISTICS 500', 'COLUMN_OPTIONS', 'safe', 'LOW', /statistics target/],
   ['ALTER TABLE t ALTER COLUMN c SET EXPRESSION AS (a + 1)', 'SET_EXPRESSION', 'risky', 'HIGH', /recomputes every row/, 17],
   ['ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0)', 'ADD_CHECK', 'risky', 'HIGH', /checks every row/],
   ['ALTER TABLE t ADD CONSTRAINT c CHECK (a > 0) NOT VALID', 'ADD_CHECK_NOT_VALID', 'safe', 'LOW', /NOT VALID/],
@@ -53,13 +56,16 @@ const CASES: Case[] = [
   ['ALTER TABLE t ADD CONSTRAINT x EXCLUDE USING gist (r WITH &&)', 'ADD_EXCLUDE', 'risky', 'HIGH', /exclusion index/],
   ['ALTER TABLE t VALIDATE CONSTRAINT c', 'VALIDATE_CONSTRAINT', 'safe', 'LOW', /without blocking/],
   ['ALTER TABLE t DROP CONSTRAINT c', 'DROP_CONSTRAINT', 'safe', 'LOW', /relaxes/],
+  ['ALTER TABLE t DROP CONSTRAINT t_pkey', 'DROP_KEY_CONSTRAINT', 'risky', 'HIGH', /ON CONFLICT on it fails/],
   ['ALTER TABLE t ALTER CONSTRAINT f DEFERRABLE', 'ALTER_CONSTRAINT', 'safe', 'LOW', /attributes/],
   ['CREATE INDEX i ON t (a)', 'CREATE_INDEX', 'risky', 'HIGH', /blocking writes/],
   ['CREATE INDEX CONCURRENTLY i ON t (a)', 'CREATE_INDEX_CONCURRENTLY', 'safe', 'LOW', /without blocking/],
   ['DROP INDEX i', 'DROP_INDEX', 'safe', 'MEDIUM', /may slow down/],
+  ['DROP INDEX users_email_key', 'DROP_UNIQUE_INDEX', 'risky', 'HIGH', /ON CONFLICT on its columns fails \(SQLSTATE 42P10\)/],
   ['DROP INDEX CONCURRENTLY i', 'DROP_INDEX_CONCURRENTLY', 'safe', 'LOW', /without blocking/],
   ['ALTER INDEX i RENAME TO j', 'RENAME_INDEX', 'safe', 'LOW', /not used by queries/],
   ['ALTER TABLE t RENAME CONSTRAINT a TO b', 'RENAME_CONSTRAINT', 'safe', 'LOW', /not used by queries/],
+  ['ALTER TABLE t RENAME CONSTRAINT t_pkey TO t_pk', 'RENAME_KEY_CONSTRAINT', 'risky', 'MEDIUM', /ON CONFLICT ON CONSTRAINT with the old name fails/],
   ['REINDEX TABLE t', 'REINDEX', 'risky', 'HIGH', /blocking writes/],
   ['REINDEX TABLE CONCURRENTLY t', 'REINDEX_CONCURRENTLY', 'safe', 'LOW', /without blocking/],
   ['REINDEX DATABASE app', 'REINDEX_DATABASE', 'maintenance', 'HIGH', /every index/],
@@ -87,6 +93,8 @@ const CASES: Case[] = [
   ['CREATE DOMAIN pos AS int CHECK (VALUE > 0)', 'CREATE_DOMAIN', 'safe', 'LOW', /new domain/],
   ['ALTER DOMAIN pos ADD CONSTRAINT c CHECK (VALUE < 100)', 'ALTER_DOMAIN_ADD_CONSTRAINT', 'risky', 'HIGH', /every column of the domain/],
   ['ALTER DOMAIN pos ADD CONSTRAINT c CHECK (VALUE < 100) NOT VALID', 'ALTER_DOMAIN', 'safe', 'LOW', /NOT VALID/],
+  ['ALTER DOMAIN pos VALIDATE CONSTRAINT c', 'ALTER_DOMAIN_VALIDATE', 'risky', 'HIGH', /while blocking writes \(SHARE/],
+  ['ALTER DOMAIN pos DROP DEFAULT', 'ALTER_DOMAIN_DROP_DEFAULT', 'risky', 'MEDIUM', /lose its default/],
   ['DROP DOMAIN pos', 'DROP_DOMAIN', 'risky', 'HIGH', /destructive/],
   ['CREATE EXTENSION IF NOT EXISTS pg_trgm', 'CREATE_EXTENSION', 'safe', 'LOW', /installable on both sides/],
   ['ALTER EXTENSION pg_trgm UPDATE', 'ALTER_EXTENSION', 'risky', 'MEDIUM', /extension update/],
@@ -115,6 +123,8 @@ const CASES: Case[] = [
   ['INSERT INTO t2 SELECT * FROM t', 'INSERT_SELECT', 'maintenance', 'MEDIUM', /bulk change of live data/],
   ['UPDATE t SET a = 1', 'UPDATE', 'maintenance', 'MEDIUM', /locks every row/],
   ['DELETE FROM t WHERE a IS NULL', 'DELETE', 'maintenance', 'MEDIUM', /locks every row/],
+  ["UPDATE t SET a = 1 WHERE id = 5", 'UPDATE_BOUNDED', 'safe', 'LOW', /keyed batch.*at most 1 row by key/],
+  ['DELETE FROM t WHERE id IN (1, 2, 3)', 'DELETE_BOUNDED', 'safe', 'LOW', /keyed batch.*at most 3 rows/],
   ['MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE', 'MERGE', 'maintenance', 'MEDIUM', /bulk change/],
   ["COPY t FROM '/tmp/x.csv'", 'COPY', 'risky', 'MEDIUM', /COPY loads/],
   ['ALTER TABLE p ATTACH PARTITION p2 FOR VALUES IN (2)', 'ATTACH_PARTITION', 'risky', 'MEDIUM', /parent keeps serving/],
@@ -132,7 +142,7 @@ const CASES: Case[] = [
 ];
 
 // rows whose answer depends on context are covered in context.test.ts / versions.test.ts
-const COVERED_ELSEWHERE = ['ALTER_COLUMN_TYPE_COMPATIBLE', 'SET_NOT_NULL_CHECKED', 'ADD_COLUMN_DOMAIN'];
+const COVERED_ELSEWHERE = ['ALTER_COLUMN_TYPE_COMPATIBLE', 'SET_NOT_NULL_CHECKED', 'ADD_COLUMN_DOMAIN', 'DROP_DEFAULT', 'DROP_DEFAULT_NOT_NULL', 'ATTACH_NEW_PARTITION'];
 
 const classify = (sql: string, pgVersion?: number): ValidationReport => classifySqlSync(sql, { pgVersion });
 
