@@ -12,6 +12,8 @@ import { SIDES, Side } from './side';
 /** auto: pg_dump when it is installed and new enough for the server, else the Node path (src/schema) */
 export const SCHEMA_DUMP_SETTINGS = ['auto', 'pg_dump', 'node'] as const;
 export type SchemaDumpSetting = (typeof SCHEMA_DUMP_SETTINGS)[number];
+export const TRACE_SETTINGS = ['auto', 'on', 'off'] as const;
+export type TraceSetting = (typeof TRACE_SETTINGS)[number];
 
 
 export interface HostPort { host: string; port: number }
@@ -92,6 +94,8 @@ export interface PgflipConfig {
     compatSchema: boolean;
     /** how schemas are read for the idle side's copy and rollback points (src/schema/tool.ts) */
     schemaDump: SchemaDumpSetting;
+    /** the validate step traces the file on a throwaway local cluster (src/trace): auto = when one can start, on = required, off */
+    trace: TraceSetting;
   };
   /** absent → in-process memory state store */
   redisUrl?: string;
@@ -144,6 +148,7 @@ export function defaultConfig(): PgflipConfig {
       synchronousReverse: false,
       compatSchema: true,
       schemaDump: 'auto',
+      trace: 'auto',
     },
   };
 }
@@ -209,6 +214,7 @@ export function envOverrides(env: NodeJS.ProcessEnv = process.env): Json {
   if (env.PGFLIP_BACKUP_DIR) controller.backupDir = env.PGFLIP_BACKUP_DIR;
   if (env.PGFLIP_AUDIT_LOG) controller.auditLog = env.PGFLIP_AUDIT_LOG;
   if (env.PGFLIP_SCHEMA_DUMP) controller.schemaDump = env.PGFLIP_SCHEMA_DUMP;
+  if (env.PGFLIP_TRACE) controller.trace = env.PGFLIP_TRACE;
   if (env.PGFLIP_PROXY_ADMIN_URLS) controller.proxyAdminUrls = env.PGFLIP_PROXY_ADMIN_URLS.split(',').map((u) => u.trim()).filter(Boolean);
   if (Object.keys(controller).length) o.controller = controller;
   return o;
@@ -311,6 +317,7 @@ export function validateConfig(cfg: PgflipConfig, required: Array<'backends' | '
   if (typeof c.synchronousReverse !== 'boolean') throw new ConfigError('controller.synchronousReverse', `must be true or false (got ${JSON.stringify(c.synchronousReverse)})`);
   if (typeof c.compatSchema !== 'boolean') throw new ConfigError('controller.compatSchema', `must be true or false (got ${JSON.stringify(c.compatSchema)})`);
   if (!SCHEMA_DUMP_SETTINGS.includes(c.schemaDump)) throw new ConfigError('controller.schemaDump', `must be one of ${SCHEMA_DUMP_SETTINGS.join(', ')} (got ${JSON.stringify(c.schemaDump)})`);
+  if (!TRACE_SETTINGS.includes(c.trace)) throw new ConfigError('controller.trace', `must be one of ${TRACE_SETTINGS.join(', ')} (got ${JSON.stringify(c.trace)})`);
   if (!Array.isArray(c.proxyAdminUrls) || c.proxyAdminUrls.some((u) => typeof u !== 'string' || !/^https?:\/\//.test(u))) {
     throw new ConfigError('controller.proxyAdminUrls', 'must be a list of http:// URLs');
   }

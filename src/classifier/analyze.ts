@@ -38,6 +38,11 @@ class FileState {
   readonly extensions = new Set<string>();
   /** domains created or constrained in the file, by unqualified name */
   readonly domains = new Map<string, { constrained: boolean; notNull: boolean }>();
+  /** triggers (or rules) dropped or switched off on existing tables: relKey\0name (`*`: all) → the operation, its transaction (0: none) */
+  readonly triggersOff = new Map<string, { op: ReportOperation; tx: number }>();
+  /** trigger switches undone outside any transaction block: undone for good only if the file runs as one transaction */
+  readonly fileTxRestores: Array<{ op: ReportOperation; line: number; verb: string }> = [];
+  cicWarned = false;
   /** constraints added in the file to existing tables: relKey\0name → contype */
   readonly constraints = new Map<string, string>();
   tx?: { line: number; column: number; id: number };
@@ -129,10 +134,10 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
       if (kind === 'key') return { type: keyType, warning: known ? undefined : `${c.constraint} is taken for a key constraint by its name${catalog ? '' : '; pass --database-url to check'}` };
       if (kind === undefined) return { type: c.type, warning: `cannot tell whether ${c.constraint} on ${c.table.display} is a primary key, unique or exclusion constraint: if it is, the running application's ON CONFLICT on it fails${catalog ? '' : '; pass --database-url to check'}` };
     }
-    if (c.type === 'DROP_INDEX' && c.table && existing) {
+    if ((c.type === 'DROP_INDEX' || c.type === 'DROP_INDEX_CONCURRENTLY') && c.table && existing) {
       const idx = catalog?.tables.get(c.table.key)?.index;
       const kind = idx ? (idx.unique ? 'key' : 'other') : kindFromName(c.table.name);
-      if (kind === 'key') return { type: 'DROP_UNIQUE_INDEX', warning: idx ? undefined : `${c.table.display} is taken for a unique index by its name${catalog ? '' : '; pass --database-url to check'}` };
+      if (kind === 'key') return { type: c.type === 'DROP_INDEX' ? 'DROP_UNIQUE_INDEX' : 'DROP_UNIQUE_INDEX_CONCURRENTLY', warning: idx ? undefined : `${c.table.display} is taken for a unique index by its name${catalog ? '' : '; pass --database-url to check'}` };
       if (kind === undefined && !catalog) return { type: c.type, warning: `cannot tell whether index ${c.table.display} is unique: if it is, the running application's ON CONFLICT on its columns fails; pass --database-url to check` };
     }
     if (c.type === 'RENAME_INDEX' && c.table && existing) {
@@ -168,6 +173,12 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     }
     if (c.type === 'SET_NOT_NULL' && c.table && c.column && (state.notNullChecks.has(colKey(c.table.key, c.column)) || catalogTable(c.table)?.notNullChecks.has(c.column))) {
       return { type: 'SET_NOT_NULL_CHECKED' };
+    }
+    if (c.type === 'CREATE_VIEW' && c.missingOk && c.table && existing && (!catalog || catalog.tables.has(c.table.key))) return { type: 'REPLACE_VIEW' };
+    if (c.type.startsWith('ADD_COLUMN') && c.table && existing) {
+      const added = c.effects.find((x): x is Extract<SchemaEffect, { kind: 'addColumn' }> => x.kind === 'addColumn');
+      // only a cheap add becomes this row: a rewrite or NOT NULL keeps its own (worse) answer
+      if (added?.type.name === 'json' && (c.type === 'ADD_COLUMN' || c.type === 'ADD_COLUMN_DEFAULT')) return { type: 'ADD_COLUMN_JSON' };
     }
     if ((c.type === 'ADD_COLUMN' || c.type === 'ADD_COLUMN_DEFAULT') && c.table) {
       const added = c.effects.find((x): x is Extract<SchemaEffect, { kind: 'addColumn' }> => x.kind === 'addColumn');
@@ -351,6 +362,12 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     }
     ops.push(op);
     transactionLocks(op, rule, c, isNew, w);
+    if (c.trigger && c.table && !isNew) triggerSwitch(refined.type, c.table, c.trigger, op, w);
+    if ((refined.type === 'CREATE_INDEX_CONCURRENTLY' || refined.type === 'REINDEX_CONCURRENTLY') && pgVersion === 14 && !state.cicWarned
+      && !(catalog?.serverVersionNum && catalog.serverVersionNum >= 140004)) {
+      state.cicWarned = true;
+      warnings.push(`line ${w.line}: PostgreSQL 14.0 to 14.3 can build a corrupt index CONCURRENTLY (fixed in 14.4): ${catalog?.serverVersionNum ? `the server is ${Math.floor(catalog.serverVersionNum / 10000)}.${catalog.serverVersionNum % 100}; update it first` : 'make sure the server runs 14.4 or later'}`);
+    }
 
     const nonTransactional = rule.nonTransactional || (refined.type === 'ADD_ENUM_VALUE' && pgVersion < 12);
     if (nonTransactional) {
@@ -397,6 +414,54 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
   }
 
   /**
+   * A trigger dropped (or switched off) and made again (or switched on) later in the same
+   * transaction never misses a write of the running application: the drop is then safe.
+   */
+  function triggerSwitch(type: OperationType, table: RelName, name: string, op: ReportOperation, w: Where): void {
+    // a DO block is one transaction of its own (negative ids) unless it runs inside a block
+    const tx = state.tx?.id ?? (state.currentDo !== undefined ? -state.currentDo : 0);
+    if (type === 'DROP_TRIGGER' || type === 'DISABLE_TRIGGER') { state.triggersOff.set(colKey(table.key, name), { op, tx }); return; }
+    const on = type === 'ENABLE_DISABLE_TRIGGER';
+    if (!on && type !== 'CREATE_TRIGGER') return;
+    const keys = on && name === '*' ? [...state.triggersOff.keys()].filter((k) => k.startsWith(`${table.key}\u0000`)) : [colKey(table.key, name)];
+    for (const k of keys) {
+      const off = state.triggersOff.get(k);
+      if (!off || (on ? off.op.type !== 'DISABLE_TRIGGER' : off.op.type !== 'DROP_TRIGGER')) continue;
+      state.triggersOff.delete(k);
+      const verb = on ? 'enabled' : 'created';
+      if (off.tx !== 0 && off.tx === tx) restoreTrigger(off.op, w.line, verb);
+      else if (off.tx === 0 && tx === 0) state.fileTxRestores.push({ op: off.op, line: w.line, verb });
+    }
+  }
+
+  function restoreTrigger(op: ReportOperation, line: number, verb: string): void {
+    Object.assign(op, { classification: 'safe', riskLevel: 'LOW', backwardCompatible: true, reason: `${verb} again at line ${line} in the same transaction: no write of the running application misses it` });
+    delete op.saferAlternative;
+  }
+
+  /** What PostgreSQL rejects in a data change's own text: a column assigned or listed twice. */
+  function duplicateColumns(kind: string, node: any, w: Where): void {
+    const check = (targets: any[] | undefined, message: (col: string) => string) => {
+      const seen = new Set<string>();
+      for (const t of targets ?? []) {
+        const r = t.ResTarget;
+        if (!r?.name || r.indirection?.length) continue;
+        if (seen.has(r.name)) {
+          const pos = !w.inDo && typeof r.location === 'number' ? source.at(r.location) : w;
+          errors.push(`line ${pos.line}, column ${pos.column}: ${message(r.name)}`);
+        }
+        seen.add(r.name);
+      }
+    };
+    const assign = (col: string) => `multiple assignments to same column "${col}" (SQLSTATE 42601)`;
+    if (kind === 'UpdateStmt') check(node.targetList, assign);
+    if (kind === 'InsertStmt') {
+      check(node.cols, (col) => `column "${col}" specified more than once (SQLSTATE 42701)`);
+      check(node.onConflictClause?.targetList, assign);
+    }
+  }
+
+  /**
    * A lock is held until its transaction ends: long work after a write-blocking lock in the same
    * transaction (explicit block, DO block, or the whole file when it runs as one) is paid under it.
    * Locks on tables created in the file block nobody.
@@ -418,6 +483,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
 
   function statement(kind: string, node: any, w: Where): void {
     versionChecks(kind, node, w);
+    duplicateColumns(kind, node, w);
     checkEnumUse(node, w);
     trackSettings(kind, node);
     const candidates = extract(kind, node, w.st);
@@ -513,6 +579,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
   if (!state.hasExplicitTx && !state.hasNonTransactional) {
     errors.push(...state.pendingEnumErrors);
     for (const p of state.pendingHeld) underHeldLock(p.op, p.held);
+    for (const r of state.fileTxRestores) restoreTrigger(r.op, r.line, r.verb);
   }
   for (const op of ops) {
     if (op.heldLock) warnings.push(`line ${op.line}: ${op.type.replace(/_/g, ' ')} runs under ${op.heldLock.lock} on ${op.heldLock.table}, held since line ${op.heldLock.line} (${op.heldLock.operation.replace(/_/g, ' ')}) until the transaction ends: ${op.heldLock.lock === 'ACCESS EXCLUSIVE' ? 'reads and writes' : 'writes'} of ${op.heldLock.table} wait for the whole of it`);

@@ -29,6 +29,8 @@ export interface CatalogTable {
 
 export interface Catalog {
   serverVersion: number;
+  /** server_version_num, e.g. 140003 */
+  serverVersionNum?: number;
   /** schema.name → table; only the relations that were asked for and exist */
   tables: Map<string, CatalogTable>;
   availableExtensions: Set<string>;
@@ -106,7 +108,7 @@ export async function loadCatalog(databaseUrl: string, relationKeys: string[]): 
         WHERE t.typtype = 'd' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
           AND (t.typnotnull OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.contypid = t.oid))`);
     return {
-      serverVersion, tables,
+      serverVersion, serverVersionNum: Number(version.rows[0].v), tables,
       constrainedDomains: new Map(domains.rows.map((r) => [r.name, { notNull: r.notnull }])),
       availableExtensions: new Set(ext.rows.map((r) => r.name)),
       installedExtensions: new Set(ext.rows.filter((r) => r.installed).map((r) => r.name)),

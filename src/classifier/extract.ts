@@ -47,6 +47,8 @@ export interface Candidate {
   objectName?: string;
   /** the constraint a DROP / RENAME CONSTRAINT names */
   constraint?: string;
+  /** a trigger (or rule) dropped, created, disabled or enabled, by name on its table (`*`: all of them) */
+  trigger?: string;
   /** ATTACH PARTITION: the table attached */
   partition?: RelName;
   /** UPDATE / DELETE: the WHERE clause (a keyed batch is bounded, see bounded.ts) */
@@ -144,7 +146,7 @@ function constraintOp(table: RelName, c: Node, column?: string): Candidate | und
 
 /** column options PostgreSQL changes under SHARE UPDATE EXCLUSIVE, and those it changes under ACCESS EXCLUSIVE (measured in pg_locks) */
 const COLUMN_OPTIONS = new Set(['AT_SetStatistics', 'AT_SetOptions', 'AT_ResetOptions']);
-const COLUMN_CATALOG_OPTIONS = new Set(['AT_SetStorage', 'AT_SetCompression', 'AT_DropExpression']);
+const COLUMN_CATALOG_OPTIONS = new Set(['AT_SetStorage', 'AT_SetCompression']);
 
 /** ADD GENERATED ALWAYS AS IDENTITY, or SET GENERATED ALWAYS: the application may no longer write the column */
 function identityAlways(cmd: Node): boolean {
@@ -152,15 +154,20 @@ function identityAlways(cmd: Node): boolean {
   const items: Node[] = cmd.def?.List?.items ?? [];
   return items.some((i) => i.DefElem?.defname === 'generated' && i.DefElem.arg?.Integer?.ival === 'a'.charCodeAt(0));
 }
-const TABLE_OPTIONS = new Set(['AT_SetRelOptions', 'AT_ResetRelOptions', 'AT_ReplaceRelOptions', 'AT_ClusterOn', 'AT_DropCluster', 'AT_ReplicaIdentity']);
-const TRIGGER_SWITCH = new Set(['AT_EnableTrig', 'AT_DisableTrig', 'AT_EnableAlwaysTrig', 'AT_EnableReplicaTrig', 'AT_EnableTrigAll', 'AT_DisableTrigAll',
-  'AT_EnableTrigUser', 'AT_DisableTrigUser', 'AT_EnableRule', 'AT_DisableRule', 'AT_EnableAlwaysRule', 'AT_EnableReplicaRule']);
+const TABLE_OPTIONS = new Set(['AT_SetRelOptions', 'AT_ResetRelOptions', 'AT_ReplaceRelOptions', 'AT_ClusterOn', 'AT_DropCluster']);
+/** trigger and rule switches that keep them firing for the application's sessions, and those that stop them (REPLICA: only in replica sessions) */
+const TRIGGER_ON = new Set(['AT_EnableTrig', 'AT_EnableAlwaysTrig', 'AT_EnableTrigAll', 'AT_EnableTrigUser', 'AT_EnableRule', 'AT_EnableAlwaysRule']);
+const TRIGGER_OFF = new Set(['AT_DisableTrig', 'AT_DisableTrigAll', 'AT_DisableTrigUser', 'AT_DisableRule', 'AT_EnableReplicaTrig', 'AT_EnableReplicaRule']);
+/** the trigger (or rule) a switch names; `*` for ALL and USER */
+const triggerName = (cmd: Node): string => cmd.name ?? '*';
 const RLS = new Set(['AT_EnableRowSecurity', 'AT_DisableRowSecurity', 'AT_ForceRowSecurity', 'AT_NoForceRowSecurity']);
 
 function alterTableCmd(table: RelName, objtype: string, cmd: Node, st: StmtText, missingOk: boolean): Candidate[] {
   const base = { table, needsTable: true, missingOk, effects: [] as SchemaEffect[] };
   const col: string | undefined = cmd.name;
   if (objtype === 'OBJECT_TYPE') return [{ ...base, type: 'ALTER_TYPE', needsTable: false }];
+  // a view's options (security_invoker, security_barrier, check_option) change what its queries may see and write
+  if (objtype === 'OBJECT_VIEW' && ['AT_SetRelOptions', 'AT_ResetRelOptions', 'AT_ReplaceRelOptions'].includes(cmd.subtype)) return [{ ...base, type: 'VIEW_OPTIONS' }];
   switch (cmd.subtype) {
     case 'AT_AddColumn': case 'AT_AddColumnToView':
       return addColumn(table, cmd.def.ColumnDef, st, cmd.missing_ok === true).map((c) => ({ ...c, missingOk }));
@@ -181,6 +188,8 @@ function alterTableCmd(table: RelName, objtype: string, cmd: Node, st: StmtText,
     case 'AT_SetNotNull': return [{ ...base, type: 'SET_NOT_NULL', column: col, needsColumn: col, effects: [{ kind: 'nullability', table, column: col!, notNull: true }] }];
     case 'AT_DropNotNull': return [{ ...base, type: 'DROP_NOT_NULL', column: col, needsColumn: col, effects: [{ kind: 'nullability', table, column: col!, notNull: false }] }];
     case 'AT_SetExpression': return [{ ...base, type: 'SET_EXPRESSION', column: col, needsColumn: col }];
+    case 'AT_DropExpression': return [{ ...base, type: 'DROP_EXPRESSION', column: col, needsColumn: cmd.missing_ok ? undefined : col }];
+    case 'AT_ReplicaIdentity': return [{ ...base, type: cmd.def?.ReplicaIdentityStmt?.identity_type === 'n' ? 'REPLICA_IDENTITY_NOTHING' : 'REPLICA_IDENTITY' }];
     case 'AT_AddConstraint': case 'AT_AddIndexConstraint': {
       const c = constraintOp(table, cmd.def.Constraint);
       return c ? [{ ...c, missingOk }] : [{ ...base, type: 'UNKNOWN', detail: `ADD CONSTRAINT ${cmd.def.Constraint?.contype}` }];
@@ -202,7 +211,8 @@ function alterTableCmd(table: RelName, objtype: string, cmd: Node, st: StmtText,
       if (COLUMN_OPTIONS.has(cmd.subtype)) return [{ ...base, type: 'COLUMN_OPTIONS', column: col }];
       if (COLUMN_CATALOG_OPTIONS.has(cmd.subtype)) return [{ ...base, type: 'COLUMN_CATALOG_OPTION', column: col }];
       if (TABLE_OPTIONS.has(cmd.subtype)) return [{ ...base, type: 'TABLE_OPTIONS' }];
-      if (TRIGGER_SWITCH.has(cmd.subtype)) return [{ ...base, type: 'ENABLE_DISABLE_TRIGGER' }];
+      if (TRIGGER_ON.has(cmd.subtype)) return [{ ...base, type: 'ENABLE_DISABLE_TRIGGER', trigger: triggerName(cmd) }];
+      if (TRIGGER_OFF.has(cmd.subtype)) return [{ ...base, type: 'DISABLE_TRIGGER', trigger: triggerName(cmd) }];
       if (RLS.has(cmd.subtype)) return [{ ...base, type: 'ENABLE_RLS' }];
       return [{ ...base, type: 'UNKNOWN', detail: `ALTER TABLE ${String(cmd.subtype).replace(/^AT_/, '')}` }];
   }
@@ -242,6 +252,7 @@ function dropObjects(n: Node): Candidate[] {
     const isRel = ['OBJECT_TABLE', 'OBJECT_VIEW', 'OBJECT_MATVIEW', 'OBJECT_FOREIGN_TABLE'].includes(n.removeType);
     return {
       type, table: name, missingOk: n.missing_ok === true, needsTable: isRel || onTable,
+      ...(n.removeType === 'OBJECT_TRIGGER' ? { trigger: parts[parts.length - 1] } : {}),
       detail: onTable ? `${parts[parts.length - 1]} on ${name?.display}` : type === 'DROP_OBJECT' ? String(n.removeType).replace(/^OBJECT_/, '').toLowerCase() : undefined,
       effects: n.removeType === 'OBJECT_TABLE' && name ? [{ kind: 'dropTable', table: name }] : [],
     };
@@ -340,11 +351,12 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
     }
     case 'ViewStmt': {
       const table = relName(n.view)!;
-      return [{ type: 'CREATE_VIEW', table, effects: n.replace ? [] : [{ kind: 'createObject', name: table.key }] }];
+      // OR REPLACE of a view that exists is refined to REPLACE_VIEW (analyze.ts)
+      return [{ type: 'CREATE_VIEW', table, missingOk: n.replace === true, effects: n.replace ? [] : [{ kind: 'createObject', name: table.key }] }];
     }
     case 'RefreshMatViewStmt': return [{ type: n.concurrent ? 'REFRESH_MATERIALIZED_VIEW_CONCURRENTLY' : 'REFRESH_MATERIALIZED_VIEW', table: relName(n.relation), needsTable: true, effects: [] }];
     case 'CreateFunctionStmt': return [{ type: 'CREATE_FUNCTION', detail: listName(n.funcname).join('.'), effects: [] }];
-    case 'CreateTrigStmt': return [{ type: 'CREATE_TRIGGER', table: relName(n.relation), needsTable: true, detail: n.trigname, effects: [] }];
+    case 'CreateTrigStmt': return [{ type: 'CREATE_TRIGGER', table: relName(n.relation), needsTable: true, detail: n.trigname, trigger: n.trigname, effects: [] }];
     case 'AlterEnumStmt': {
       const type = listName(n.typeName).join('.');
       if (n.oldVal) return [{ type: 'RENAME_ENUM_VALUE', detail: `${type}: '${n.oldVal}' to '${n.newVal}'`, effects: [] }];
@@ -375,7 +387,11 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
     case 'CreateExtensionStmt': return [{ type: 'CREATE_EXTENSION', detail: n.extname, effects: [{ kind: 'extension', name: n.extname }] }];
     case 'AlterExtensionStmt': case 'AlterExtensionContentsStmt': return [{ type: 'ALTER_EXTENSION', detail: n.extname, effects: [] }];
     case 'CreateSeqStmt': return [{ type: 'CREATE_SEQUENCE', table: relName(n.sequence), effects: [{ kind: 'createObject', name: relName(n.sequence)!.key }] }];
-    case 'AlterSeqStmt': return [{ type: 'ALTER_SEQUENCE', table: relName(n.sequence), missingOk: n.missing_ok === true, effects: [] }];
+    case 'AlterSeqStmt': {
+      // options that can make nextval() hand out a value already used, or fail
+      const values = (n.options ?? []).some((o: Node) => ['restart', 'maxvalue', 'minvalue', 'as'].includes(o.DefElem?.defname) || (o.DefElem?.defname === 'cycle' && o.DefElem.arg?.Boolean?.boolval !== false));
+      return [{ type: values ? 'ALTER_SEQUENCE_VALUES' : 'ALTER_SEQUENCE', table: relName(n.sequence), missingOk: n.missing_ok === true, effects: [] }];
+    }
     case 'CreateSchemaStmt': return [{ type: 'CREATE_SCHEMA', detail: n.schemaname, effects: [] }];
     case 'GrantStmt': case 'GrantRoleStmt': return [{ type: n.is_grant ? 'GRANT' : 'REVOKE', effects: [] }];
     case 'AlterDefaultPrivilegesStmt': return [{ type: n.action?.GrantStmt?.is_grant ? 'GRANT' : 'REVOKE', effects: [] }];
@@ -419,13 +435,14 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
     }
     case 'CreateRoleStmt': case 'AlterRoleStmt': case 'AlterRoleSetStmt': case 'DropRoleStmt': return [{ type: 'ROLE', effects: [] }];
     // both take ACCESS EXCLUSIVE on their table (measured: pg_locks while the statement's transaction is open)
-    case 'CreatePolicyStmt': return [{ type: 'CREATE_POLICY', table: relName(n.table), needsTable: true, detail: n.policy_name, effects: [] }];
+    case 'CreatePolicyStmt': return [{ type: n.permissive === true ? 'CREATE_POLICY' : 'CREATE_POLICY_RESTRICTIVE', table: relName(n.table), needsTable: true, detail: n.policy_name, effects: [] }];
+    case 'AlterPolicyStmt': return [{ type: 'ALTER_POLICY', table: relName(n.table), needsTable: true, detail: n.policy_name, effects: [] }];
     case 'RuleStmt': return [{ type: 'CREATE_RULE', table: relName(n.relation), needsTable: true, detail: n.rulename, effects: [] }];
     case 'CreateStatsStmt': case 'CreateCastStmt': case 'CreateOpClassStmt': case 'CreateOpFamilyStmt':
     case 'CreateConversionStmt': case 'CreateTransformStmt': case 'CreateAmStmt': case 'CreateEventTrigStmt': case 'CreatePLangStmt':
     case 'CreateFdwStmt': case 'CreateForeignServerStmt': case 'CreateUserMappingStmt':
       return [{ type: 'CREATE_OBJECT', detail: kind.replace(/Stmt$/, ''), effects: [] }];
-    case 'AlterFunctionStmt': case 'AlterPolicyStmt': case 'AlterTypeStmt': case 'AlterStatsStmt': case 'AlterEventTrigStmt': case 'AlterCollationStmt':
+    case 'AlterFunctionStmt': case 'AlterTypeStmt': case 'AlterStatsStmt': case 'AlterEventTrigStmt': case 'AlterCollationStmt':
       return [{ type: 'ALTER_OBJECT', detail: kind.replace(/Stmt$/, ''), effects: [] }];
     default:
       return [{ type: 'UNKNOWN', detail: kind.replace(/Stmt$/, ''), effects: [] }];

@@ -181,7 +181,8 @@ const ROUTES: RouteDef[] = [
     method: 'post', path: '/migrations/validate', summary: 'classify a migration: the validation report', auth: true, body: SCHEMAS.validate,
     audit: 'migration.validate', responses: { 200: 'validation report', 400: 'bad request' },
     handler: (d) => async (req, res) => {
-      const body = validateBody<{ sql?: string; file?: string; name?: string; pgVersion?: number }>(SCHEMAS.validate, req.body);
+      const body = validateBody<{ sql?: string; file?: string; name?: string; pgVersion?: number; trace?: boolean }>(SCHEMAS.validate, req.body);
+      if (body.trace && body.pgVersion) throw new RequestError('trace', 'runs on the active side\'s schema and version: leave out pgVersion');
       const sql = await readSql(body);
       const name = body.name ?? (body.file ? path.basename(body.file) : '<sql>');
       const active = await d.orchestrator.activeSide();
@@ -189,6 +190,8 @@ const ROUTES: RouteDef[] = [
         fileName: body.file ?? name,
         pgVersion: body.pgVersion,
         databaseUrl: body.pgVersion ? undefined : d.orchestrator.sideUrl(active.active),
+        // asked for: a trace that cannot run is an error, as with `pgflip validate --trace`
+        ...(body.trace && !body.pgVersion ? { trace: 'on' as const } : {}),
       });
       res.locals.outcome = report.isValid ? `valid (${report.classification})` : 'invalid';
       res.json(report);

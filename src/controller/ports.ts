@@ -8,7 +8,11 @@ import type { ValidationReport } from '../classifier/types';
 import type { SchemaMapping } from '../classifier/mapping';
 
 export interface ClassifyPort {
-  classify(sql: string, opts: { fileName: string; databaseUrl?: string; pgVersion?: number }): Promise<ValidationReport>;
+  /**
+   * `trace` (with a database URL): also run the file on a throwaway cluster holding that database's
+   * schema (src/trace). `auto`: a trace that cannot run is a warning; `on`: it is an error (thrown).
+   */
+  classify(sql: string, opts: { fileName: string; databaseUrl?: string; pgVersion?: number; trace?: 'auto' | 'on' }): Promise<ValidationReport>;
 }
 
 /** One table's comparison: row counts on both sides and whether the checksums matched. */

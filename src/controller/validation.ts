@@ -72,6 +72,7 @@ export const SCHEMAS = {
       ...SQL_OR_FILE,
       name: { type: 'string', minLength: 1, description: 'file name for reports (default: basename of file)' },
       pgVersion: { type: 'integer', minimum: 90000, description: 'target server_version_num (default: the active side\'s)' },
+      trace: { type: 'boolean', description: 'also run the file on a throwaway cluster holding the active side\'s schema (not with pgVersion)' },
     },
     oneOf: [{ required: ['sql'] }, { required: ['file'] }],
     additionalProperties: false,

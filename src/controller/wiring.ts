@@ -8,6 +8,7 @@ import { adminUrl, PgflipConfig } from '../config';
 import { otherSide } from '../side';
 import { logger } from '../observability/logger';
 import { classifySql } from '../classifier';
+import { MigrationTracer } from '../trace';
 import { openStateStore } from '../state';
 import type { StateStore } from '../state/store';
 import { FleetFlipOutcome, FlipCoordinator } from '../switch/coordinator';
@@ -24,9 +25,25 @@ import { controllerMetrics } from './metrics';
 import { ObjectDrift } from './drift';
 import { FlipHistoryEntry, Overview, recordFlip } from './overview';
 
-/** The classifier's programmatic API (src/classifier). */
+/** The classifier's programmatic API (src/classifier), and its trace on a throwaway cluster (src/trace). */
 export function classifierPort(): ClassifyPort {
-  return { classify: (sql, opts) => classifySql(sql, opts) };
+  return {
+    async classify(sql, opts) {
+      const report = await classifySql(sql, opts);
+      if (!opts.trace || !opts.databaseUrl) return report;
+      let tracer: MigrationTracer | undefined;
+      try {
+        tracer = await MigrationTracer.start({ databaseUrl: opts.databaseUrl, exitOnSignal: false });
+        await tracer.traceFiles([{ report, sql }]);
+      } catch (err) {
+        if (opts.trace === 'on') throw new Error(`controller.trace is on, but the trace could not run: ${errMsg(err)}`);
+        report.warnings.push(`not traced (controller.trace auto): ${errMsg(err)}`);
+      } finally {
+        await tracer?.close().catch((err) => logger().warn({ err: errMsg(err) }, 'could not remove the trace cluster'));
+      }
+      return report;
+    },
+  };
 }
 
 const HOLD_RELEASE = 'pgflip:maintenance-hold-released';

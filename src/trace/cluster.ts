@@ -49,17 +49,19 @@ function onExit(): void {
   for (const c of live) c.destroySync();
 }
 
-function track(c: ScratchCluster): void {
-  if (live.size === 0) {
-    for (const s of signals) process.on(s, onSignal);
-    process.on('exit', onExit);
-  }
+/** clusters whose process exits on SIGINT / SIGTERM once they are removed (the CLI; a server has its own shutdown) */
+const exitOnSignal = new Set<ScratchCluster>();
+
+function track(c: ScratchCluster, signalsToo: boolean): void {
+  if (live.size === 0) process.on('exit', onExit);
+  if (signalsToo && exitOnSignal.size === 0) for (const s of signals) process.on(s, onSignal);
   live.add(c);
+  if (signalsToo) exitOnSignal.add(c);
 }
 
 function untrack(c: ScratchCluster): void {
+  if (exitOnSignal.delete(c) && exitOnSignal.size === 0) for (const s of signals) process.off(s, onSignal);
   if (!live.delete(c) || live.size > 0) return;
-  for (const s of signals) process.off(s, onSignal);
   process.off('exit', onExit);
 }
 
@@ -74,7 +76,8 @@ export class ScratchCluster {
   /** the server's major version, after start() */
   major = 0;
 
-  constructor() {
+  /** `exitOnSignal`: on SIGINT / SIGTERM remove the cluster and exit (for a command; a server removes it in its own shutdown) */
+  constructor(opts: { exitOnSignal?: boolean } = {}) {
     this.dir = mkdtempSync(path.join(os.tmpdir(), SCRATCH_PREFIX));
     chmodSync(this.dir, 0o755); // the server runs as the postgres OS user when we are root
     try {
@@ -83,7 +86,7 @@ export class ScratchCluster {
       rmSync(this.dir, { recursive: true, force: true });
       throw err;
     }
-    track(this);
+    track(this, opts.exitOnSignal ?? true);
   }
 
   url(database = 'postgres'): string { return this.pg.url(database); }

@@ -26,6 +26,8 @@ const SCHEMA_DB = 'pgflip_trace_schema';
 export interface TraceOptions {
   /** the schema to run on (no data is copied); without it, an empty database */
   databaseUrl?: string;
+  /** remove the cluster and exit the process on SIGINT / SIGTERM (default true: a command; false in a server, which closes it) */
+  exitOnSignal?: boolean;
 }
 
 export interface TracedFile {
@@ -44,7 +46,7 @@ export class MigrationTracer {
 
   /** Starts the cluster and, with a database URL, loads that database's schema and roles (read while the cluster starts). */
   static async start(opts: TraceOptions = {}): Promise<MigrationTracer> {
-    const cluster = new ScratchCluster();
+    const cluster = new ScratchCluster({ exitOnSignal: opts.exitOnSignal });
     const tracer = new MigrationTracer(cluster, opts);
     try {
       const url = opts.databaseUrl;

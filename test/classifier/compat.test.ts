@@ -56,11 +56,11 @@ describe('defaults and NULL rules', () => {
     expect(opAt(r, 4)).toMatchObject({ type: 'COLUMN_CATALOG_OPTION', classification: 'safe' });
   });
 
-  test('column options take the lock PostgreSQL takes: statistics SHARE UPDATE EXCLUSIVE, storage and compression ACCESS EXCLUSIVE', () => {
+  test('column options take the lock PostgreSQL takes: statistics SHARE UPDATE EXCLUSIVE, storage, compression and DROP EXPRESSION ACCESS EXCLUSIVE', () => {
     const r = classify('ALTER TABLE t ALTER COLUMN c SET STATISTICS 100;\nALTER TABLE t ALTER COLUMN c SET STORAGE EXTERNAL;\nALTER TABLE t ALTER COLUMN c SET COMPRESSION lz4;\nALTER TABLE t ALTER COLUMN g DROP EXPRESSION;');
     expect(r.operations.map((o) => [o.type, o.lock])).toEqual([
       ['COLUMN_OPTIONS', 'SHARE UPDATE EXCLUSIVE'], ['COLUMN_CATALOG_OPTION', 'ACCESS EXCLUSIVE'],
-      ['COLUMN_CATALOG_OPTION', 'ACCESS EXCLUSIVE'], ['COLUMN_CATALOG_OPTION', 'ACCESS EXCLUSIVE'],
+      ['COLUMN_CATALOG_OPTION', 'ACCESS EXCLUSIVE'], ['DROP_EXPRESSION', 'ACCESS EXCLUSIVE'],
     ]);
   });
 
@@ -183,5 +183,82 @@ describe('partitions', () => {
     ].join('\n'), 14);
     expect(r.operations.map((o) => o.classification)).not.toContain('maintenance');
     expect(opAt(r, 1).classification).toBe('safe');
+  });
+});
+
+describe('triggers the running application relies on', () => {
+  test('dropped and created again in one transaction block: safe; across transactions: risky', () => {
+    const same = classify('BEGIN;\nDROP TRIGGER audit ON users;\nCREATE TRIGGER audit AFTER INSERT ON users FOR EACH ROW EXECUTE FUNCTION audit();\nCOMMIT;');
+    expect(opAt(same, 2)).toMatchObject({ type: 'DROP_TRIGGER', classification: 'safe', backwardCompatible: true });
+    expect(opAt(same, 2).reason).toMatch(/created again at line 3 in the same transaction/);
+    const apart = classify('BEGIN;\nDROP TRIGGER audit ON users;\nCOMMIT;\nBEGIN;\nCREATE TRIGGER audit AFTER INSERT ON users FOR EACH ROW EXECUTE FUNCTION audit();\nCOMMIT;');
+    expect(opAt(apart, 2)).toMatchObject({ type: 'DROP_TRIGGER', classification: 'risky' });
+  });
+
+  test('a file without BEGIN runs as one transaction — unless a statement needs autocommit', () => {
+    const one = classify('DROP TRIGGER IF EXISTS audit ON users;\nCREATE TRIGGER audit AFTER INSERT ON users FOR EACH ROW EXECUTE FUNCTION audit();');
+    expect(one.classification).toBe('safe');
+    const split = classify('DROP TRIGGER IF EXISTS audit ON users;\nCREATE INDEX CONCURRENTLY i ON users (email);\nCREATE TRIGGER audit AFTER INSERT ON users FOR EACH ROW EXECUTE FUNCTION audit();');
+    expect(opAt(split, 1).classification).toBe('risky');
+  });
+
+  test('disabled and enabled again (a bulk load pattern), by name or ALL', () => {
+    const r = classify('BEGIN;\nALTER TABLE users DISABLE TRIGGER ALL;\nALTER TABLE users ENABLE TRIGGER ALL;\nALTER TABLE orders DISABLE TRIGGER t1;\nALTER TABLE orders ENABLE TRIGGER ALL;\nALTER TABLE items DISABLE TRIGGER ALL;\nALTER TABLE items ENABLE TRIGGER t2;\nCOMMIT;');
+    expect([2, 4, 6].map((l) => opAt(r, l).classification)).toEqual(['safe', 'safe', 'risky']);
+    // ENABLE REPLICA: fires only in replica sessions, so not for the application
+    expect(classify('ALTER TABLE users ENABLE REPLICA TRIGGER audit;').operations[0].type).toBe('DISABLE_TRIGGER');
+  });
+
+  test('inside one DO block the drop and the create are one transaction', () => {
+    const r = classify('DO $$ BEGIN\n  DROP TRIGGER audit ON users;\n  CREATE TRIGGER audit AFTER INSERT ON users FOR EACH ROW EXECUTE FUNCTION audit();\nEND $$;\nCREATE INDEX CONCURRENTLY i ON users (email);');
+    expect(r.operations.find((o) => o.type === 'DROP_TRIGGER')!.classification).toBe('safe');
+  });
+});
+
+describe('what PostgreSQL rejects in a data change\'s own text', () => {
+  test('a column assigned twice, listed twice, or set twice in ON CONFLICT', () => {
+    const r = classify([
+      "UPDATE users SET name = 'a', name = 'b' WHERE id = 1;",
+      'INSERT INTO users (id, id) VALUES (1, 2);',
+      "INSERT INTO users (id, name) VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET name = 'x', name = 'y';",
+      "UPDATE users SET tags[1] = 'a', tags[2] = 'b' WHERE id = 1;",
+      "UPDATE users SET (name, email) = ('a', 'b'), email = 'c' WHERE id = 1;",
+    ].join('\n'));
+    expect(r.isValid).toBe(false);
+    // the second mention, where PostgreSQL points (it gives a position for the INSERT: column 24)
+    expect(r.errors).toEqual([
+      'line 1, column 30: multiple assignments to same column "name" (SQLSTATE 42601)',
+      'line 2, column 24: column "id" specified more than once (SQLSTATE 42701)',
+      'line 3, column 89: multiple assignments to same column "name" (SQLSTATE 42601)',
+      'line 5, column 46: multiple assignments to same column "email" (SQLSTATE 42601)',
+    ]);
+  });
+});
+
+describe('also from the anchors', () => {
+  test('a json column breaks whole-row DISTINCT of the running application; jsonb does not', () => {
+    const r = classify('ALTER TABLE users ADD COLUMN meta json;\nALTER TABLE users ADD COLUMN meta2 jsonb;\nALTER TABLE users ADD COLUMN meta3 json[] DEFAULT \'{}\';');
+    expect(r.operations.map((o) => o.type)).toEqual(['ADD_COLUMN_JSON', 'ADD_COLUMN', 'ADD_COLUMN_JSON']);
+  });
+
+  test('CREATE INDEX CONCURRENTLY on PostgreSQL 14 warns of the 14.0–14.3 corruption bug, once; not on 13 or 15', () => {
+    const sql = 'CREATE INDEX CONCURRENTLY a ON t (x);\nREINDEX INDEX CONCURRENTLY b;';
+    const w = (v: number) => classify(sql, v).warnings.filter((x) => /14\.0 to 14\.3/.test(x));
+    expect(w(14)).toEqual(['line 1: PostgreSQL 14.0 to 14.3 can build a corrupt index CONCURRENTLY (fixed in 14.4): make sure the server runs 14.4 or later']);
+    expect(w(13)).toEqual([]);
+    expect(w(15)).toEqual([]);
+  });
+
+  test('sequences: RESTART, CYCLE, MAXVALUE, AS can reuse or run out; INCREMENT, CACHE, OWNED BY cannot', () => {
+    const r = classify('ALTER SEQUENCE s RESTART;\nALTER SEQUENCE s CYCLE;\nALTER SEQUENCE s MAXVALUE 100;\nALTER SEQUENCE s AS smallint;\nALTER SEQUENCE s INCREMENT BY 2 CACHE 10;\nALTER SEQUENCE s OWNED BY t.id;\nALTER SEQUENCE s NO CYCLE;');
+    expect(r.operations.map((o) => o.type)).toEqual(['ALTER_SEQUENCE_VALUES', 'ALTER_SEQUENCE_VALUES', 'ALTER_SEQUENCE_VALUES', 'ALTER_SEQUENCE_VALUES', 'ALTER_SEQUENCE', 'ALTER_SEQUENCE', 'ALTER_SEQUENCE']);
+  });
+
+  test('views and policies: replacing a view is a brief lock on it; its options and policies change what the application sees', () => {
+    const r = classify('CREATE OR REPLACE VIEW v AS SELECT 1 AS a;\nCREATE VIEW w AS SELECT 1;\nCREATE OR REPLACE VIEW w AS SELECT 1, 2;\nALTER VIEW v SET (security_barrier);\nALTER POLICY p ON t TO app;\nCREATE POLICY q ON t AS PERMISSIVE USING (true);');
+    expect(r.operations.map((o) => [o.type, o.classification, o.lock])).toEqual([
+      ['REPLACE_VIEW', 'safe', 'ACCESS EXCLUSIVE'], ['CREATE_VIEW', 'safe', 'NONE'], ['CREATE_VIEW', 'safe', 'NONE'],
+      ['VIEW_OPTIONS', 'risky', 'ACCESS EXCLUSIVE'], ['ALTER_POLICY', 'risky', 'ACCESS EXCLUSIVE'], ['CREATE_POLICY', 'safe', 'ACCESS EXCLUSIVE'],
+    ]);
   });
 });

@@ -201,3 +201,17 @@ describe('what the live catalog settles about compatibility and bounded changes'
     expect(old.operations[1]).toMatchObject({ type: 'ATTACH_NEW_PARTITION', classification: 'risky', lock: 'ACCESS EXCLUSIVE' });
   });
 });
+
+test('a column assigned or listed twice: the SQLSTATE the classifier names is the one PostgreSQL raises', async () => {
+  const cases = [
+    "UPDATE users SET name = 'a', name = 'b' WHERE id = 1",
+    'INSERT INTO users (id, id) VALUES (1, 2)',
+    "INSERT INTO users (id, name) VALUES (1, 'a') ON CONFLICT (id) DO UPDATE SET name = 'x', name = 'y'",
+  ];
+  for (const sql of cases) {
+    const r = await classify(sql);
+    const stated = /SQLSTATE (\w{5})/.exec(r.errors.join('\n'))?.[1];
+    expect(stated).toBeDefined();
+    await expect(pg.query(sql)).rejects.toMatchObject({ code: stated });
+  }
+});

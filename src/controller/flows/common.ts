@@ -56,7 +56,11 @@ export async function validate<N extends string>(ctx: FlowContext<N | SharedStep
       s.detail = `${rec.classification}, classified before the restart; resuming after statement ${rec.statements.committed}`;
       return { statements };
     }
-    const report = await ctx.d.classifier.classify(rec.sql, { fileName: rec.name, databaseUrl: ctx.sideUrl(side) });
+    const trace = ctx.d.cfg.controller.trace;
+    if (trace !== 'off') s.detail = 'classifying, and tracing the file on a throwaway cluster with the schema of ' + side;
+    const started = Date.now();
+    const report = await ctx.d.classifier.classify(rec.sql, { fileName: rec.name, databaseUrl: ctx.sideUrl(side), ...(trace !== 'off' ? { trace } : {}) });
+    const traced = report.operations.some((o) => o.trace) ? `; traced on a throwaway cluster in ${((Date.now() - started) / 1000).toFixed(1)} s` : '';
     rec.classification = report.classification;
     rec.warnings.push(...report.warnings);
     if (!report.isValid || report.errors.length) {
@@ -69,7 +73,7 @@ export async function validate<N extends string>(ctx: FlowContext<N | SharedStep
       throw new FlowEnd('failed', `refused: ${rec.name} is ${report.classification}, more than --type ${rec.type} allows (${why}); nothing applied`);
     }
     rec.statements = { total: statements.length, committed: 0, mode: runMode(statements) };
-    s.detail = `${report.classification} (${report.riskLevel}), ${statements.length} statement(s), runs ${describeMode(runMode(statements))}`;
+    s.detail = `${report.classification} (${report.riskLevel}), ${statements.length} statement(s), runs ${describeMode(runMode(statements))}${traced}`;
     if (report.tables?.length) rec.estimates = { ...(rec.estimates ?? {}), tables: report.tables };
     return { statements, mapping: report.mapping };
   });
