@@ -207,6 +207,8 @@ function alterTableCmd(table: RelName, objtype: string, cmd: Node, st: StmtText,
     case 'AT_DetachPartition':
       return [{ ...base, type: cmd.def.PartitionCmd?.concurrent ? 'DETACH_PARTITION_CONCURRENTLY' : 'DETACH_PARTITION', detail: `partition ${relName(cmd.def.PartitionCmd?.name)?.display}` }];
     case 'AT_DetachPartitionFinalize': return [{ ...base, type: 'DETACH_PARTITION_CONCURRENTLY' }];
+    case 'AT_AddInherit': return [{ ...base, type: 'ADD_INHERIT', detail: `parent ${relName(cmd.def)?.display}` }];
+    case 'AT_DropInherit': return [{ ...base, type: 'DROP_INHERIT', detail: `parent ${relName(cmd.def)?.display}` }];
     default:
       if (COLUMN_OPTIONS.has(cmd.subtype)) return [{ ...base, type: 'COLUMN_OPTIONS', column: col }];
       if (COLUMN_CATALOG_OPTIONS.has(cmd.subtype)) return [{ ...base, type: 'COLUMN_CATALOG_OPTION', column: col }];
@@ -234,7 +236,7 @@ const DROP_TYPES: Record<string, OperationType> = {
   OBJECT_TABLE: 'DROP_TABLE', OBJECT_INDEX: 'DROP_INDEX', OBJECT_VIEW: 'DROP_VIEW', OBJECT_MATVIEW: 'DROP_MATERIALIZED_VIEW',
   OBJECT_FUNCTION: 'DROP_FUNCTION', OBJECT_PROCEDURE: 'DROP_FUNCTION', OBJECT_ROUTINE: 'DROP_FUNCTION', OBJECT_TRIGGER: 'DROP_TRIGGER',
   OBJECT_TYPE: 'DROP_TYPE', OBJECT_DOMAIN: 'DROP_DOMAIN', OBJECT_EXTENSION: 'DROP_EXTENSION', OBJECT_SEQUENCE: 'DROP_SEQUENCE',
-  OBJECT_SCHEMA: 'DROP_SCHEMA', OBJECT_FOREIGN_TABLE: 'DROP_TABLE',
+  OBJECT_SCHEMA: 'DROP_SCHEMA', OBJECT_FOREIGN_TABLE: 'DROP_TABLE', OBJECT_POLICY: 'DROP_POLICY', OBJECT_RULE: 'DROP_RULE',
 };
 
 function dropObjects(n: Node): Candidate[] {

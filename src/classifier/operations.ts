@@ -154,6 +154,8 @@ export const OPERATIONS = {
   CREATE_POLICY: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: true, classification: 'safe', risk: 'LOW', reason: 'new row level security policy: ' + brief + '; it changes which rows are seen only once the table has row level security enabled' },
   CREATE_POLICY_RESTRICTIVE: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'risky', risk: 'MEDIUM', reason: 'a RESTRICTIVE policy narrows which rows the running application sees and may write, as soon as the table has row level security enabled' },
   ALTER_POLICY: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'risky', risk: 'MEDIUM', reason: 'changes which rows (USING, WITH CHECK) or which roles (TO) a row level security policy lets the running application see and write' },
+  DROP_POLICY: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'risky', risk: 'MEDIUM', reason: 'changes which rows the running application sees and may write: without its last permissive policy a table with row level security shows none' },
+  DROP_RULE: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'risky', risk: 'MEDIUM', reason: 'the running application\'s statements on the table are no longer rewritten by it' },
   CREATE_RULE: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'risky', risk: 'MEDIUM', reason: 'a rule rewrites the running application\'s statements on the table' },
   CREATE_OBJECT: { lock: 'NONE', rewrite: false, scan: false, backwardCompatible: true, classification: 'safe', risk: 'LOW', reason: 'new object: nothing uses it yet' },
   ALTER_OBJECT: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: true, classification: 'safe', risk: 'LOW', reason: 'changes an object\'s options: ' + brief },
@@ -205,6 +207,8 @@ export const OPERATIONS = {
     reason: 'attaches a table created in this file to a parent without a DEFAULT partition: only the new table is checked, the parent keeps serving (PostgreSQL 12+)',
     changesAt: { version: 12, before: { lock: 'ACCESS EXCLUSIVE', classification: 'risky', risk: 'MEDIUM', reason: 'before PostgreSQL 12 attaching blocks the whole partitioned table while the new partition is checked' } },
   },
+  ADD_INHERIT: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'risky', risk: 'MEDIUM', reason: 'the table\'s rows start to appear in the running application\'s queries on the parent' },
+  DROP_INHERIT: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'risky', risk: 'MEDIUM', reason: 'the table\'s rows disappear from the running application\'s queries on the parent' },
   DETACH_PARTITION: { lock: 'ACCESS EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'risky', risk: 'HIGH', reason: 'the partition\'s rows disappear from the parent table; blocks the whole partitioned table', saferAlternative: 'DETACH PARTITION … CONCURRENTLY (PostgreSQL 14+)' },
   DETACH_PARTITION_CONCURRENTLY: { lock: 'SHARE UPDATE EXCLUSIVE', rewrite: false, scan: false, backwardCompatible: false, classification: 'risky', risk: 'MEDIUM', reason: 'the partition\'s rows disappear from the parent table (without blocking it)', nonTransactional: true },
 
