@@ -40,11 +40,18 @@ describe('configuration', () => {
     ['controller.apiToken', { env: { PGFLIP_API_TOKEN: 'short' } }, 'config controller.apiToken: must be at least 16 characters'],
     ['redisUrl', { env: { REDIS_URL: 'localhost:6379' } }, 'config redisUrl: must start with redis://'],
     ['controller.copyWorkers', { flags: { controller: { copyWorkers: 0 } } }, 'config controller.copyWorkers: must be a positive integer (got 0)'],
+    ['controller.trace', { env: { PGFLIP_TRACE: 'yes' } }, 'config controller.trace: must be one of auto, on, off (got "yes")'],
   ])('names the key %s and the problem', (key, opts, message) => {
     const run = () => loadConfig({ env: {}, ...opts });
     expect(run).toThrow(ConfigError);
     expect(run).toThrow(message);
     try { run(); } catch (e) { expect((e as ConfigError).key).toBe(key); }
+  });
+
+  it('traces in the validate step by default; PGFLIP_TRACE turns it off or makes it required', () => {
+    expect(loadConfig({ env: {} }).controller.trace).toBe('auto');
+    expect(loadConfig({ env: { PGFLIP_TRACE: 'off' } }).controller.trace).toBe('off');
+    expect(loadConfig({ env: { PGFLIP_TRACE: 'on' } }).controller.trace).toBe('on');
   });
 
   it('reports an unreadable or malformed file with its name', () => {

@@ -46,6 +46,8 @@ export async function startEnv(o: { redis?: boolean; controller?: Partial<Pgflip
       lockRetries: 3,
       watchWindowSeconds: 2,
       watchIntervalMs: 250,
+      // the validate step's trace has tests of its own (validate-trace.test.ts); the others skip its seconds
+      trace: 'off',
       ...o.controller,
     },
   }) as PgflipConfig;

@@ -34,6 +34,7 @@ export function upLikeConfig(pair: { blue: TestCluster; green: TestCluster }, o:
       backupDir: path.join(o.dir, 'backups'),
       auditLog: path.join(o.dir, 'audit.log'),
       watchIntervalMs: 250,
+      trace: 'off', // covered by test/controller/validate-trace.test.ts and the README flow (test/up/node-only.test.ts)
       ...o.controller,
     },
   }) as PgflipConfig;

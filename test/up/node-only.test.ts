@@ -208,6 +208,8 @@ test('README "Trying it", as written, with nothing but Node', async () => {
     expect(rec).toMatchObject({ name, state: 'completed' });
     const point = rec.steps.find((s: { name: string }) => s.name === 'rollback point');
     expect(point).toMatchObject({ state: 'done', detail: expect.stringMatching(/written by the Node dump\)$/) });
+    // controller.trace auto: each file ran first on a throwaway cluster of the embedded binaries
+    expect(rec.steps[0]).toMatchObject({ name: 'validate', state: 'done', detail: expect.stringMatching(/; traced on a throwaway cluster in \d+\.\d s$/) });
   }
   const risky = (await api(info, 'GET', `/migrations/${encodeURIComponent(ids['002_drop_unused_table.sql'])}`)).body;
   expect(risky.steps.find((s: { name: string }) => s.name === 'prepare idle side'))
