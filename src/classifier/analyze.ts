@@ -29,6 +29,10 @@ class FileState {
   readonly newObjects = new Set<string>();
   /** tables created in the file with PARTITION BY */
   readonly partitioned = new Set<string>();
+  /** their key columns (absent: the key has an expression) */
+  readonly partitionKeys = new Map<string, string[]>();
+  /** partitioned tables given a DEFAULT partition in the file */
+  readonly defaultPartitions = new Set<string>();
   /** tables created in the file whose every column the file wrote (not CREATE TABLE AS, LIKE, INHERITS, …) */
   readonly knownColumns = new Set<string>();
   /** relKey → column → what is known about it (from CREATE TABLE / ADD COLUMN here, or the catalog) */
@@ -206,7 +210,9 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
       if (c.objectName && !c.missingOk && state.newObjects.has(`${c.table.schema}.${c.objectName}`)) fail(`relation ${c.objectName} already exists (created earlier in this file)`, '42P07');
       const partitioned = state.partitioned.has(c.table.key) || catalogTable(c.table)?.relkind === 'p';
       if (c.type === 'CREATE_INDEX_CONCURRENTLY' && partitioned) fail(`cannot create index on partitioned table ${c.table.display} concurrently: create it ON ONLY the parent, concurrently on each partition, then ATTACH PARTITION each`, '0A000');
+      if (partitioned && pgVersion < 11) fail(`cannot create index on partitioned table ${c.table.display} before PostgreSQL 11 (target is ${pgVersion}): create it on each partition`, '42809');
     }
+    partitionChecks(c, fail);
     if (c.table && state.newObjects.has(c.table.key) && c.needsTable) {
       // the file made this table: its columns are known without a catalog
       const cols = state.columns.get(c.table.key);
@@ -237,6 +243,22 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     if (c.addsColumn && cols.has(c.addsColumn) && !c.missingOk) fail(`column ${c.addsColumn} of ${c.table.display} already exists`, '42701');
   }
 
+  /** What PostgreSQL refuses on a partitioned table (known from the file or the catalog). */
+  function partitionChecks(c: Candidate, fail: (message: string, sqlstate: string) => void): void {
+    if (!c.table) return;
+    const live = catalogTable(c.table);
+    if (!state.partitioned.has(c.table.key) && live?.relkind !== 'p') return;
+    const key = state.partitionKeys.get(c.table.key) ?? (state.partitioned.has(c.table.key) ? undefined : live?.partitionKey);
+    if (c.keyColumns && key && !key.every((k) => c.keyColumns!.includes(k))) {
+      fail(`unique constraint on partitioned table ${c.table.display} must include all partitioning columns (${key.join(', ')})`, '0A000');
+    }
+    if (c.type === 'DETACH_PARTITION_CONCURRENTLY' && (state.defaultPartitions.has(c.table.key) || live?.hasDefaultPartition)) {
+      fail(`cannot detach partitions concurrently when a default partition exists (${c.table.display} has one)`, '55000');
+    }
+    if (c.only && c.type.startsWith('ADD_COLUMN')) fail(`column ${c.column ?? ''} must be added to the partitions of ${c.table.display} too: leave out ONLY`, '42P16');
+    if (c.only && (c.type === 'ADD_CHECK' || c.type === 'ADD_CHECK_NOT_VALID')) fail(`constraint must be added to the partitions of ${c.table.display} too: leave out ONLY`, '42P16');
+  }
+
   function applyEffects(c: Candidate): void {
     const isNew = !!c.table && state.newObjects.has(c.table.key);
     for (const e of c.effects) {
@@ -245,6 +267,8 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
           state.newObjects.add(e.table.key);
           state.columns.set(e.table.key, new Map(e.columns.map((col) => [col.name, { type: col.type, notNull: col.notNull }])));
           if (e.partitioned) state.partitioned.add(e.table.key);
+          if (e.partitionKey) state.partitionKeys.set(e.table.key, e.partitionKey);
+          if (e.defaultPartitionOf) state.defaultPartitions.add(e.defaultPartitionOf.key);
           if (e.complete) state.knownColumns.add(e.table.key); else state.knownColumns.delete(e.table.key);
           break;
         }

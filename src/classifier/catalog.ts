@@ -23,6 +23,8 @@ export interface CatalogTable {
   uniqueColumns: Set<string>;
   /** a partitioned table with a DEFAULT partition (ATTACH PARTITION scans it) */
   hasDefaultPartition: boolean;
+  /** a partitioned table's key columns; undefined when the key has an expression */
+  partitionKey?: string[];
   /** for an index: unique, and the constraint it backs (p, u, x) if any */
   index?: { unique: boolean; constraint?: string };
 }
@@ -98,9 +100,16 @@ export async function loadCatalog(databaseUrl: string, relationKeys: string[]): 
         const asIndex = byOid.get(r.indexrelid);
         if (asIndex) asIndex.index = { unique: r.unique, ...(r.contype ? { constraint: r.contype } : {}) };
       }
-      const parts = await client.query<{ partrelid: number }>(
-        'SELECT partrelid FROM pg_partitioned_table WHERE partrelid = ANY($1::oid[]) AND partdefid <> 0', [oids]);
-      for (const r of parts.rows) byOid.get(r.partrelid)!.hasDefaultPartition = true;
+      const parts = await client.query<{ partrelid: number; hasdef: boolean; cols: string[] | null; expr: boolean }>(
+        `SELECT partrelid, partdefid <> 0 AS hasdef, 0 = ANY (partattrs::int2[]) AS expr,
+                (SELECT array_agg(a.attname::text ORDER BY u.ord) FROM unnest(partattrs::int2[]) WITH ORDINALITY u(n, ord)
+                   JOIN pg_attribute a ON a.attrelid = partrelid AND a.attnum = u.n) AS cols
+           FROM pg_partitioned_table WHERE partrelid = ANY($1::oid[])`, [oids]);
+      for (const r of parts.rows) {
+        const t = byOid.get(r.partrelid)!;
+        t.hasDefaultPartition = r.hasdef;
+        if (!r.expr && r.cols) t.partitionKey = r.cols;
+      }
     }
     const ext = await client.query<{ name: string; installed: boolean }>('SELECT name, installed_version IS NOT NULL AS installed FROM pg_available_extensions');
     const domains = await client.query<{ name: string; notnull: boolean }>(

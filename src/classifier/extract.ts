@@ -9,7 +9,7 @@ import type { OperationType } from './operations';
 
 /** What the statement does to the schema, as the sync engine's mapping needs it. */
 export type SchemaEffect =
-  | { kind: 'createTable'; table: RelName; columns: Array<{ name: string; type: TypeInfo; notNull: boolean }>; partitioned?: boolean; complete?: boolean }
+  | { kind: 'createTable'; table: RelName; columns: Array<{ name: string; type: TypeInfo; notNull: boolean }>; partitioned?: boolean; complete?: boolean; partitionKey?: string[]; defaultPartitionOf?: RelName }
   | { kind: 'dropTable'; table: RelName }
   | { kind: 'renameTable'; table: RelName; to: RelName }
   | { kind: 'addColumn'; table: RelName; column: string; type: TypeInfo; default?: string; notNull: boolean; generated: boolean }
@@ -49,6 +49,10 @@ export interface Candidate {
   constraint?: string;
   /** a trigger (or rule) dropped, created, disabled or enabled, by name on its table (`*`: all of them) */
   trigger?: string;
+  /** a unique index or key constraint: its columns (undefined entries: expressions) */
+  keyColumns?: Array<string | undefined>;
+  /** ALTER TABLE ONLY: not the partitions */
+  only?: boolean;
   /** ATTACH PARTITION: the table attached */
   partition?: RelName;
   /** UPDATE / DELETE: the WHERE clause (a keyed batch is bounded, see bounded.ts) */
@@ -136,8 +140,8 @@ function constraintOp(table: RelName, c: Node, column?: string): Candidate | und
       return { ...base, type: c.skip_validation ? 'ADD_CHECK_NOT_VALID' : 'ADD_CHECK' };
     }
     case 'CONSTR_FOREIGN': return { ...base, type: c.skip_validation ? 'ADD_FOREIGN_KEY_NOT_VALID' : 'ADD_FOREIGN_KEY', detail: c.pktable ? `references ${relName(c.pktable)?.display}` : undefined };
-    case 'CONSTR_UNIQUE': return { ...base, type: c.indexname ? 'ADD_UNIQUE_USING_INDEX' : 'ADD_UNIQUE' };
-    case 'CONSTR_PRIMARY': return { ...base, type: c.indexname ? 'ADD_PRIMARY_KEY_USING_INDEX' : 'ADD_PRIMARY_KEY' };
+    case 'CONSTR_UNIQUE': return { ...base, type: c.indexname ? 'ADD_UNIQUE_USING_INDEX' : 'ADD_UNIQUE', keyColumns: c.keys ? listName(c.keys) : column ? [column] : undefined };
+    case 'CONSTR_PRIMARY': return { ...base, type: c.indexname ? 'ADD_PRIMARY_KEY_USING_INDEX' : 'ADD_PRIMARY_KEY', keyColumns: c.keys ? listName(c.keys) : column ? [column] : undefined };
     case 'CONSTR_EXCLUSION': return { ...base, type: 'ADD_EXCLUDE' };
     case 'CONSTR_NOTNULL': return { ...base, type: c.skip_validation ? 'ADD_NOT_NULL_CONSTRAINT_NOT_VALID' : 'ADD_NOT_NULL_CONSTRAINT', column: column ?? listName(c.keys)[0] };
     default: return undefined;
@@ -313,7 +317,11 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
       }));
       // every column is written here: no LIKE, INHERITS, PARTITION OF or OF type bringing others
       const complete = !(s.tableElts ?? []).some((e: Node) => e.TableLikeClause) && !s.inhRelations?.length && !s.partbound && !s.ofTypename;
-      const effects: SchemaEffect[] = [{ kind: 'createTable', table, columns, partitioned: !!s.partspec, complete }];
+      // the partition key's columns (an expression in it: undefined, nothing to check against)
+      const params: Node[] = (s.partspec?.partParams ?? []).map((p: Node) => p.PartitionElem);
+      const partitionKey = s.partspec && params.every((p) => p?.name) ? params.map((p) => p.name as string) : undefined;
+      const defaultPartitionOf = s.partbound?.is_default && s.inhRelations?.length ? relName(s.inhRelations[0].RangeVar) : undefined;
+      const effects: SchemaEffect[] = [{ kind: 'createTable', table, columns, partitioned: !!s.partspec, complete, ...(partitionKey ? { partitionKey } : {}), ...(defaultPartitionOf ? { defaultPartitionOf } : {}) }];
       if (s.partbound && s.inhRelations?.length) {
         return [{ type: 'CREATE_PARTITION', table: relName(s.inhRelations[0].RangeVar), needsTable: true, detail: `partition ${table.display}`, effects }];
       }
@@ -339,11 +347,13 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
     }
     case 'AlterTableStmt': {
       const table = relName(n.relation)!;
-      return (n.cmds ?? []).flatMap((c: Node) => alterTableCmd(table, n.objtype, c.AlterTableCmd, st, n.missing_ok === true));
+      const only = !!n.relation && n.relation.inh !== true; // the parser leaves inh out for ONLY
+      return (n.cmds ?? []).flatMap((c: Node) => alterTableCmd(table, n.objtype, c.AlterTableCmd, st, n.missing_ok === true)).map((c: Candidate) => (only ? { ...c, only } : c));
     }
     case 'IndexStmt': {
       const table = relName(n.relation)!;
-      return [{ type: n.concurrent ? 'CREATE_INDEX_CONCURRENTLY' : 'CREATE_INDEX', table, needsTable: true, objectName: n.idxname, detail: n.idxname, missingOk: n.if_not_exists === true, effects: [{ kind: 'createIndex', table, index: n.idxname }] }];
+      const keyColumns = n.unique ? (n.indexParams ?? []).map((p: Node) => p.IndexElem?.name as string | undefined) : undefined;
+      return [{ type: n.concurrent ? 'CREATE_INDEX_CONCURRENTLY' : 'CREATE_INDEX', table, needsTable: true, objectName: n.idxname, detail: n.idxname, missingOk: n.if_not_exists === true, keyColumns, only: !!n.relation && n.relation.inh !== true, effects: [{ kind: 'createIndex', table, index: n.idxname }] }];
     }
     case 'ReindexStmt': {
       const concurrently = (n.params ?? []).some((p: Node) => p?.DefElem?.defname === 'concurrently');

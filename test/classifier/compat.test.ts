@@ -175,6 +175,33 @@ describe('partitions', () => {
     expect(r.warnings.join('\n')).toMatch(/line 2: m2 was created in this file, but whether m has a DEFAULT partition .* is unknown/);
   });
 
+  test('what PostgreSQL refuses on a partitioned table made in the file, with its SQLSTATE', () => {
+    const r = classify([
+      'CREATE TABLE m (k int, v int, w int) PARTITION BY RANGE (k);',
+      'CREATE TABLE m_default PARTITION OF m DEFAULT;',
+      'CREATE UNIQUE INDEX m_v ON m (v);',
+      'ALTER TABLE m ADD CONSTRAINT m_kv UNIQUE (k, v);',
+      'ALTER TABLE m ADD PRIMARY KEY (w);',
+      'ALTER TABLE ONLY m ADD COLUMN x int;',
+      'ALTER TABLE ONLY m ADD CONSTRAINT pos CHECK (v > 0);',
+      'ALTER TABLE m DETACH PARTITION m_default CONCURRENTLY;',
+    ].join('\n'), 14);
+    expect(r.errors).toEqual([
+      'line 3, column 1: unique constraint on partitioned table m must include all partitioning columns (k) (SQLSTATE 0A000)',
+      'line 5, column 1: unique constraint on partitioned table m must include all partitioning columns (k) (SQLSTATE 0A000)',
+      'line 6, column 1: column x must be added to the partitions of m too: leave out ONLY (SQLSTATE 42P16)',
+      'line 7, column 1: constraint must be added to the partitions of m too: leave out ONLY (SQLSTATE 42P16)',
+      'line 8, column 1: cannot detach partitions concurrently when a default partition exists (m has one) (SQLSTATE 55000)',
+    ]);
+  });
+
+  test('an expression in the partition key leaves the unique check to PostgreSQL; no index at all on a partitioned table before 11', () => {
+    expect(classify('CREATE TABLE m (k int, v int) PARTITION BY RANGE ((k + 1));\nCREATE UNIQUE INDEX m_v ON m (v);').errors).toEqual([]);
+    const sql = 'CREATE TABLE m (k int, v int) PARTITION BY RANGE (k);\nCREATE INDEX m_v ON m (v);';
+    expect(classify(sql, 10).errors).toEqual(['line 2, column 1: cannot create index on partitioned table m before PostgreSQL 11 (target is 10): create it on each partition (SQLSTATE 42809)']);
+    expect(classify(sql, 11).errors).toEqual([]);
+  });
+
   test('online partition operations are not maintenance', () => {
     const r = classify([
       'CREATE TABLE m_2027 PARTITION OF m FOR VALUES FROM (\'2027-01-01\') TO (\'2028-01-01\');',

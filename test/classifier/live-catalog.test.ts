@@ -177,6 +177,27 @@ describe('what the live catalog settles about compatibility and bounded changes'
     await expect(pg.query('ALTER TABLE accounts ALTER COLUMN tagged ADD GENERATED ALWAYS AS IDENTITY')).rejects.toMatchObject({ code: '55000' });
   });
 
+  test('a partitioned table\'s key and DEFAULT partition from the catalog: the errors PostgreSQL raises', async () => {
+    await pg.query('ALTER TABLE logs ADD COLUMN v int');
+    const cases: Array<[string, RegExp]> = [
+      ['CREATE UNIQUE INDEX logs_v ON logs (v)', /must include all partitioning columns \(ts\)/],
+      ['ALTER TABLE logs DETACH PARTITION logs_default CONCURRENTLY', /default partition exists/],
+      ['ALTER TABLE ONLY logs ADD COLUMN w int', /must be added to the partitions/],
+    ];
+    for (const [sql, message] of cases) {
+      const r = await classify(`${sql};`);
+      expect(r.errors).toHaveLength(1);
+      expect(r.errors[0]).toMatch(message);
+      const stated = /SQLSTATE (\w{5})/.exec(r.errors[0])![1];
+      await expect(pg.query(sql)).rejects.toMatchObject({ code: stated });
+    }
+    // with the key's columns it is fine, and PostgreSQL agrees (rolled back with the session)
+    const ok = 'CREATE UNIQUE INDEX logs_tv ON logs (ts, v)';
+    expect((await classify(`${ok};`)).errors).toEqual([]);
+    await pg.query(`BEGIN; ${ok}; ROLLBACK`);
+    await pg.query('ALTER TABLE logs DROP COLUMN v');
+  });
+
   test('attaching a partition made in the file: safe without a DEFAULT partition (12+), risky with one', async () => {
     const r = await classify([
       'CREATE TABLE events_2 (ts int NOT NULL);',
