@@ -88,16 +88,30 @@ export function compatFixupSql(schema: string): string {
 }
 
 const SET_SEARCH_PATH = /^\s*SET\s+(SESSION\s+|LOCAL\s+)?search_path\s*(?:TO|=)\s*([^;]*?)\s*;?\s*$/is;
+/** `SET SCHEMA 'x'`: the SQL-standard spelling (pgjdbc's setSchema) */
+const SET_SCHEMA = /^\s*SET\s+(SESSION\s+|LOCAL\s+)?SCHEMA\s+('(?:[^']|'')*')\s*;?\s*$/is;
+/** `set_config('search_path', value, is_local)` anywhere in a statement */
+const SET_CONFIG = /\b((?:pg_catalog\s*\.\s*)?set_config)\s*\(\s*'search_path'\s*,\s*/gi;
 
 /**
- * A client's own `SET search_path` on a backend whose search_path starts with the compatibility
- * schema: the same statement with that schema in front of the client's list, or undefined when
- * the text is anything else (DEFAULT, several statements). What the client sees is the same.
+ * A client's own search_path change on a backend whose search_path starts with the compatibility
+ * schema — `SET search_path`, `SET SCHEMA`, or a `set_config('search_path', …)` call, sent as a
+ * simple Query or in a Parse — as the same statement with that schema in front of the client's
+ * list; undefined when there is nothing to change (DEFAULT, another statement, the schema already
+ * first). What the client sees is the same.
  */
 export function rewriteSetSearchPath(sql: string, schema: string): string | undefined {
-  const m = SET_SEARCH_PATH.exec(sql);
-  if (!m || /^default$/i.test(m[2]) || m[2] === '') return undefined;
   const first = escapeIdentifier(schema);
-  if (m[2].startsWith(first)) return undefined;
-  return `SET ${m[1] ?? ''}search_path TO ${first}, ${m[2]}`;
+  const m = SET_SEARCH_PATH.exec(sql);
+  if (m) {
+    if (/^default$/i.test(m[2]) || m[2] === '' || m[2].startsWith(first)) return undefined;
+    return `SET ${m[1] ?? ''}search_path TO ${first}, ${m[2]}`;
+  }
+  const s = SET_SCHEMA.exec(sql);
+  if (s) return `SET ${s[1] ?? ''}search_path TO ${first}, ${s[2]}`;
+  if (SET_CONFIG.test(sql)) {
+    SET_CONFIG.lastIndex = 0;
+    return sql.replace(SET_CONFIG, (_all, fn: string) => `${fn}('search_path', ${escapeLiteral(`${first}, `)} || `);
+  }
+  return undefined;
 }

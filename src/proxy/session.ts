@@ -144,6 +144,33 @@ class ServerSink implements MessageSink {
   }
 }
 
+/** A Query message with its search_path change rewritten (compatChunk), or the message itself. */
+function compatQueryMessage(msg: Buffer, schema: string): Buffer {
+  if (msg[msg.length - 1] !== 0) return msg;
+  const rewritten = rewriteSetSearchPath(msg.toString('utf8', 5, msg.length - 1), schema);
+  return rewritten === undefined ? msg : serialize.query(rewritten);
+}
+
+/** A Parse message (name, query, parameter types) with its query rewritten the same way. */
+function compatParseMessage(msg: Buffer, schema: string): Buffer {
+  const nameEnd = msg.indexOf(0, 5);
+  const queryEnd = nameEnd < 0 ? -1 : msg.indexOf(0, nameEnd + 1);
+  if (queryEnd < 0 || queryEnd + 3 > msg.length) return msg;
+  const rewritten = rewriteSetSearchPath(msg.toString('utf8', nameEnd + 1, queryEnd), schema);
+  if (rewritten === undefined) return msg;
+  const name = msg.subarray(5, nameEnd);
+  const query = Buffer.from(rewritten, 'utf8');
+  const tail = msg.subarray(queryEnd + 1); // int16 count, int32 type OIDs
+  const out = Buffer.allocUnsafe(1 + 4 + name.length + 1 + query.length + 1 + tail.length);
+  out[0] = M.Parse;
+  out.writeInt32BE(out.length - 1, 1);
+  let o = 5;
+  o += name.copy(out, o); out[o++] = 0;
+  o += query.copy(out, o); out[o++] = 0;
+  tail.copy(out, o);
+  return out;
+}
+
 /** a ParameterStatus value the server reported at connection start */
 export function reportedParameter(conn: BackendConnection, name: string): string | undefined {
   for (const m of conn.parameterStatus) {
@@ -499,16 +526,28 @@ export class Session {
   }
 
   /**
-   * A chunk that is one whole simple Query setting search_path, on a backend serving the
-   * previous schema version: the compatibility schema stays in front of the client's list.
+   * On a backend serving the previous schema version, the whole Query and Parse messages of a
+   * chunk that change search_path (SET search_path, SET SCHEMA, set_config): the compatibility
+   * schema stays in front of the client's list. A message the chunk ends inside of goes as it is.
    */
-  private compatQuery(chunk: Buffer): Buffer {
+  private compatChunk(chunk: Buffer): Buffer {
     const schema = this.compatSchemaOn(this.side);
-    if (schema === undefined || chunk.readInt32BE(1) !== chunk.length - 1 || chunk[chunk.length - 1] !== 0) return chunk;
-    const sql = chunk.toString('utf8', 5, chunk.length - 1);
-    if (!/search_path/i.test(sql)) return chunk;
-    const rewritten = rewriteSetSearchPath(sql, schema);
-    return rewritten === undefined ? chunk : serialize.query(rewritten);
+    if (schema === undefined || !/search_path|schema/i.test(chunk.toString('latin1'))) return chunk;
+    const parts: Buffer[] = [];
+    let changed = false;
+    let p = 0;
+    while (chunk.length - p >= 5) {
+      const end = p + 1 + chunk.readInt32BE(p + 1);
+      if (end > chunk.length) break;
+      const msg = chunk.subarray(p, end);
+      const out = msg[0] === M.Query ? compatQueryMessage(msg, schema) : msg[0] === M.Parse ? compatParseMessage(msg, schema) : msg;
+      changed ||= out !== msg;
+      parts.push(out);
+      p = end;
+    }
+    if (!changed) return chunk;
+    if (p < chunk.length) parts.push(chunk.subarray(p));
+    return Buffer.concat(parts);
   }
 
   /** The compatibility schema this session's backends on `side` put first, if any (schema-version.ts). */
@@ -669,7 +708,7 @@ export class Session {
 
   private readonly onClientData = (chunk: Buffer): void => {
     if (this.toServer !== null) { chunk = this.toServer.feed(chunk); if (chunk.length === 0) return; }
-    if (chunk[0] === M.Query && chunk.length < 4096 && this.ctx.compat() !== null && this.cw!.atBoundary) chunk = this.compatQuery(chunk);
+    if (this.ctx.compat() !== null && chunk.length < 65536 && this.cw!.atBoundary) chunk = this.compatChunk(chunk);
     this.ctx.stats.bytesIn += chunk.length;
     if (this.cw!.walk(chunk) !== WALK_OK) { this.clientProtocolError(); return; }
     if (!this.backend!.write(chunk)) { this.client.pause(); this.clientPaused = true; }

@@ -98,6 +98,18 @@ test('postgres.js, psycopg 3 and pgjdbc as the old version after a rename, a dro
     expect(await jdbc(OLD('jdbc'))).toEqual(expected('jdbc'));
     expect(await psycopg(OLD('pg3'), { copy: 'COPY items (name, legacy, qty) FROM STDIN' })).toEqual([...expected('pg3'), '3']);
 
+    // each driver sets its own search_path its own way — a prepared SET, SET SCHEMA (pgjdbc's
+    // setSchema), set_config — through the extended protocol: the compatibility schema stays first
+    const PATHS = ['SET search_path TO public', 'SELECT t_short FROM notes WHERE id = 7', "SET SCHEMA 'public'", 'SELECT t_short FROM notes WHERE id = 7',
+      "SELECT set_config('search_path', 'public', false) IS NOT NULL", 'SELECT t_short FROM notes WHERE id = 7'];
+    const selects = (out: string[]) => out.filter((_, i) => i % 2 === 1);
+    expect(selects(await jdbc(PATHS))).toEqual(['pg3-up;', 'pg3-up;', 'pg3-up;']);
+    expect(selects(await psycopg(PATHS))).toEqual(['pg3-up;', 'pg3-up;', 'pg3-up;']);
+    await sql`SET search_path TO public`;
+    expect([...await sql`SELECT t_short FROM notes WHERE id = 7`]).toEqual([{ t_short: 'pg3-up' }]);
+    await sql`SELECT set_config('search_path', ${'public'}, false)`;
+    expect([...await sql`SELECT t_short FROM notes WHERE id = 7`]).toEqual([{ t_short: 'pg3-up' }]);
+
     // the new version of each driver asks for the new schema
     const NEW = [`SELECT title FROM notes WHERE id = 7`, `SELECT qty FROM items WHERE id = 3`];
     expect(await jdbc(NEW, '-c pgflip.version=latest')).toEqual(['pg3-up;', '7;']);
