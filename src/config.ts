@@ -59,6 +59,8 @@ export interface PgflipConfig {
     prepareConcurrency: number;
     /** how long a session whose side went down, or a new client, waits for a flip or the side's return */
     lostBackendWaitMs: number;
+    /** event loops (processes) on the one listener, each a fleet member: `auto` = the cores on a machine of 4 or more with a Redis store, else 1 */
+    workers: number | 'auto';
   };
   controller: {
     listen: HostPort;
@@ -129,6 +131,7 @@ export function defaultConfig(): PgflipConfig {
       holdGraceMs: 50,
       prepareConcurrency: 16,
       lostBackendWaitMs: 30_000,
+      workers: 'auto',
     },
     controller: {
       listen: { host: '127.0.0.1', port: 8080 },
@@ -203,6 +206,7 @@ export function envOverrides(env: NodeJS.ProcessEnv = process.env): Json {
     if (admin) o[side] = { ...(o[side] as Json | undefined), adminUrl: admin };
   }
   if (env.PGFLIP_ACTIVE) o.active = env.PGFLIP_ACTIVE;
+  if (env.PGFLIP_PROXY_WORKERS) o.proxy = { workers: env.PGFLIP_PROXY_WORKERS === 'auto' ? 'auto' : Number(env.PGFLIP_PROXY_WORKERS) };
   const app: Json = {};
   if (env.DB_NAME) app.database = env.DB_NAME;
   if (env.DB_USER) app.user = env.DB_USER;
@@ -299,6 +303,10 @@ export function validateConfig(cfg: PgflipConfig, required: Array<'backends' | '
   checkPositiveInt('proxy.holdGraceMs', p.holdGraceMs);
   checkPositiveInt('proxy.prepareConcurrency', p.prepareConcurrency);
   checkPositiveInt('proxy.lostBackendWaitMs', p.lostBackendWaitMs);
+  if (p.workers !== 'auto') {
+    if (!Number.isInteger(p.workers) || p.workers < 1 || p.workers > 64) throw new ConfigError('proxy.workers', `must be auto or an integer from 1 to 64 (got ${JSON.stringify(p.workers)})`);
+    if (p.workers > 1 && !cfg.redisUrl) throw new ConfigError('proxy.workers', `${p.workers} workers need redisUrl (REDIS_URL): each worker is a fleet member, and they share the state store`);
+  }
   const c = cfg.controller;
   checkPort('controller.listen', c.listen);
   if (required.includes('apiToken') && !c.apiToken) throw new ConfigError('PGFLIP_API_TOKEN', 'is required (controller.apiToken)');

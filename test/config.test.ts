@@ -41,6 +41,8 @@ describe('configuration', () => {
     ['redisUrl', { env: { REDIS_URL: 'localhost:6379' } }, 'config redisUrl: must start with redis://'],
     ['controller.copyWorkers', { flags: { controller: { copyWorkers: 0 } } }, 'config controller.copyWorkers: must be a positive integer (got 0)'],
     ['controller.trace', { env: { PGFLIP_TRACE: 'yes' } }, 'config controller.trace: must be one of auto, on, off (got "yes")'],
+    ['proxy.workers', { env: { PGFLIP_PROXY_WORKERS: '2' } }, 'config proxy.workers: 2 workers need redisUrl (REDIS_URL): each worker is a fleet member, and they share the state store'],
+    ['proxy.workers', { env: { PGFLIP_PROXY_WORKERS: '0', REDIS_URL: 'redis://h:6379' } }, 'config proxy.workers: must be auto or an integer from 1 to 64 (got 0)'],
   ])('names the key %s and the problem', (key, opts, message) => {
     const run = () => loadConfig({ env: {}, ...opts });
     expect(run).toThrow(ConfigError);
@@ -52,6 +54,14 @@ describe('configuration', () => {
     expect(loadConfig({ env: {} }).controller.trace).toBe('auto');
     expect(loadConfig({ env: { PGFLIP_TRACE: 'off' } }).controller.trace).toBe('off');
     expect(loadConfig({ env: { PGFLIP_TRACE: 'on' } }).controller.trace).toBe('on');
+  });
+
+  it('proxy.workers auto: the cores on a machine of 4 or more with a Redis store, else 1', () => {
+    const { resolveWorkers } = require('../src/proxy/workers') as typeof import('../src/proxy/workers');
+    expect(resolveWorkers(loadConfig({ env: {} }), 8)).toBe(1);
+    expect(resolveWorkers(loadConfig({ env: { REDIS_URL: 'redis://h:6379' } }), 2)).toBe(1);
+    expect(resolveWorkers(loadConfig({ env: { REDIS_URL: 'redis://h:6379' } }), 8)).toBe(8);
+    expect(resolveWorkers(loadConfig({ env: { REDIS_URL: 'redis://h:6379', PGFLIP_PROXY_WORKERS: '3' } }), 2)).toBe(3);
   });
 
   it('reports an unreadable or malformed file with its name', () => {

@@ -36,7 +36,9 @@ class FileState {
   /** tables created in the file whose every column the file wrote (not CREATE TABLE AS, LIKE, INHERITS, …) */
   readonly knownColumns = new Set<string>();
   /** relKey → column → what is known about it (from CREATE TABLE / ADD COLUMN here, or the catalog) */
-  readonly columns = new Map<string, Map<string, { type?: TypeInfo; notNull: boolean }>>();
+  readonly columns = new Map<string, Map<string, { type?: TypeInfo; notNull: boolean; hasDefault?: boolean }>>();
+  /** partitions made or attached in the file, by parent */
+  readonly partitionsAdded = new Map<string, number>();
   readonly notNullChecks = new Set<string>();
   readonly pendingChecks = new Map<string, string>();
   readonly extensions = new Set<string>();
@@ -44,7 +46,9 @@ class FileState {
   readonly domains = new Map<string, { constrained: boolean; notNull: boolean }>();
   /** triggers (or rules) dropped or switched off on existing tables: relKey\0name (`*`: all) → the operation, its transaction (0: none) */
   readonly triggersOff = new Map<string, { op: ReportOperation; tx: number }>();
-  /** trigger switches undone outside any transaction block: undone for good only if the file runs as one transaction */
+  /** triggers made again (or switched on) in a transaction block: safe once it commits with no ROLLBACK TO in between */
+  txRestores: Array<{ op: ReportOperation; line: number; verb: string }> = [];
+  /** the same outside any transaction block: safe only if the file runs as one transaction */
   readonly fileTxRestores: Array<{ op: ReportOperation; line: number; verb: string }> = [];
   cicWarned = false;
   /** constraints added in the file to existing tables: relKey\0name → contype */
@@ -110,7 +114,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     let m = state.columns.get(rel.key);
     if (!m) {
       m = new Map();
-      for (const [name, c] of catalogTable(rel)?.columns ?? []) m.set(name, { type: c.type, notNull: c.notNull });
+      for (const [name, c] of catalogTable(rel)?.columns ?? []) m.set(name, { type: c.type, notNull: c.notNull, hasDefault: c.hasDefault });
       state.columns.set(rel.key, m);
     }
     return m;
@@ -148,20 +152,27 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
       // renaming the index of a key constraint renames the constraint too
       const idx = catalog?.tables.get(c.table.key)?.index;
       const backsKey = idx ? !!idx.constraint : /(_pkey|_key|_excl)$/.test(c.table.name);
-      if (backsKey) return { type: 'RENAME_KEY_CONSTRAINT', warning: `renaming index ${c.table.display} renames the key constraint it backs` };
+      if (backsKey) return { type: 'RENAME_KEY_INDEX', warning: `renaming index ${c.table.display} renames the key constraint it backs` };
     }
     if (c.type === 'DROP_DEFAULT' && c.table && c.column && existing) {
       const col = columnsOf(c.table).get(c.column);
-      if (col?.notNull) return { type: 'DROP_DEFAULT_NOT_NULL' };
+      const checked = state.notNullChecks.has(colKey(c.table.key, c.column)) || catalogTable(c.table)?.notNullChecks.has(c.column);
+      if (col?.notNull || checked) return { type: 'DROP_DEFAULT_NOT_NULL' };
       if (!col) return { type: 'DROP_DEFAULT_UNCHECKED' };
     }
     if ((c.type === 'UPDATE' || c.type === 'DELETE') && c.table && existing && c.where) {
+      // a keyed batch: bounded only where the catalog shows nothing that makes one row change many
+      // (a trigger, a foreign key that cascades from the table)
       const t = catalogTable(c.table);
-      const keys = t ? t.uniqueColumns : new Set(['id']);
-      const rows = boundedRows(c.where, keys);
+      const INTEGER = ['integer', 'bigint', 'smallint'];
+      const integerKeys = t ? new Set([...t.uniqueColumns].filter((k) => INTEGER.includes(t.columns.get(k)?.type?.name ?? ''))) : new Set(['id']);
+      const rows = boundedRows(c.where, { keys: t ? t.uniqueColumns : new Set(['id']), integerKeys, name: c.table.name });
       if (rows !== undefined && rows <= MAX_BOUNDED_ROWS) {
-        const assumed = t ? '' : ', taking id for its key: pass --database-url to check';
-        return { type: c.type === 'UPDATE' ? 'UPDATE_BOUNDED' : 'DELETE_BOUNDED', detail: `at most ${rows.toLocaleString('en-US')} row${rows === 1 ? '' : 's'} by key${assumed}` };
+        const n = `at most ${rows.toLocaleString('en-US')} row${rows === 1 ? '' : 's'} by key`;
+        if (!t) return { type: c.type, warning: `${c.type} of ${c.table.display} is a keyed batch (${n}, taking id for its key): with --database-url pgflip checks the key and that no trigger or cascading foreign key makes it more, and calls it safe` };
+        const more = t.userTriggers ? 'it has triggers' : (c.type === 'DELETE' ? t.cascades.delete : t.cascades.update) ? `a foreign key ${c.type === 'DELETE' ? 'deletes or changes' : 'changes'} rows of other tables with it` : undefined;
+        if (more) return { type: c.type, warning: `${c.type} of ${c.table.display} names ${n}, but ${more}: a bulk change as far as pgflip can tell` };
+        return { type: c.type === 'UPDATE' ? 'UPDATE_BOUNDED' : 'DELETE_BOUNDED', detail: n };
       }
     }
     if (c.type === 'ATTACH_PARTITION' && c.table && c.partition && existing && state.newObjects.has(c.partition.key)) {
@@ -178,7 +189,10 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     if (c.type === 'SET_NOT_NULL' && c.table && c.column && (state.notNullChecks.has(colKey(c.table.key, c.column)) || catalogTable(c.table)?.notNullChecks.has(c.column))) {
       return { type: 'SET_NOT_NULL_CHECKED' };
     }
-    if (c.type === 'CREATE_VIEW' && c.missingOk && c.table && existing && (!catalog || catalog.tables.has(c.table.key))) return { type: 'REPLACE_VIEW' };
+    if (c.type === 'CREATE_VIEW' && c.missingOk && c.table && existing && (!catalog || catalog.tables.has(c.table.key))) {
+      if (c.view?.options) return { type: 'VIEW_OPTIONS' };
+      return { type: c.view?.readOnly ? 'REPLACE_VIEW_READ_ONLY' : 'REPLACE_VIEW' };
+    }
     if (c.type.startsWith('ADD_COLUMN') && c.table && existing) {
       const added = c.effects.find((x): x is Extract<SchemaEffect, { kind: 'addColumn' }> => x.kind === 'addColumn');
       // only a cheap add becomes this row: a rewrite or NOT NULL keeps its own (worse) answer
@@ -228,11 +242,27 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
       if (!catalog.availableExtensions.has(name) && !state.extensions.has(name)) fail(`extension ${name} is not available on the server`, '0A000');
       return;
     }
+    if (c.type === 'CREATE_VIEW' && c.missingOk && c.table && !state.newObjects.has(c.table.key)) {
+      // CREATE OR REPLACE VIEW: PostgreSQL replaces only a view, and only keeping its columns' names and order
+      const live = catalog.tables.get(c.table.key);
+      if (live && live.relkind !== 'v') { fail(`${c.table.display} is not a view`, '42809'); return; }
+      const old = live ? [...live.columns.keys()] : [];
+      const now = c.view?.columns;
+      if (live && now) {
+        if (now.length < old.length) fail(`cannot drop columns from view ${c.table.display} (it has ${old.length}, the new query ${now.length})`, '42P16');
+        else {
+          const i = old.findIndex((name, k) => now[k] !== name);
+          if (i >= 0) fail(`cannot change name of view column "${old[i]}" to "${now[i]}"`, '42P16');
+        }
+      }
+      return;
+    }
     if (!c.table || !c.needsTable || state.newObjects.has(c.table.key)) return;
     if (c.detail === 'add identity' && c.column) {
       const col = catalog.tables.get(c.table.key)?.columns.get(c.column);
-      if (col && !col.notNull && !columnsOf(c.table).get(c.column)?.notNull) fail(`column ${c.column} of ${c.table.display} must be declared NOT NULL before identity can be added`, '55000');
-      else if (col?.hasDefault) fail(`column ${c.column} of ${c.table.display} already has a default value: drop it before adding the identity`, '55000');
+      const now = columnsOf(c.table).get(c.column); // the catalog's, as the file changed it (SET NOT NULL, DROP DEFAULT)
+      if (col && !now?.notNull) fail(`column ${c.column} of ${c.table.display} must be declared NOT NULL before identity can be added`, '55000');
+      else if (col && now?.hasDefault) fail(`column ${c.column} of ${c.table.display} already has a default value: drop it before adding the identity`, '55000');
     }
     if (!catalog.tables.has(c.table.key)) {
       if (!c.missingOk) fail(`table ${c.table.display} does not exist`, '42P01');
@@ -246,6 +276,13 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
   /** What PostgreSQL refuses on a partitioned table (known from the file or the catalog). */
   function partitionChecks(c: Candidate, fail: (message: string, sqlstate: string) => void): void {
     if (!c.table) return;
+    const made = c.type === 'CREATE_TABLE' ? c.effects.find((x): x is Extract<SchemaEffect, { kind: 'createTable' }> => x.kind === 'createTable') : undefined;
+    if (made?.partitionKey) {
+      for (const keyCols of made.uniqueKeys ?? []) {
+        if (!made.partitionKey.every((k) => keyCols.includes(k))) fail(`unique constraint on partitioned table ${c.table.display} must include all partitioning columns (${made.partitionKey.join(', ')})`, '0A000');
+      }
+      return;
+    }
     const live = catalogTable(c.table);
     if (!state.partitioned.has(c.table.key) && live?.relkind !== 'p') return;
     const key = state.partitionKeys.get(c.table.key) ?? (state.partitioned.has(c.table.key) ? undefined : live?.partitionKey);
@@ -255,8 +292,11 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     if (c.type === 'DETACH_PARTITION_CONCURRENTLY' && (state.defaultPartitions.has(c.table.key) || live?.hasDefaultPartition)) {
       fail(`cannot detach partitions concurrently when a default partition exists (${c.table.display} has one)`, '55000');
     }
-    if (c.only && c.type.startsWith('ADD_COLUMN')) fail(`column ${c.column ?? ''} must be added to the partitions of ${c.table.display} too: leave out ONLY`, '42P16');
-    if (c.only && (c.type === 'ADD_CHECK' || c.type === 'ADD_CHECK_NOT_VALID')) fail(`constraint must be added to the partitions of ${c.table.display} too: leave out ONLY`, '42P16');
+    // ONLY is refused once the table has partitions (an empty partitioned table takes it)
+    const partitions = (state.partitionsAdded.get(c.table.key) ?? 0) + (state.partitioned.has(c.table.key) ? 0 : live?.partitions ?? 0);
+    if (c.only && partitions > 0 && c.type.startsWith('ADD_COLUMN')) fail(`column ${c.column ?? ''} must be added to the partitions of ${c.table.display} too: leave out ONLY`, '42P16');
+    if (c.only && partitions > 0 && (c.type === 'ADD_CHECK' || c.type === 'ADD_CHECK_NOT_VALID')) fail(`constraint must be added to the partitions of ${c.table.display} too: leave out ONLY`, '42P16');
+    if (c.type === 'ADD_EXCLUDE' && pgVersion < 17) fail(`exclusion constraints are not supported on partitioned tables before PostgreSQL 17 (target is ${pgVersion}): add it to each partition`, '0A000');
   }
 
   function applyEffects(c: Candidate): void {
@@ -269,6 +309,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
           if (e.partitioned) state.partitioned.add(e.table.key);
           if (e.partitionKey) state.partitionKeys.set(e.table.key, e.partitionKey);
           if (e.defaultPartitionOf) state.defaultPartitions.add(e.defaultPartitionOf.key);
+          if (e.partitionOf) state.partitionsAdded.set(e.partitionOf.key, (state.partitionsAdded.get(e.partitionOf.key) ?? 0) + 1);
           if (e.complete) state.knownColumns.add(e.table.key); else state.knownColumns.delete(e.table.key);
           break;
         }
@@ -278,7 +319,9 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
           state.columns.set(e.to.key, columnsOf(e.table)); state.columns.delete(e.table.key);
           for (const set of [state.knownColumns, state.partitioned]) if (set.delete(e.table.key)) set.add(e.to.key);
           break;
-        case 'addColumn': columnsOf(e.table).set(e.column, { type: e.type, notNull: e.notNull }); break;
+        case 'addColumn': columnsOf(e.table).set(e.column, { type: e.type, notNull: e.notNull, hasDefault: e.default !== undefined || e.generated }); break;
+        case 'columnDefault': { const cols = columnsOf(e.table); const col = cols.get(e.column); if (col) col.hasDefault = e.has; break; }
+        case 'attach': state.partitionsAdded.set(e.parent.key, (state.partitionsAdded.get(e.parent.key) ?? 0) + 1); break;
         case 'dropColumn': columnsOf(e.table).delete(e.column); break;
         case 'renameColumn': {
           const cols = columnsOf(e.table);
@@ -442,18 +485,23 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
    * transaction never misses a write of the running application: the drop is then safe.
    */
   function triggerSwitch(type: OperationType, table: RelName, name: string, op: ReportOperation, w: Where): void {
-    // a DO block is one transaction of its own (negative ids) unless it runs inside a block
-    const tx = state.tx?.id ?? (state.currentDo !== undefined ? -state.currentDo : 0);
-    if (type === 'DROP_TRIGGER' || type === 'DISABLE_TRIGGER') { state.triggersOff.set(colKey(table.key, name), { op, tx }); return; }
-    const on = type === 'ENABLE_DISABLE_TRIGGER';
+    // inside a DO block control flow (IF, RETURN, EXCEPTION, COMMIT) decides what runs: no pairing there
+    if (w.inDo) return;
+    const tx = state.tx?.id ?? 0;
+    if (type === 'DROP_TRIGGER' || type === 'DISABLE_TRIGGER' || type === 'DISABLE_RULE') { state.triggersOff.set(colKey(table.key, name), { op, tx }); return; }
+    const on = type === 'ENABLE_DISABLE_TRIGGER' || type === 'ENABLE_RULE';
     if (!on && type !== 'CREATE_TRIGGER') return;
-    const keys = on && name === '*' ? [...state.triggersOff.keys()].filter((k) => k.startsWith(`${table.key}\u0000`)) : [colKey(table.key, name)];
+    // ENABLE ALL turns on what any switch turned off; ENABLE USER not the foreign keys' (ALL); by name, that one
+    const prefix = `${table.key}\u0000`;
+    const keys = on && name.startsWith('*')
+      ? [...state.triggersOff.keys()].filter((k) => k.startsWith(prefix) && (name === '*all' || k !== `${prefix}*all`))
+      : [colKey(table.key, name)];
     for (const k of keys) {
       const off = state.triggersOff.get(k);
-      if (!off || (on ? off.op.type !== 'DISABLE_TRIGGER' : off.op.type !== 'DROP_TRIGGER')) continue;
+      if (!off || (on ? !['DISABLE_TRIGGER', 'DISABLE_RULE'].includes(off.op.type) : off.op.type !== 'DROP_TRIGGER')) continue;
       state.triggersOff.delete(k);
       const verb = on ? 'enabled' : 'created';
-      if (off.tx !== 0 && off.tx === tx) restoreTrigger(off.op, w.line, verb);
+      if (off.tx !== 0 && off.tx === tx) state.txRestores.push({ op: off.op, line: w.line, verb });
       else if (off.tx === 0 && tx === 0) state.fileTxRestores.push({ op: off.op, line: w.line, verb });
     }
   }
@@ -585,6 +633,9 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
         if (!state.tx) warnings.push(`line ${w.line}: ${node.kind === 'TRANS_STMT_COMMIT' ? 'COMMIT' : 'ROLLBACK'} without a transaction in progress`);
         else if (node.kind === 'TRANS_STMT_ROLLBACK') warnings.push(`line ${w.line}: ROLLBACK discards everything since BEGIN at line ${state.tx.line}`);
         if (state.tx && state.enumAdds.length) state.enumAdds.splice(0, state.enumAdds.length, ...state.enumAdds.filter((a) => a.tx !== state.tx!.id));
+        // a trigger made again counts once its transaction commits
+        if (node.kind === 'TRANS_STMT_COMMIT') for (const r of state.txRestores) restoreTrigger(r.op, r.line, r.verb);
+        state.txRestores = [];
         state.tx = undefined;
         state.txHeld = [];
         if (state.lockTimeout === 'local') state.lockTimeout = 'none';
@@ -593,8 +644,12 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
         errors.push(`${at(w)}: two-phase commit (PREPARE TRANSACTION) is not supported in a migration`);
         state.tx = undefined;
         return;
+      case 'TRANS_STMT_ROLLBACK_TO':
+        // it may undo the CREATE TRIGGER (or ENABLE) that made a drop safe: the drops stay risky
+        state.txRestores = [];
+        return;
       default:
-        return; // savepoints
+        return; // other savepoint commands
     }
   }
 

@@ -41,13 +41,18 @@ function arrayLength(n: Node): number | undefined {
 
 interface Range { lo?: number; hi?: number }
 
+/** The table a keyed batch changes: its unique one-column keys, which of them are integers (ranges count rows only there), its name. */
+export interface BatchTable { keys: Set<string>; integerKeys: Set<string>; name: string }
+
 /**
- * At most how many rows the condition can match when `keys` are the table's one-column unique keys,
- * or undefined when it is not bounded by a key.
+ * At most how many rows the condition can match on `table`, or undefined when it is not bounded
+ * by a key.
  */
-export function boundedRows(where: Node | undefined, keys: Set<string>): number | undefined {
+export function boundedRows(where: Node | undefined, table: BatchTable): number | undefined {
+  const keys = table.keys;
   if (!where || keys.size === 0) return undefined;
   const isKey = (n: Node) => { const c = columnOf(n); return c !== undefined && keys.has(c); };
+  const isIntegerKey = (n: Node) => { const c = columnOf(n); return c !== undefined && table.integerKeys.has(c); };
 
   const bool = where.BoolExpr;
   if (bool?.boolop === 'AND_EXPR') {
@@ -55,15 +60,15 @@ export function boundedRows(where: Node | undefined, keys: Set<string>): number 
     let best: number | undefined;
     const ranges = new Map<string, Range>();
     for (const arg of bool.args ?? []) {
-      const b = boundedRows(arg, keys);
+      const b = boundedRows(arg, table);
       if (b !== undefined) best = best === undefined ? b : Math.min(best, b);
       const e = arg.A_Expr;
       if (e?.kind !== 'AEXPR_OP') continue;
       const op = listName(e.name).pop();
-      let col = isKey(e.lexpr) ? columnOf(e.lexpr) : undefined;
+      let col = isIntegerKey(e.lexpr) ? columnOf(e.lexpr) : undefined;
       let v = integer(e.rexpr);
       let dir = op;
-      if (!col && isKey(e.rexpr)) { col = columnOf(e.rexpr); v = integer(e.lexpr); dir = ({ '<': '>', '<=': '>=', '>': '<', '>=': '<=' } as Record<string, string>)[op ?? '']; }
+      if (!col && isIntegerKey(e.rexpr)) { col = columnOf(e.rexpr); v = integer(e.lexpr); dir = ({ '<': '>', '<=': '>=', '>': '<', '>=': '<=' } as Record<string, string>)[op ?? '']; }
       if (!col || v === undefined) continue;
       const r = ranges.get(col) ?? {};
       if (dir === '>=') r.lo = Math.max(r.lo ?? -Infinity, v);
@@ -80,7 +85,7 @@ export function boundedRows(where: Node | undefined, keys: Set<string>): number 
   if (bool?.boolop === 'OR_EXPR') {
     let sum = 0;
     for (const arg of bool.args ?? []) {
-      const b = boundedRows(arg, keys);
+      const b = boundedRows(arg, table);
       if (b === undefined) return undefined;
       sum += b;
     }
@@ -97,17 +102,25 @@ export function boundedRows(where: Node | undefined, keys: Set<string>): number 
       return items.every(constant) ? items.length : undefined;
     }
     if (e.kind === 'AEXPR_OP_ANY' && op === '=' && isKey(e.lexpr)) return arrayLength(e.rexpr);
-    if (e.kind === 'AEXPR_BETWEEN' && isKey(e.lexpr)) {
+    // a range counts rows only on an integer key (numeric 1 to 2 holds any number of rows)
+    if (e.kind === 'AEXPR_BETWEEN' && isIntegerKey(e.lexpr)) {
       const [lo, hi] = (e.rexpr?.List?.items ?? []).map(integer);
       return lo !== undefined && hi !== undefined ? Math.max(0, hi - lo + 1) : undefined;
     }
     return undefined;
   }
-  // key IN (SELECT … LIMIT n): at most n keys, each one row
+  // key IN (SELECT key FROM the same table … LIMIT n): at most n keys, each one row. Only from the
+  // table itself: a column the subquery's FROM does not have would be the outer row's (correlated)
   const sub = where.SubLink;
-  if (sub?.subLinkType === 'ANY_SUBLINK' && isKey(sub.testexpr)) {
+  if (sub?.subLinkType === 'ANY_SUBLINK' && isKey(sub.testexpr) && (sub.operName === undefined || listName(sub.operName).pop() === '=')) {
     const sel = sub.subselect?.SelectStmt;
-    return sel?.limitOption === 'LIMIT_OPTION_COUNT' ? integer(sel.limitCount) : undefined;
+    const from: Node[] = sel?.fromClause ?? [];
+    const rel = from.length === 1 ? from[0].RangeVar : undefined;
+    const target = sel?.targetList?.length === 1 ? sel.targetList[0].ResTarget?.val : undefined;
+    const fields = target?.ColumnRef ? listName(target.ColumnRef.fields) : [];
+    const qualifierOk = fields.length === 1 || (fields.length === 2 && fields[0] === (rel?.alias?.aliasname ?? rel?.relname));
+    const self = rel && rel.relname === table.name && fields.length > 0 && qualifierOk && fields[fields.length - 1] === columnOf(sub.testexpr);
+    return self && sel.limitOption === 'LIMIT_OPTION_COUNT' ? integer(sel.limitCount) : undefined;
   }
   return undefined;
 }

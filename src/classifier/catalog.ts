@@ -27,6 +27,12 @@ export interface CatalogTable {
   partitionKey?: string[];
   /** for an index: unique, and the constraint it backs (p, u, x) if any */
   index?: { unique: boolean; constraint?: string };
+  /** triggers of its own (not the internal ones of foreign keys): a row change may do more */
+  userTriggers: boolean;
+  /** foreign keys of other tables referencing it with an action (CASCADE, SET NULL, SET DEFAULT) on delete / on update */
+  cascades: { delete: boolean; update: boolean };
+  /** partitions attached (a partitioned table) */
+  partitions: number;
 }
 
 export interface Catalog {
@@ -71,13 +77,14 @@ export async function loadCatalog(databaseUrl: string, relationKeys: string[]): 
         tables.set(r.key, {
           key: r.key, relkind: r.relkind, rowEstimate: Number(r.reltuples), bytes: Number(r.bytes),
           columns: new Map(), notNullChecks: new Set(), constraints: new Map(), uniqueColumns: new Set(), hasDefaultPartition: false,
+          userTriggers: false, cascades: { delete: false, update: false }, partitions: 0,
         });
       }
       const oids = rels.rows.map((r) => r.oid);
       const byOid = new Map(rels.rows.map((r) => [r.oid, tables.get(r.key)!]));
       const cols = await client.query<{ attrelid: number; attname: string; type: string; attnotnull: boolean; atthasdef: boolean }>(
         `SELECT attrelid, attname, format_type(atttypid, atttypmod) AS type, attnotnull, atthasdef
-           FROM pg_attribute WHERE attrelid = ANY($1::oid[]) AND attnum > 0 AND NOT attisdropped`, [oids]);
+           FROM pg_attribute WHERE attrelid = ANY($1::oid[]) AND attnum > 0 AND NOT attisdropped ORDER BY attrelid, attnum`, [oids]);
       for (const c of cols.rows) byOid.get(c.attrelid)?.columns.set(c.attname, { type: parseType(c.type), notNull: c.attnotnull, hasDefault: c.atthasdef });
       const cons = await client.query<{ conrelid: number; conname: string; contype: string; convalidated: boolean; def: string }>(
         `SELECT conrelid, conname, contype, convalidated, pg_get_constraintdef(oid) AS def FROM pg_constraint
@@ -100,6 +107,14 @@ export async function loadCatalog(databaseUrl: string, relationKeys: string[]): 
         const asIndex = byOid.get(r.indexrelid);
         if (asIndex) asIndex.index = { unique: r.unique, ...(r.contype ? { constraint: r.contype } : {}) };
       }
+      const trig = await client.query<{ tgrelid: number }>('SELECT DISTINCT tgrelid FROM pg_trigger WHERE tgrelid = ANY($1::oid[]) AND NOT tgisinternal', [oids]);
+      for (const r of trig.rows) byOid.get(r.tgrelid)!.userTriggers = true;
+      const refs = await client.query<{ confrelid: number; del: boolean; upd: boolean }>(
+        `SELECT confrelid, bool_or(confdeltype NOT IN ('a', 'r')) AS del, bool_or(confupdtype NOT IN ('a', 'r')) AS upd
+           FROM pg_constraint WHERE contype = 'f' AND confrelid = ANY($1::oid[]) GROUP BY confrelid`, [oids]);
+      for (const r of refs.rows) byOid.get(r.confrelid)!.cascades = { delete: r.del, update: r.upd };
+      const inh = await client.query<{ inhparent: number; n: number }>('SELECT inhparent, count(*)::int AS n FROM pg_inherits WHERE inhparent = ANY($1::oid[]) GROUP BY inhparent', [oids]);
+      for (const r of inh.rows) byOid.get(r.inhparent)!.partitions = r.n;
       const parts = await client.query<{ partrelid: number; hasdef: boolean; cols: string[] | null; expr: boolean }>(
         `SELECT partrelid, partdefid <> 0 AS hasdef, 0 = ANY (partattrs::int2[]) AS expr,
                 (SELECT array_agg(a.attname::text ORDER BY u.ord) FROM unnest(partattrs::int2[]) WITH ORDINALITY u(n, ord)

@@ -9,7 +9,9 @@ import type { OperationType } from './operations';
 
 /** What the statement does to the schema, as the sync engine's mapping needs it. */
 export type SchemaEffect =
-  | { kind: 'createTable'; table: RelName; columns: Array<{ name: string; type: TypeInfo; notNull: boolean }>; partitioned?: boolean; complete?: boolean; partitionKey?: string[]; defaultPartitionOf?: RelName }
+  | { kind: 'createTable'; table: RelName; columns: Array<{ name: string; type: TypeInfo; notNull: boolean }>; partitioned?: boolean; complete?: boolean; partitionKey?: string[]; defaultPartitionOf?: RelName; partitionOf?: RelName; uniqueKeys?: string[][] }
+  | { kind: 'columnDefault'; table: RelName; column: string; has: boolean }
+  | { kind: 'attach'; parent: RelName }
   | { kind: 'dropTable'; table: RelName }
   | { kind: 'renameTable'; table: RelName; to: RelName }
   | { kind: 'addColumn'; table: RelName; column: string; type: TypeInfo; default?: string; notNull: boolean; generated: boolean }
@@ -53,6 +55,8 @@ export interface Candidate {
   keyColumns?: Array<string | undefined>;
   /** ALTER TABLE ONLY: not the partitions */
   only?: boolean;
+  /** CREATE OR REPLACE VIEW: options it sets, whether its query can be written through, its column names (undefined: not all known) */
+  view?: { options: boolean; readOnly: boolean; columns?: string[] };
   /** ATTACH PARTITION: the table attached */
   partition?: RelName;
   /** UPDATE / DELETE: the WHERE clause (a keyed batch is bounded, see bounded.ts) */
@@ -152,6 +156,20 @@ function constraintOp(table: RelName, c: Node, column?: string): Candidate | und
 const COLUMN_OPTIONS = new Set(['AT_SetStatistics', 'AT_SetOptions', 'AT_ResetOptions']);
 const COLUMN_CATALOG_OPTIONS = new Set(['AT_SetStorage', 'AT_SetCompression']);
 
+/**
+ * Sequence options that can make nextval() hand out a value already used, or fail: RESTART,
+ * CYCLE, MINVALUE, MAXVALUE, AS, a negative INCREMENT (ALTER SEQUENCE, or an identity's SET …).
+ */
+function sequenceValues(options: Node[]): boolean {
+  return options.some((o) => {
+    const d = o?.DefElem;
+    if (!d) return false;
+    if (['restart', 'maxvalue', 'minvalue', 'as'].includes(d.defname)) return true;
+    if (d.defname === 'cycle') return d.arg?.Boolean?.boolval !== false;
+    return d.defname === 'increment' && (d.arg?.Integer?.ival ?? 0) < 0;
+  });
+}
+
 /** ADD GENERATED ALWAYS AS IDENTITY, or SET GENERATED ALWAYS: the application may no longer write the column */
 function identityAlways(cmd: Node): boolean {
   if (cmd.subtype === 'AT_AddIdentity') return cmd.def?.Constraint?.generated_when === 'a';
@@ -160,10 +178,13 @@ function identityAlways(cmd: Node): boolean {
 }
 const TABLE_OPTIONS = new Set(['AT_SetRelOptions', 'AT_ResetRelOptions', 'AT_ReplaceRelOptions', 'AT_ClusterOn', 'AT_DropCluster']);
 /** trigger and rule switches that keep them firing for the application's sessions, and those that stop them (REPLICA: only in replica sessions) */
-const TRIGGER_ON = new Set(['AT_EnableTrig', 'AT_EnableAlwaysTrig', 'AT_EnableTrigAll', 'AT_EnableTrigUser', 'AT_EnableRule', 'AT_EnableAlwaysRule']);
-const TRIGGER_OFF = new Set(['AT_DisableTrig', 'AT_DisableTrigAll', 'AT_DisableTrigUser', 'AT_DisableRule', 'AT_EnableReplicaTrig', 'AT_EnableReplicaRule']);
-/** the trigger (or rule) a switch names; `*` for ALL and USER */
-const triggerName = (cmd: Node): string => cmd.name ?? '*';
+const TRIGGER_ON = new Set(['AT_EnableTrig', 'AT_EnableAlwaysTrig', 'AT_EnableTrigAll', 'AT_EnableTrigUser']);
+const TRIGGER_OFF = new Set(['AT_DisableTrig', 'AT_DisableTrigAll', 'AT_DisableTrigUser', 'AT_EnableReplicaTrig']);
+/** rule switches take ACCESS EXCLUSIVE (measured), trigger switches SHARE ROW EXCLUSIVE */
+const RULE_ON = new Set(['AT_EnableRule', 'AT_EnableAlwaysRule']);
+const RULE_OFF = new Set(['AT_DisableRule', 'AT_EnableReplicaRule']);
+/** the trigger (or rule) a switch names; `*all` for ALL (the internal triggers of foreign keys too), `*user` for USER */
+const triggerName = (cmd: Node): string => cmd.name ?? (/All$/.test(cmd.subtype) ? '*all' : '*user');
 const RLS = new Set(['AT_EnableRowSecurity', 'AT_DisableRowSecurity', 'AT_ForceRowSecurity', 'AT_NoForceRowSecurity']);
 
 function alterTableCmd(table: RelName, objtype: string, cmd: Node, st: StmtText, missingOk: boolean): Candidate[] {
@@ -185,10 +206,13 @@ function alterTableCmd(table: RelName, objtype: string, cmd: Node, st: StmtText,
       const using = usingNode ? expressionText(st.text, firstLocation(usingNode) - st.base, 'USING', false) : undefined;
       return [{ ...base, type: 'ALTER_COLUMN_TYPE', column: col, needsColumn: col, location: def.location, effects: [{ kind: 'typeChange', table, column: col!, type, typeText: typeSrc, using }] }];
     }
-    case 'AT_ColumnDefault': return [{ ...base, type: cmd.def ? 'SET_DEFAULT' : 'DROP_DEFAULT', column: col, needsColumn: col }];
+    case 'AT_ColumnDefault': return [{ ...base, type: cmd.def ? 'SET_DEFAULT' : 'DROP_DEFAULT', column: col, needsColumn: col, effects: [{ kind: 'columnDefault', table, column: col!, has: !!cmd.def }] }];
     case 'AT_DropIdentity': return [{ ...base, type: 'DROP_IDENTITY', column: col, needsColumn: cmd.missing_ok ? undefined : col }];
-    case 'AT_AddIdentity': case 'AT_SetIdentity':
-      return [{ ...base, type: identityAlways(cmd) ? 'IDENTITY_ALWAYS' : 'COLUMN_CATALOG_OPTION', column: col, needsColumn: col, detail: cmd.subtype === 'AT_AddIdentity' ? 'add identity' : undefined }];
+    case 'AT_AddIdentity': case 'AT_SetIdentity': {
+      const values = cmd.subtype === 'AT_SetIdentity' && sequenceValues(cmd.def?.List?.items ?? []);
+      const type: OperationType = identityAlways(cmd) ? 'IDENTITY_ALWAYS' : values ? 'IDENTITY_VALUES' : 'COLUMN_CATALOG_OPTION';
+      return [{ ...base, type, column: col, needsColumn: col, detail: cmd.subtype === 'AT_AddIdentity' ? 'add identity' : undefined }];
+    }
     case 'AT_SetNotNull': return [{ ...base, type: 'SET_NOT_NULL', column: col, needsColumn: col, effects: [{ kind: 'nullability', table, column: col!, notNull: true }] }];
     case 'AT_DropNotNull': return [{ ...base, type: 'DROP_NOT_NULL', column: col, needsColumn: col, effects: [{ kind: 'nullability', table, column: col!, notNull: false }] }];
     case 'AT_SetExpression': return [{ ...base, type: 'SET_EXPRESSION', column: col, needsColumn: col }];
@@ -207,7 +231,7 @@ function alterTableCmd(table: RelName, objtype: string, cmd: Node, st: StmtText,
     case 'AT_ChangeOwner': return [{ ...base, type: 'OWNER' }];
     case 'AT_AttachPartition':
       if (objtype === 'OBJECT_INDEX') return [{ ...base, type: 'ALTER_OBJECT' }];
-      return [{ ...base, type: 'ATTACH_PARTITION', partition: relName(cmd.def.PartitionCmd?.name), detail: `partition ${relName(cmd.def.PartitionCmd?.name)?.display}` }];
+      return [{ ...base, type: 'ATTACH_PARTITION', partition: relName(cmd.def.PartitionCmd?.name), detail: `partition ${relName(cmd.def.PartitionCmd?.name)?.display}`, effects: [{ kind: 'attach', parent: table }] }];
     case 'AT_DetachPartition':
       return [{ ...base, type: cmd.def.PartitionCmd?.concurrent ? 'DETACH_PARTITION_CONCURRENTLY' : 'DETACH_PARTITION', detail: `partition ${relName(cmd.def.PartitionCmd?.name)?.display}` }];
     case 'AT_DetachPartitionFinalize': return [{ ...base, type: 'DETACH_PARTITION_CONCURRENTLY' }];
@@ -219,6 +243,8 @@ function alterTableCmd(table: RelName, objtype: string, cmd: Node, st: StmtText,
       if (TABLE_OPTIONS.has(cmd.subtype)) return [{ ...base, type: 'TABLE_OPTIONS' }];
       if (TRIGGER_ON.has(cmd.subtype)) return [{ ...base, type: 'ENABLE_DISABLE_TRIGGER', trigger: triggerName(cmd) }];
       if (TRIGGER_OFF.has(cmd.subtype)) return [{ ...base, type: 'DISABLE_TRIGGER', trigger: triggerName(cmd) }];
+      if (RULE_ON.has(cmd.subtype)) return [{ ...base, type: 'ENABLE_RULE', trigger: `rule:${cmd.name}` }];
+      if (RULE_OFF.has(cmd.subtype)) return [{ ...base, type: 'DISABLE_RULE', trigger: `rule:${cmd.name}` }];
       if (RLS.has(cmd.subtype)) return [{ ...base, type: 'ENABLE_RLS' }];
       return [{ ...base, type: 'UNKNOWN', detail: `ALTER TABLE ${String(cmd.subtype).replace(/^AT_/, '')}` }];
   }
@@ -305,6 +331,42 @@ function dml(type: OperationType, rel: Node, where?: Node): Candidate[] {
   return [{ type, table, needsTable: true, effects: [], ...(where ? { where } : {}) }];
 }
 
+const DML_KINDS = ['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt'];
+
+/** aggregate functions that make a view's query not automatically updatable (the common ones; window functions by OVER) */
+const AGGREGATES = new Set(['count', 'sum', 'min', 'max', 'avg', 'array_agg', 'string_agg', 'json_agg', 'jsonb_agg', 'bool_and', 'bool_or', 'every', 'json_object_agg', 'jsonb_object_agg']);
+
+/**
+ * A view definition as CREATE OR REPLACE VIEW gives it: WITH options or CHECK OPTION, whether its
+ * query is one PostgreSQL can write through (one table, no DISTINCT, GROUP BY, HAVING, LIMIT,
+ * set operation, aggregate or window function), and its column names in order.
+ */
+function viewShape(n: Node): { options: boolean; readOnly: boolean; columns?: string[] } {
+  const q = n.query?.SelectStmt ?? {};
+  const targets: Node[] = (q.targetList ?? []).map((t: Node) => t.ResTarget);
+  const calls = targets.map((t) => t?.val?.FuncCall).filter(Boolean);
+  const readOnly = !!(q.distinctClause || q.groupClause || q.havingClause || q.limitCount || q.limitOffset || (q.op && q.op !== 'SETOP_NONE') || q.withClause
+    || (q.fromClause ?? []).length !== 1 || !q.fromClause?.[0]?.RangeVar
+    || calls.some((f: Node) => f.over || AGGREGATES.has(listName(f.funcname).pop() ?? '')));
+  const names = targets.map((t) => t?.name ?? (t?.val?.ColumnRef && !t.val.ColumnRef.fields.some((f: Node) => f.A_Star) ? listName(t.val.ColumnRef.fields).pop() : undefined));
+  const columns = (n.aliases ?? []).length ? listName(n.aliases) : names.every((x) => x !== undefined) ? (names as string[]) : undefined;
+  return { options: (n.options ?? []).length > 0 || (n.withCheckOption ?? 'NO_CHECK_OPTION') !== 'NO_CHECK_OPTION', readOnly, columns };
+}
+
+/** The data changes in a statement's WITH clause (`WITH a AS (DELETE … RETURNING …) …`): each is an operation of its own. */
+function cteChanges(n: Node, st: StmtText): Candidate[] {
+  const out: Candidate[] = [];
+  for (const c of n?.withClause?.ctes ?? []) {
+    const q: Node = c.CommonTableExpr?.ctequery ?? {};
+    const kind = Object.keys(q)[0];
+    if (DML_KINDS.includes(kind)) out.push(...extract(kind, q[kind], st));
+  }
+  return out;
+}
+
+/** the WHERE of a change that may be a keyed batch: none when a function of unknown effect runs in it */
+const batchWhere = (n: Node, where: Node | undefined): Node | undefined => (where && unknownFunctions(n).length === 0 ? where : undefined);
+
 /** The operations of one statement. DO blocks and transaction control are handled by analyze.ts. */
 export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
   switch (kind) {
@@ -320,8 +382,18 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
       // the partition key's columns (an expression in it: undefined, nothing to check against)
       const params: Node[] = (s.partspec?.partParams ?? []).map((p: Node) => p.PartitionElem);
       const partitionKey = s.partspec && params.every((p) => p?.name) ? params.map((p) => p.name as string) : undefined;
-      const defaultPartitionOf = s.partbound?.is_default && s.inhRelations?.length ? relName(s.inhRelations[0].RangeVar) : undefined;
-      const effects: SchemaEffect[] = [{ kind: 'createTable', table, columns, partitioned: !!s.partspec, complete, ...(partitionKey ? { partitionKey } : {}), ...(defaultPartitionOf ? { defaultPartitionOf } : {}) }];
+      const partitionOf = s.partbound && s.inhRelations?.length ? relName(s.inhRelations[0].RangeVar) : undefined;
+      const defaultPartitionOf = s.partbound?.is_default ? partitionOf : undefined;
+      // primary keys and unique constraints, by their columns (PostgreSQL checks them against a partition key)
+      const uniqueKeys: string[][] = [];
+      for (const e of s.tableElts ?? []) {
+        for (const c of e.ColumnDef?.constraints ?? []) if (['CONSTR_PRIMARY', 'CONSTR_UNIQUE'].includes(c.Constraint?.contype)) uniqueKeys.push([e.ColumnDef.colname]);
+        if (['CONSTR_PRIMARY', 'CONSTR_UNIQUE'].includes(e.Constraint?.contype)) uniqueKeys.push(listName(e.Constraint.keys));
+      }
+      const effects: SchemaEffect[] = [{
+        kind: 'createTable', table, columns, partitioned: !!s.partspec, complete, uniqueKeys,
+        ...(partitionKey ? { partitionKey } : {}), ...(defaultPartitionOf ? { defaultPartitionOf } : {}), ...(partitionOf ? { partitionOf } : {}),
+      }];
       if (s.partbound && s.inhRelations?.length) {
         return [{ type: 'CREATE_PARTITION', table: relName(s.inhRelations[0].RangeVar), needsTable: true, detail: `partition ${table.display}`, effects }];
       }
@@ -337,7 +409,13 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
         return [{ type: 'CREATE_TABLE_AS', table, effects: [{ kind: 'createTable', table, columns: [] }] }];
       }
       const fns = unknownFunctions(n);
-      return fns.length ? [{ type: 'SELECT_FUNCTION', detail: fns.join(', '), effects: [] }] : [{ type: 'SELECT', effects: [] }];
+      // setval() to a constant moves a sequence anywhere, also back into used values (to max(id) is the usual, safe use)
+      const setval = (n.targetList ?? []).some((t: Node) => {
+        const f = t.ResTarget?.val?.FuncCall;
+        return f && listName(f.funcname).pop() === 'setval' && f.args?.[1]?.A_Const !== undefined;
+      });
+      const changes = [...cteChanges(n, st), ...(setval ? [{ type: 'ALTER_SEQUENCE_VALUES' as OperationType, detail: 'setval() to a constant', effects: [] as SchemaEffect[] }] : [])];
+      return [...changes, ...(fns.length ? [{ type: 'SELECT_FUNCTION' as OperationType, detail: fns.join(', '), effects: [] }] : changes.length ? [] : [{ type: 'SELECT' as OperationType, effects: [] }])];
     }
     case 'DropStmt': return dropObjects(n);
     case 'RenameStmt': return rename(n);
@@ -364,7 +442,7 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
     case 'ViewStmt': {
       const table = relName(n.view)!;
       // OR REPLACE of a view that exists is refined to REPLACE_VIEW (analyze.ts)
-      return [{ type: 'CREATE_VIEW', table, missingOk: n.replace === true, effects: n.replace ? [] : [{ kind: 'createObject', name: table.key }] }];
+      return [{ type: 'CREATE_VIEW', table, missingOk: n.replace === true, view: viewShape(n), effects: n.replace ? [] : [{ kind: 'createObject', name: table.key }] }];
     }
     case 'RefreshMatViewStmt': return [{ type: n.concurrent ? 'REFRESH_MATERIALIZED_VIEW_CONCURRENTLY' : 'REFRESH_MATERIALIZED_VIEW', table: relName(n.relation), needsTable: true, effects: [] }];
     case 'CreateFunctionStmt': return [{ type: 'CREATE_FUNCTION', detail: listName(n.funcname).join('.'), effects: [] }];
@@ -399,11 +477,8 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
     case 'CreateExtensionStmt': return [{ type: 'CREATE_EXTENSION', detail: n.extname, effects: [{ kind: 'extension', name: n.extname }] }];
     case 'AlterExtensionStmt': case 'AlterExtensionContentsStmt': return [{ type: 'ALTER_EXTENSION', detail: n.extname, effects: [] }];
     case 'CreateSeqStmt': return [{ type: 'CREATE_SEQUENCE', table: relName(n.sequence), effects: [{ kind: 'createObject', name: relName(n.sequence)!.key }] }];
-    case 'AlterSeqStmt': {
-      // options that can make nextval() hand out a value already used, or fail
-      const values = (n.options ?? []).some((o: Node) => ['restart', 'maxvalue', 'minvalue', 'as'].includes(o.DefElem?.defname) || (o.DefElem?.defname === 'cycle' && o.DefElem.arg?.Boolean?.boolval !== false));
-      return [{ type: values ? 'ALTER_SEQUENCE_VALUES' : 'ALTER_SEQUENCE', table: relName(n.sequence), missingOk: n.missing_ok === true, effects: [] }];
-    }
+    case 'AlterSeqStmt':
+      return [{ type: sequenceValues(n.options ?? []) ? 'ALTER_SEQUENCE_VALUES' : 'ALTER_SEQUENCE', table: relName(n.sequence), missingOk: n.missing_ok === true, effects: [] }];
     case 'CreateSchemaStmt': return [{ type: 'CREATE_SCHEMA', detail: n.schemaname, effects: [] }];
     case 'GrantStmt': case 'GrantRoleStmt': return [{ type: n.is_grant ? 'GRANT' : 'REVOKE', effects: [] }];
     case 'AlterDefaultPrivilegesStmt': return [{ type: n.action?.GrantStmt?.is_grant ? 'GRANT' : 'REVOKE', effects: [] }];
@@ -425,13 +500,13 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
       const strong = (n.mode ?? 8) >= 5; // SHARE and above block writes
       return (n.relations ?? []).map((r: Node) => ({ type: (strong ? 'LOCK_TABLE' : 'LOCK_TABLE_WEAK') as OperationType, table: relName(r.RangeVar), needsTable: true, effects: [] }));
     }
-    case 'UpdateStmt': return dml('UPDATE', n.relation, n.fromClause?.length ? undefined : n.whereClause);
-    case 'DeleteStmt': return dml('DELETE', n.relation, n.usingClause?.length ? undefined : n.whereClause);
-    case 'MergeStmt': return dml('MERGE', n.relation);
+    case 'UpdateStmt': return [...cteChanges(n, st), ...dml('UPDATE', n.relation, n.fromClause?.length ? undefined : batchWhere(n, n.whereClause))];
+    case 'DeleteStmt': return [...cteChanges(n, st), ...dml('DELETE', n.relation, n.usingClause?.length ? undefined : batchWhere(n, n.whereClause))];
+    case 'MergeStmt': return [...cteChanges(n, st), ...dml('MERGE', n.relation)];
     case 'InsertStmt': {
       const sel = n.selectStmt?.SelectStmt;
       const fromRows = sel && !sel.valuesLists && ((sel.fromClause ?? []).length > 0 || sel.op !== 'SETOP_NONE');
-      return dml(fromRows ? 'INSERT_SELECT' : 'INSERT', n.relation);
+      return [...cteChanges(n, st), ...cteChanges(sel, st), ...dml(fromRows ? 'INSERT_SELECT' : 'INSERT', n.relation)];
     }
     case 'CopyStmt': return [{ type: 'COPY', table: relName(n.relation), effects: [] }];
     case 'CallStmt': return [{ type: 'CALL', detail: listName(n.funccall?.funcname).join('.'), effects: [] }];

@@ -7,15 +7,20 @@
  */
 export type KeyKind = 'key' | 'other';
 
-const KEY = /(_pkey|_key|_excl|_uniq|_unique|_uk|_pk)$|^(pk|uq|uk|ux|uix|unique|uniq)_|_(unique|uniq)_/i;
+/** PostgreSQL's own names end in these (with a number when it had to make one unique): they decide first */
+const PG_KEY = /_(pkey|key|excl)\d*$/i;
+const PG_OTHER = /_(fkey|check|not_null)\d*$/i;
+const KEY = /(_uniq|_unique|_uk|_pk)$|^(pk|uq|uk|ux|uix|unique|uniq)_|_(unique|uniq)_/i;
 // `idx_` / `index_` say nothing: Rails names unique indexes `index_…` too
-const OTHER = /(_fkey|_check|_not_null|_fk|_chk|_ck)$|^(fk|ck|chk)_|_fk_/i;
+const OTHER = /(_fk|_chk|_ck)$|^(fk|ck|chk)_|_fk_/i;
 
 /** pg_constraint.contype (p, u, x are keys) → KeyKind */
 export const kindOfContype = (contype: string): KeyKind => (['p', 'u', 'x'].includes(contype) ? 'key' : 'other');
 
 /** The kind a name suggests, or undefined when it says nothing. */
 export function kindFromName(name: string): KeyKind | undefined {
+  if (PG_KEY.test(name)) return 'key';
+  if (PG_OTHER.test(name)) return 'other';
   if (OTHER.test(name)) return 'other';
   if (KEY.test(name)) return 'key';
   return undefined;

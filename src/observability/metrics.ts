@@ -54,6 +54,8 @@ export interface ProxyMetrics {
  * Proxy metrics. Hot counters (queries, bytes) are kept as plain numbers by
  * the proxy and added here in batches (every second and before its own
  * /metrics answers), so the relay never calls into prom-client per message.
+ * Under proxy.workers the primary sums each metric over the workers (workers.ts); the two
+ * 0/1 gauges take the largest instead.
  */
 export function proxyMetrics(reg: prom.Registry = registry): ProxyMetrics {
   const registers = [reg];
@@ -66,8 +68,8 @@ export function proxyMetrics(reg: prom.Registry = registry): ProxyMetrics {
       labelNames: ['side'] as const, buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers,
     })),
     bytes: once(reg, METRIC.bytes, () => new prom.Counter({ name: METRIC.bytes, help: 'bytes relayed; direction: client_to_server or server_to_client', labelNames: ['direction'] as const, registers })),
-    activeSide: once(reg, METRIC.activeSide, () => new prom.Gauge({ name: METRIC.activeSide, help: '1 for the side that serves new sessions, 0 for the other', labelNames: ['side'] as const, registers })),
-    backendUp: once(reg, METRIC.backendUp, () => new prom.Gauge({ name: METRIC.backendUp, help: '1 when the last health check of the side succeeded', labelNames: ['side'] as const, registers })),
+    activeSide: once(reg, METRIC.activeSide, () => new prom.Gauge({ name: METRIC.activeSide, help: '1 for the side that serves new sessions, 0 for the other', labelNames: ['side'] as const, registers, aggregator: 'max' })),
+    backendUp: once(reg, METRIC.backendUp, () => new prom.Gauge({ name: METRIC.backendUp, help: '1 when the last health check of the side succeeded', labelNames: ['side'] as const, registers, aggregator: 'max' })),
     sessionsByVersion: once(reg, METRIC.sessionsByVersion, () => new prom.Gauge({ name: METRIC.sessionsByVersion, help: 'client connections by the schema version they see while a migration serves its previous one: old (the compatibility schema) or new', labelNames: ['version'] as const, registers })),
     heldSessions: once(reg, METRIC.heldSessions, () => new prom.Gauge({ name: METRIC.heldSessions, help: 'sessions whose client bytes are held during a flip', registers })),
     flipPause: once(reg, METRIC.flipPause, () => new prom.Histogram({

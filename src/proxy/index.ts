@@ -36,6 +36,8 @@ export { replayState } from './replay';
 export interface ProxyStatus {
   /** this proxy's id in the fleet */
   id: string;
+  /** its process (a worker's, under proxy.workers) */
+  pid: number;
   activeSide: Side;
   /** the fleet epoch this proxy serves under */
   epoch: number;
@@ -208,6 +210,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
 
   const status = (): ProxyStatus => ({
     id,
+    pid: process.pid,
     activeSide,
     epoch: participant.currentEpoch(),
     store: store.kind,
@@ -341,7 +344,8 @@ function listen(server: net.Server, host: string, port: number, key: string): Pr
   return new Promise((resolve, reject) => {
     const onError = (e: NodeJS.ErrnoException) => reject(new ConfigError(key, `cannot listen on ${host}:${port}: ${e.code ?? e.message}`));
     server.once('error', onError);
-    server.listen(port, host, () => { server.off('error', onError); resolve(); });
+    // the admin port is each process's own also under proxy.workers (workers.ts): only the client listener is shared
+    server.listen({ port, host, exclusive: key === 'proxy.admin' }, () => { server.off('error', onError); resolve(); });
   });
 }
 

@@ -63,7 +63,7 @@ export const ANCHOR_RULES: AnchorRule[] = [
   { tool: 'squawk', rule: 'require-concurrent-partition-detach', sql: "ALTER TABLE measurements DETACH PARTITION measurements_2023;", expect: { class: "risky", ops: ["DETACH_PARTITION"] } },
   { tool: 'squawk', rule: 'require-concurrent-reindex', sql: "REINDEX INDEX users_email_idx;", expect: { class: "risky", ops: ["REINDEX"] } },
   { tool: 'squawk', rule: 'prefer-repack', sql: "VACUUM FULL users;", expect: { class: "maintenance", ops: ["VACUUM_FULL"] } },
-  { tool: 'squawk', rule: 'ban-duplicate-column-assignments', sql: "UPDATE users SET name = 'a', name = 'b' WHERE id = 1;", expect: { class: "safe", ops: ["UPDATE_BOUNDED"], error: /SQLSTATE 42601/ }, covers: "an error: multiple assignments to same column (42601)" },
+  { tool: 'squawk', rule: 'ban-duplicate-column-assignments', sql: "UPDATE users SET name = 'a', name = 'b' WHERE id = 1;", expect: { class: "maintenance", ops: ["UPDATE"], error: /SQLSTATE 42601/ }, covers: "an error: multiple assignments to same column (42601)" },
   { tool: 'squawk', rule: 'ban-drop-schema', sql: "DROP SCHEMA reporting;", expect: { class: "risky", ops: ["DROP_SCHEMA"] } },
   { tool: 'squawk', rule: 'ban-drop-sequence', sql: "DROP SEQUENCE invoice_number_seq;", expect: { class: "risky", ops: ["DROP_SEQUENCE"] } },
   { tool: 'squawk', rule: 'ban-drop-domain', sql: "DROP DOMAIN email_address;", expect: { class: "risky", ops: ["DROP_DOMAIN"] } },

@@ -31,6 +31,8 @@ export interface ProxyProcessOptions {
   token: string;
   logLevel?: string;
   env?: NodeJS.ProcessEnv;
+  /** proxy.workers (default 1: what `auto` means on a small machine, and the same on any) */
+  workers?: number;
 }
 
 export async function spawnProxyProcess(o: ProxyProcessOptions): Promise<ProxyProcess> {
@@ -47,7 +49,7 @@ export async function spawnProxyProcess(o: ProxyProcessOptions): Promise<ProxyPr
   const child = spawn(process.execPath, [MAIN, 'proxy', '--config', cfgFile], {
     env: {
       ...process.env, REDIS_URL: o.redis.url, PGFLIP_REDIS_PREFIX: o.redis.prefix, PGFLIP_PROXY_ID: o.id,
-      PGFLIP_API_TOKEN: o.token, PGFLIP_LOG_LEVEL: o.logLevel ?? 'warn', ...o.env,
+      PGFLIP_API_TOKEN: o.token, PGFLIP_LOG_LEVEL: o.logLevel ?? 'warn', PGFLIP_PROXY_WORKERS: String(o.workers ?? 1), ...o.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
