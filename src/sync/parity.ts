@@ -18,7 +18,8 @@ import { withClient } from '../util/pg';
 import { schemaScript } from './ddl';
 import { dumpSchema, replaySchema } from './schema';
 import { applyMigration } from './session';
-import { qi, ql } from './sql';
+import { qi } from './sql';
+import { createDatabaseLikeSql, databaseShape } from './database';
 
 export interface SchemaDifference {
   /** the object's statement in the schema that has it, first line */
@@ -86,11 +87,10 @@ export async function checkSchemaParity(o: ParityOptions): Promise<ParityResult>
   admin.pathname = '/postgres';
   const scratch = new URL(o.next);
   scratch.pathname = `/${encodeURIComponent(scratchName)}`;
-  const [info] = await withClient(o.active, async (c) => (await c.query<{ encoding: string; datcollate: string; datctype: string }>(
-    'SELECT pg_encoding_to_char(encoding) AS encoding, datcollate, datctype FROM pg_database WHERE datname = current_database()')).rows);
+  const shape = await withClient(o.active, databaseShape);
   const dropScratch = () => withClient(admin.toString(), (c) => c.query(`DROP DATABASE IF EXISTS ${qi(scratchName)} WITH (FORCE)`));
   await dropScratch();
-  await withClient(admin.toString(), (c) => c.query(`CREATE DATABASE ${qi(scratchName)} TEMPLATE template0 ENCODING ${ql(info.encoding)} LC_COLLATE ${ql(info.datcollate)} LC_CTYPE ${ql(info.datctype)}`));
+  await withClient(admin.toString(), (c) => c.query(createDatabaseLikeSql(scratchName, shape)));
   try {
     for (const section of ['pre-data', 'post-data'] as const) {
       const { sql } = await dumpSchema(o.active, section, { tool: o.tool });

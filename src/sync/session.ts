@@ -30,6 +30,7 @@ import { checkPlanAgainstTarget, MappingIndex, SyncPlanError } from './plan';
 import { checkSource, Problem, selectTables, SyncPrerequisiteError } from './prerequisites';
 import { ReplicationConnection } from './replication';
 import { dumpSchema, replaySchema, SchemaTool } from './schema';
+import { createDatabaseLikeSql, databaseShape } from './database';
 import { copyRoles } from './roles';
 import { syncSequences, SequenceSyncResult } from './sequences';
 import { release as releaseConfirmation, requireConfirmation } from './synchronous';
@@ -300,12 +301,11 @@ export class SyncSession {
   private async recreateTargetDatabase(): Promise<void> {
     const url = new URL(this.o.target);
     const db = decodeURIComponent(url.pathname.replace(/^\//, ''));
-    const [info] = await withClient(this.o.source, async (c) => (await c.query(
-      `SELECT pg_encoding_to_char(encoding) AS encoding, datcollate, datctype FROM pg_database WHERE datname = current_database()`)).rows);
+    const shape = await withClient(this.o.source, databaseShape);
     url.pathname = '/postgres';
     await withClient(url.toString(), async (c) => {
       await c.query(`DROP DATABASE IF EXISTS ${qi(db)} WITH (FORCE)`);
-      await c.query(`CREATE DATABASE ${qi(db)} TEMPLATE template0 ENCODING ${ql(info.encoding)} LC_COLLATE ${ql(info.datcollate)} LC_CTYPE ${ql(info.datctype)}`);
+      await c.query(createDatabaseLikeSql(db, shape));
     });
     this.log.info({ database: db }, 'sync: target database recreated');
   }

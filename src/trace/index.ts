@@ -13,7 +13,8 @@ import { parseFile } from '../classifier/parser';
 import type { ValidationReport } from '../classifier/types';
 import { copyRoles } from '../sync/roles';
 import { dumpSchema, replaySchema, SchemaTool } from '../sync/schema';
-import { qi, ql } from '../sync/sql';
+import { qi } from '../sync/sql';
+import { createDatabaseLikeSql, databaseShape } from '../sync/database';
 import { connectClient, withClient } from '../util/pg';
 import { ScratchCluster, traceInterrupted } from './cluster';
 import { mergeTrace, needsAutocommit, statementsOfOperations } from './merge';
@@ -52,14 +53,15 @@ export class MigrationTracer {
       const url = opts.databaseUrl;
       const [, source] = await Promise.all([
         cluster.start(),
-        url ? Promise.all([dumpSchema(url, 'pre-data'), dumpSchema(url, 'post-data'), withClient(url, sourceDatabase, APP)]) : undefined,
+        url ? Promise.all([dumpSchema(url, 'pre-data'), dumpSchema(url, 'post-data'), withClient(url, databaseShape, APP)]) : undefined,
       ]);
       if (url && source) {
         const [pre, post, info] = source;
         tracer.schemaTool = pre.tool;
         tracer.database = ['template0', 'template1', SCHEMA_DB].includes(info.name) ? 'pgflip_trace' : info.name;
         await withClient(url, (src) => withClient(cluster.url(), (dst) => copyRoles(src, dst), APP), APP);
-        await withClient(cluster.url(), (c) => c.query(`CREATE DATABASE ${qi(SCHEMA_DB)} TEMPLATE template0 ENCODING ${ql(info.encoding)} LC_COLLATE 'C' LC_CTYPE 'C'`), APP);
+        // the throwaway cluster's locales may not include the source's: the encoding is what matters to a trace
+        await withClient(cluster.url(), (c) => c.query(createDatabaseLikeSql(SCHEMA_DB, info, { locale: 'C' })), APP);
         await replaySchema(cluster.url(SCHEMA_DB), pre.sql, {}, 'pre-data of the database');
         await replaySchema(cluster.url(SCHEMA_DB), post.sql, {}, 'post-data of the database');
       }
@@ -126,8 +128,3 @@ export class MigrationTracer {
   }
 }
 
-async function sourceDatabase(c: Client): Promise<{ name: string; encoding: string }> {
-  const { rows: [r] } = await c.query<{ name: string; encoding: string }>(
-    'SELECT current_database() AS name, pg_encoding_to_char(encoding) AS encoding FROM pg_database WHERE datname = current_database()');
-  return r;
-}
