@@ -98,6 +98,8 @@ export interface PgflipConfig {
     schemaDump: SchemaDumpSetting;
     /** the validate step traces the file on a throwaway local cluster (src/trace): auto = when one can start, on = required, off */
     trace: TraceSetting;
+    /** how long a risky migration's catch-ups (forward before the flip, reverse for a rollback) may take before the migration fails or rolls back */
+    catchUpTimeoutSeconds: number;
   };
   /** absent → in-process memory state store */
   redisUrl?: string;
@@ -152,6 +154,7 @@ export function defaultConfig(): PgflipConfig {
       compatSchema: true,
       schemaDump: 'auto',
       trace: 'auto',
+      catchUpTimeoutSeconds: 600,
     },
   };
 }
@@ -325,6 +328,7 @@ export function validateConfig(cfg: PgflipConfig, required: Array<'backends' | '
   if (typeof c.synchronousReverse !== 'boolean') throw new ConfigError('controller.synchronousReverse', `must be true or false (got ${JSON.stringify(c.synchronousReverse)})`);
   if (typeof c.compatSchema !== 'boolean') throw new ConfigError('controller.compatSchema', `must be true or false (got ${JSON.stringify(c.compatSchema)})`);
   if (!SCHEMA_DUMP_SETTINGS.includes(c.schemaDump)) throw new ConfigError('controller.schemaDump', `must be one of ${SCHEMA_DUMP_SETTINGS.join(', ')} (got ${JSON.stringify(c.schemaDump)})`);
+  checkPositiveInt('controller.catchUpTimeoutSeconds', c.catchUpTimeoutSeconds);
   if (!TRACE_SETTINGS.includes(c.trace)) throw new ConfigError('controller.trace', `must be one of ${TRACE_SETTINGS.join(', ')} (got ${JSON.stringify(c.trace)})`);
   if (!Array.isArray(c.proxyAdminUrls) || c.proxyAdminUrls.some((u) => typeof u !== 'string' || !/^https?:\/\//.test(u))) {
     throw new ConfigError('controller.proxyAdminUrls', 'must be a list of http:// URLs');

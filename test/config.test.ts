@@ -40,6 +40,7 @@ describe('configuration', () => {
     ['controller.apiToken', { env: { PGFLIP_API_TOKEN: 'short' } }, 'config controller.apiToken: must be at least 16 characters'],
     ['redisUrl', { env: { REDIS_URL: 'localhost:6379' } }, 'config redisUrl: must start with redis://'],
     ['controller.copyWorkers', { flags: { controller: { copyWorkers: 0 } } }, 'config controller.copyWorkers: must be a positive integer (got 0)'],
+    ['controller.catchUpTimeoutSeconds', { flags: { controller: { catchUpTimeoutSeconds: 0 } } }, 'config controller.catchUpTimeoutSeconds: must be a positive integer (got 0)'],
     ['controller.trace', { env: { PGFLIP_TRACE: 'yes' } }, 'config controller.trace: must be one of auto, on, off (got "yes")'],
     ['proxy.workers', { env: { PGFLIP_PROXY_WORKERS: '2' } }, 'config proxy.workers: 2 workers need redisUrl (REDIS_URL): each worker is a fleet member, and they share the state store'],
     ['proxy.workers', { env: { PGFLIP_PROXY_WORKERS: '0', REDIS_URL: 'redis://h:6379' } }, 'config proxy.workers: must be auto or an integer from 1 to 64 (got 0)'],

@@ -129,3 +129,46 @@ test.each(CASES)('a fault at $name: every acknowledged write on the final active
   expect(proxy.activeSide).toBe(active);
   expect(proxy.liveSessions().filter((s) => s.isHeld)).toEqual([]);
 }, 120_000);
+
+test('a catch-up that cannot finish in controller.catchUpTimeoutSeconds fails the migration: traffic stays, every write kept, nothing left behind', async () => {
+  // the idle side's table locked from the start of the catch-up: the forward stream cannot apply
+  let lock: Client | undefined;
+  env.cfg.controller.catchUpTimeoutSeconds = 2;
+  await env.restart({
+    faults: {
+      'catch up': async (p: 'start' | 'end') => {
+        if (p !== 'start') return;
+        const { active } = (await env.ctl.store.getActive())!;
+        lock = new Client({ connectionString: env[active === 'blue' ? 'green' : 'blue'].url() });
+        await lock.connect();
+        await lock.query('BEGIN; LOCK TABLE items IN ACCESS EXCLUSIVE MODE');
+      },
+    },
+  });
+  const { active: before } = (await env.ctl.store.getActive())!;
+  const proxied = writer(`postgres://${PROXY_USER}:${PROXY_PASSWORD}@127.0.0.1:${proxy.port}/app`, `cu-`);
+  let r;
+  const started = Date.now();
+  try {
+    await new Promise((res) => setTimeout(res, 200));
+    const f = env.migration('190_catch_up.sql', 'ALTER TABLE items ALTER COLUMN qty TYPE numeric;\n');
+    r = await script('execute-migration.sh', ['--type', 'risky', '--yes', f], env.env);
+  } finally {
+    await proxied.stop();
+    await lock?.query('ROLLBACK').catch(() => undefined);
+    await lock?.end().catch(() => undefined);
+    env.cfg.controller.catchUpTimeoutSeconds = 600;
+    await env.restart({});
+  }
+  const [rec] = (await api(env, 'GET', '/migrations?limit=1')).body;
+  expect(r.code).not.toBe(0);
+  expect(rec.state).toBe('failed');
+  expect(rec.steps.find((s: { name: string }) => s.name === 'catch up')).toMatchObject({ state: 'failed', detail: expect.stringMatching(/behind .* after 2000 ms \(controller\.catchUpTimeoutSeconds is 2\)/) });
+  expect(Date.now() - started).toBeLessThan(60_000);
+  expect((await env.ctl.store.getActive())!.active).toBe(before);
+  const there = new Set((await env[before].query<{ name: string }>('SELECT name FROM items')).map((x) => x.name));
+  expect(proxied.acked.length).toBeGreaterThan(10);
+  expect(proxied.acked.filter((x) => !there.has(x))).toEqual([]);
+  expect(proxied.failures).toEqual([]);
+  for (const side of [env.blue, env.green]) expect(await side.query('SELECT slot_name FROM pg_replication_slots')).toEqual([]);
+}, 120_000);

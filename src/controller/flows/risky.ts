@@ -126,7 +126,7 @@ async function run(ctx: Ctx): Promise<void> {
       s.detail = `${statements.length} statement(s) applied on ${target}; streaming changes${compat ? `; the previous version served from ${compat}` : ''}`;
     });
     await steps.run('catch up', async (s) => {
-      const p = await fwd.catchUp({ maxLagMs: 1000, timeoutMs: 10 * 60_000 });
+      const p = await fwd.catchUp({ maxLagMs: 1000, timeoutMs: catchUpMs(d) }).catch(catchUpTimedOut(d));
       rec.lag = { seconds: p.lagSeconds ?? 0, bytes: p.lagBytes ?? 0 };
       s.detail = `lag ${rec.lag.seconds.toFixed(2)} s, ${rec.lag.bytes} bytes`;
     });
@@ -172,7 +172,7 @@ async function run(ctx: Ctx): Promise<void> {
           if (d.cfg.controller.synchronousReverse) await confirmReverse(ctx, rev, target);
         }
         // what writes left behind meanwhile, applied while they still run: the pause's catch-up is then short
-        await fwd.catchUp({ maxLagMs: 0, timeoutMs: 10 * 60_000 });
+        await fwd.catchUp({ maxLagMs: 0, timeoutMs: catchUpMs(d) }).catch(catchUpTimedOut(d));
         // what the pause is made of, for the step's detail
         const held = new PhaseTimer();
         const o = await flipper.flip({
@@ -295,6 +295,16 @@ async function finalVerify(ctx: Ctx, atFlip: PinnedFlipState, source: Side, targ
 }
 
 /** How long health is watched after the flip: the migration's --timeout, else controller.watchWindowSeconds. */
+/** controller.catchUpTimeoutSeconds, in ms: the bound of every catch-up of a risky migration */
+const catchUpMs = (d: { cfg: PgflipConfig }): number => d.cfg.controller.catchUpTimeoutSeconds * 1000;
+
+/** A catch-up that ran out of time says which setting bounds it. */
+const catchUpTimedOut = (d: { cfg: PgflipConfig }) => (err: unknown): never => {
+  const m = errMsg(err);
+  if (/catchUp: target still/.test(m)) throw new Error(`${m} (controller.catchUpTimeoutSeconds is ${d.cfg.controller.catchUpTimeoutSeconds})`);
+  throw err;
+};
+
 function watchSeconds(cfg: PgflipConfig, rec: { timeoutSeconds?: number }): number {
   return rec.timeoutSeconds ?? cfg.controller.watchWindowSeconds;
 }
@@ -352,7 +362,7 @@ async function rollBackFlip(ctx: Ctx, source: Side, target: Side, rev: ReverseSy
   await ctx.steps.run('roll back', async (s) => {
     // most of the backlog outside the pause; a stream that already stopped shows here
     let failed = false;
-    await rev.catchUp({ maxLagMs: 1000, timeoutMs: 10 * 60_000 }).catch(async (err) => { failed = true; await reverseFailed(err); });
+    await rev.catchUp({ maxLagMs: 1000, timeoutMs: catchUpMs(d) }).catch(async (err) => { failed = true; await reverseFailed(err); });
     let fencedTarget = false;
     // a fence that failed part-way may have revoked: an abort lifts it from any fence begun
     let fencing = false;
@@ -453,7 +463,7 @@ async function recoverReverse(ctx: Ctx, source: Side, target: Side): Promise<Rec
       const { mapping } = await d.classifier.classify(rec.sql, { fileName: rec.name, databaseUrl: ctx.sideUrl(source) });
       rev = d.sync!.reverse({ migrationId: rec.id, source: target, target: source, mapping: mapping ?? noMapping() });
       await rev.startStreaming();
-      const p = await rev.catchUp({ timeoutMs: 10 * 60_000 });
+      const p = await rev.catchUp({ timeoutMs: catchUpMs(d) }).catch(catchUpTimedOut(d));
       s.detail = `writes made on ${target} since the flip applied on ${source} (lag ${(p.lagSeconds ?? 0).toFixed(2)} s)`;
     });
   } catch (err) {
