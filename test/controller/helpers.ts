@@ -103,7 +103,13 @@ export async function api(env: Env, method: 'GET' | 'POST', p: string, body?: un
   const headers: Record<string, string> = {};
   if (token) headers.authorization = `Bearer ${token}`;
   if (body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(env.ctl.url + p, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+  const send = () => fetch(env.ctl.url + p, { method, headers, body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body) });
+  // after env.restart() a kept-alive socket to the controller that closed can be picked before its close is seen:
+  // the request never reached a server, so it is sent again once
+  const res = await send().catch((err: { cause?: { code?: string } }) => {
+    if (err.cause?.code === 'UND_ERR_SOCKET') return send();
+    throw err;
+  });
   const text = await res.text();
   let parsed: unknown = text;
   try { parsed = JSON.parse(text); } catch { /* text */ }
