@@ -144,6 +144,10 @@ class ServerSink implements MessageSink {
   }
 }
 
+const PATH_WORDS = ['search_path', 'SEARCH_PATH', 'schema', 'SCHEMA'].map((w) => Buffer.from(w));
+/** a Query or Parse whose bytes hold one of the words a search_path change is spelt with (cheap: no string made) */
+const mayChangePath = (msg: Buffer): boolean => (msg[0] === M.Query || msg[0] === M.Parse) && PATH_WORDS.some((w) => msg.indexOf(w, 5) >= 0);
+
 /** A Query message with its search_path change rewritten (compatChunk), or the message itself. */
 function compatQueryMessage(msg: Buffer, schema: string): Buffer {
   if (msg[msg.length - 1] !== 0) return msg;
@@ -532,7 +536,7 @@ export class Session {
    */
   private compatChunk(chunk: Buffer): Buffer {
     const schema = this.compatSchemaOn(this.side);
-    if (schema === undefined || !/search_path|schema/i.test(chunk.toString('latin1'))) return chunk;
+    if (schema === undefined) return chunk;
     const parts: Buffer[] = [];
     let changed = false;
     let p = 0;
@@ -540,7 +544,8 @@ export class Session {
       const end = p + 1 + chunk.readInt32BE(p + 1);
       if (end > chunk.length) break;
       const msg = chunk.subarray(p, end);
-      const out = msg[0] === M.Query ? compatQueryMessage(msg, schema) : msg[0] === M.Parse ? compatParseMessage(msg, schema) : msg;
+      // only the text of a Query or Parse that names search_path or SCHEMA is read as a string
+      const out = !mayChangePath(msg) ? msg : msg[0] === M.Query ? compatQueryMessage(msg, schema) : compatParseMessage(msg, schema);
       changed ||= out !== msg;
       parts.push(out);
       p = end;
