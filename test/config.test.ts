@@ -63,6 +63,12 @@ describe('configuration', () => {
     expect(resolveWorkers(loadConfig({ env: { REDIS_URL: 'redis://h:6379' } }), 2)).toBe(1);
     expect(resolveWorkers(loadConfig({ env: { REDIS_URL: 'redis://h:6379' } }), 8)).toBe(8);
     expect(resolveWorkers(loadConfig({ env: { REDIS_URL: 'redis://h:6379', PGFLIP_PROXY_WORKERS: '3' } }), 2)).toBe(3);
+    expect(resolveWorkers(loadConfig({ env: { REDIS_URL: 'redis://h:6379' } }), 256)).toBe(64);
+    // each worker's share of the client limit: together never more than the total
+    const { workerConfig } = require('../src/proxy/workers') as typeof import('../src/proxy/workers');
+    const cfg = loadConfig({ env: { REDIS_URL: 'redis://h:6379' }, flags: { proxy: { maxClientConnections: 10 } } });
+    expect(workerConfig(cfg, 4).proxy.maxClientConnections).toBe(2);
+    expect(workerConfig(cfg, 4).proxy.admin.port).toBe(0);
   });
 
   it('reports an unreadable or malformed file with its name', () => {

@@ -4,8 +4,7 @@ import { logger } from '../observability/logger';
 import os from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { startProxy } from '../proxy';
-import { registry } from '../observability/metrics';
-import { reportWorkerReady, resolveWorkers, startWorkersPrimary, workerConfig, workerIndex } from '../proxy/workers';
+import { resolveWorkers, runAsWorker, startWorkersPrimary, workerConfig, workerIndex } from '../proxy/workers';
 
 interface ProxyFlags { config?: string; listen?: string; blue?: string; green?: string; active?: string; auth?: string; workers?: string }
 
@@ -73,17 +72,22 @@ const waitForSignal = (): Promise<string> => new Promise((resolve) => {
 /** The primary of proxy.workers: the workers, the admin port, and the lines `pgflip proxy` prints. */
 async function runPrimary(cfg: PgflipConfig, workers: number): Promise<void> {
   const baseId = process.env.PGFLIP_PROXY_ID || `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  // a signal while the workers start stops them too
+  const stop = new AbortController();
+  const signalled = waitForSignal().then((sig) => { stop.abort(); return sig; });
   let primary;
   try {
-    primary = await startWorkersPrimary(cfg, workers, baseId, logger().child({ component: 'proxy-workers' }));
+    primary = await startWorkersPrimary(cfg, workers, baseId, logger().child({ component: 'proxy-workers' }), stop.signal);
   } catch (e) {
-    process.stderr.write(`pgflip: ${(e as Error).message}\n`);
-    process.exitCode = 1;
+    if (!stop.signal.aborted) {
+      process.stderr.write(`pgflip: ${(e as Error).message}\n`);
+      process.exitCode = 1;
+    }
     return;
   }
   process.stdout.write(`pgflip proxy listening on ${cfg.proxy.listen.host}:${primary.port} (admin http://${cfg.proxy.admin.host}:${primary.adminPort}), active side ${primary.activeSide}, ${workers} workers\n`);
   process.stdout.write(`pgflip proxy ${baseId} joined the fleet (redis state store, epoch ${primary.epoch}) as ${primary.ids.join(', ')}\n`);
-  const sig = await waitForSignal();
+  const sig = await signalled;
   logger().info({ signal: sig }, 'stopping proxy workers');
   await primary.close();
 }
@@ -97,7 +101,7 @@ async function runWorker(cfg: PgflipConfig, workers: number, index: number): Pro
     process.stderr.write(`pgflip: proxy worker ${index}: ${(e as Error).message}\n`);
     process.exit(1);
   }
-  reportWorkerReady(registry, { index, id: proxy.id, port: proxy.port, adminPort: proxy.adminPort, activeSide: proxy.activeSide, epoch: proxy.participant.currentEpoch() });
+  runAsWorker(proxy, { index, id: proxy.id, port: proxy.port, adminPort: proxy.adminPort, activeSide: proxy.activeSide, epoch: proxy.participant.currentEpoch() });
   const sig = await waitForSignal();
   logger().info({ signal: sig, worker: index }, 'stopping proxy worker');
   await proxy.close().catch(() => undefined);

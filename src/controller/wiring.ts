@@ -25,13 +25,24 @@ import { controllerMetrics } from './metrics';
 import { ObjectDrift } from './drift';
 import { FlipHistoryEntry, Overview, recordFlip } from './overview';
 
+/** Traces at once: each is a cluster of its own (initdb copy, a server, the schema read). */
+const MAX_TRACES = 2;
+
 /** The classifier's programmatic API (src/classifier), and its trace on a throwaway cluster (src/trace). */
 export function classifierPort(): ClassifyPort {
+  let running = 0;
+  const waiting: Array<() => void> = [];
+  const slot = async (): Promise<() => void> => {
+    if (running >= MAX_TRACES) await new Promise<void>((r) => waiting.push(r));
+    running++;
+    return () => { running--; waiting.shift()?.(); };
+  };
   return {
     async classify(sql, opts) {
       const report = await classifySql(sql, opts);
       if (!opts.trace || !opts.databaseUrl) return report;
       let tracer: MigrationTracer | undefined;
+      const release = await slot();
       try {
         tracer = await MigrationTracer.start({ databaseUrl: opts.databaseUrl, exitOnSignal: false });
         await tracer.traceFiles([{ report, sql }]);
@@ -40,6 +51,7 @@ export function classifierPort(): ClassifyPort {
         report.warnings.push(`not traced (controller.trace auto): ${errMsg(err)}`);
       } finally {
         await tracer?.close().catch((err) => logger().warn({ err: errMsg(err) }, 'could not remove the trace cluster'));
+        release();
       }
       return report;
     },

@@ -80,6 +80,8 @@ export interface ProxyServer {
   /** side that new sessions are served by from now on */
   setActiveSide(side: Side): void;
   status(): ProxyStatus;
+  /** the registry's metrics as prom-client JSON, hot counters added first (what a workers' primary sums) */
+  metricsJson(): Promise<prom.MetricObjectWithValues<prom.MetricValue<string>>[]>;
   /** run the health check of both sides now */
   checkHealth(): Promise<void>;
   /** end all sessions (57P01 to their clients) and close the listeners */
@@ -302,6 +304,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     liveSessions: () => [...sessions],
     setActiveSide,
     status,
+    async metricsJson() { flushStats(); return reg.getMetricsAsJSON(); },
     checkHealth: () => health.checkAll(),
     close() {
       closing ??= (async () => {

@@ -8,6 +8,7 @@
  */
 import type { Logger } from 'pino';
 import { escapeIdentifier, escapeLiteral } from 'pg';
+import { MessageCode as M } from './protocol/codes';
 import { COMPAT_KEY, CompatServing } from '../compat/serving';
 import type { StateStore } from '../state';
 import type { Side } from '../side';
@@ -90,8 +91,8 @@ export function compatFixupSql(schema: string): string {
 const SET_SEARCH_PATH = /^\s*SET\s+(SESSION\s+|LOCAL\s+)?search_path\s*(?:TO|=)\s*([^;]*?)\s*;?\s*$/is;
 /** `SET SCHEMA 'x'`: the SQL-standard spelling (pgjdbc's setSchema) */
 const SET_SCHEMA = /^\s*SET\s+(SESSION\s+|LOCAL\s+)?SCHEMA\s+('(?:[^']|'')*')\s*;?\s*$/is;
-/** `set_config('search_path', value, is_local)` anywhere in a statement */
-const SET_CONFIG = /\b((?:pg_catalog\s*\.\s*)?set_config)\s*\(\s*'search_path'\s*,\s*/gi;
+/** the whole statement `SELECT [pg_catalog.]set_config('search_path', <literal or $n>, <bool>)` (not one inside a function body) */
+const SET_CONFIG = /^\s*SELECT\s+((?:pg_catalog\s*\.\s*)?set_config)\s*\(\s*'search_path'\s*,\s*('(?:[^']|'')*'|\$\d+)\s*,\s*([^()]*?)\)\s*;?\s*$/is;
 
 /**
  * A client's own search_path change on a backend whose search_path starts with the compatibility
@@ -109,9 +110,57 @@ export function rewriteSetSearchPath(sql: string, schema: string): string | unde
   }
   const s = SET_SCHEMA.exec(sql);
   if (s) return `SET ${s[1] ?? ''}search_path TO ${first}, ${s[2]}`;
-  if (SET_CONFIG.test(sql)) {
-    SET_CONFIG.lastIndex = 0;
-    return sql.replace(SET_CONFIG, (_all, fn: string) => `${fn}('search_path', ${escapeLiteral(`${first}, `)} || `);
+  const c = SET_CONFIG.exec(sql);
+  if (c) {
+    const [, fn, value, local] = c;
+    // an empty path (pg_dump's scripts) stays empty: every name in them is qualified
+    if (value === "''") return undefined;
+    const prefix = escapeLiteral(`${first}, `);
+    const v = value.startsWith('$') ? `CASE WHEN ${value}::text = '' THEN ${value}::text ELSE ${prefix} || ${value}::text END` : `${prefix} || ${value}`;
+    return `SELECT ${fn}('search_path', ${v}, ${local})`;
   }
   return undefined;
 }
+
+const PATH_WORDS = ['search_path', 'SEARCH_PATH', 'schema', 'SCHEMA'].map((w) => Buffer.from(w));
+/** a Query or Parse whose bytes hold one of the words a search_path change is spelt with (cheap: no string made) */
+export const mayChangePath = (msg: Buffer): boolean => (msg[0] === M.Query || msg[0] === M.Parse) && PATH_WORDS.some((w) => msg.indexOf(w, 5) >= 0);
+
+/**
+ * A Query message with its search_path change rewritten (compatChunk), or the message itself.
+ * The text is read and written as latin1: every byte stays what the client sent, in whatever
+ * client_encoding (the rewrite only reads and adds ASCII).
+ */
+export function compatQueryMessage(msg: Buffer, schema: string): Buffer {
+  if (msg[msg.length - 1] !== 0) return msg;
+  const rewritten = rewriteSetSearchPath(msg.toString('latin1', 5, msg.length - 1), schema);
+  if (rewritten === undefined) return msg;
+  const query = Buffer.from(rewritten, 'latin1');
+  const out = Buffer.allocUnsafe(1 + 4 + query.length + 1);
+  out[0] = M.Query;
+  out.writeInt32BE(out.length - 1, 1);
+  query.copy(out, 5);
+  out[out.length - 1] = 0;
+  return out;
+}
+
+/** A Parse message (name, query, parameter types) with its query rewritten the same way. */
+export function compatParseMessage(msg: Buffer, schema: string): Buffer {
+  const nameEnd = msg.indexOf(0, 5);
+  const queryEnd = nameEnd < 0 ? -1 : msg.indexOf(0, nameEnd + 1);
+  if (queryEnd < 0 || queryEnd + 3 > msg.length) return msg;
+  const rewritten = rewriteSetSearchPath(msg.toString('latin1', nameEnd + 1, queryEnd), schema);
+  if (rewritten === undefined) return msg;
+  const name = msg.subarray(5, nameEnd);
+  const query = Buffer.from(rewritten, 'latin1');
+  const tail = msg.subarray(queryEnd + 1); // int16 count, int32 type OIDs
+  const out = Buffer.allocUnsafe(1 + 4 + name.length + 1 + query.length + 1 + tail.length);
+  out[0] = M.Parse;
+  out.writeInt32BE(out.length - 1, 1);
+  let o = 5;
+  o += name.copy(out, o); out[o++] = 0;
+  o += query.copy(out, o); out[o++] = 0;
+  tail.copy(out, o);
+  return out;
+}
+

@@ -24,7 +24,7 @@ import {
 } from './protocol/serializer';
 import { SCRAM_MECHANISM, ScramError, ScramServerExchange } from './scram';
 import { MAX_INSPECTED_QUERY, SessionState } from './session-state';
-import { backendParams, isOld, rewriteSetSearchPath, sessionVersion, SessionVersion } from './schema-version';
+import { backendParams, compatParseMessage, compatQueryMessage, isOld, mayChangePath, sessionVersion, SessionVersion } from './schema-version';
 import { ConnectionClosed, StartupReader } from './startup-reader';
 import { OidTranslation, OidTranslator } from './type-identity';
 import { discardReads, readInto, setReadBuffer } from './user-buffer-reads';
@@ -142,37 +142,6 @@ class ServerSink implements MessageSink {
     }
     this.s.retable();
   }
-}
-
-const PATH_WORDS = ['search_path', 'SEARCH_PATH', 'schema', 'SCHEMA'].map((w) => Buffer.from(w));
-/** a Query or Parse whose bytes hold one of the words a search_path change is spelt with (cheap: no string made) */
-const mayChangePath = (msg: Buffer): boolean => (msg[0] === M.Query || msg[0] === M.Parse) && PATH_WORDS.some((w) => msg.indexOf(w, 5) >= 0);
-
-/** A Query message with its search_path change rewritten (compatChunk), or the message itself. */
-function compatQueryMessage(msg: Buffer, schema: string): Buffer {
-  if (msg[msg.length - 1] !== 0) return msg;
-  const rewritten = rewriteSetSearchPath(msg.toString('utf8', 5, msg.length - 1), schema);
-  return rewritten === undefined ? msg : serialize.query(rewritten);
-}
-
-/** A Parse message (name, query, parameter types) with its query rewritten the same way. */
-function compatParseMessage(msg: Buffer, schema: string): Buffer {
-  const nameEnd = msg.indexOf(0, 5);
-  const queryEnd = nameEnd < 0 ? -1 : msg.indexOf(0, nameEnd + 1);
-  if (queryEnd < 0 || queryEnd + 3 > msg.length) return msg;
-  const rewritten = rewriteSetSearchPath(msg.toString('utf8', nameEnd + 1, queryEnd), schema);
-  if (rewritten === undefined) return msg;
-  const name = msg.subarray(5, nameEnd);
-  const query = Buffer.from(rewritten, 'utf8');
-  const tail = msg.subarray(queryEnd + 1); // int16 count, int32 type OIDs
-  const out = Buffer.allocUnsafe(1 + 4 + name.length + 1 + query.length + 1 + tail.length);
-  out[0] = M.Parse;
-  out.writeInt32BE(out.length - 1, 1);
-  let o = 5;
-  o += name.copy(out, o); out[o++] = 0;
-  o += query.copy(out, o); out[o++] = 0;
-  tail.copy(out, o);
-  return out;
 }
 
 /** a ParameterStatus value the server reported at connection start */
@@ -713,7 +682,7 @@ export class Session {
 
   private readonly onClientData = (chunk: Buffer): void => {
     if (this.toServer !== null) { chunk = this.toServer.feed(chunk); if (chunk.length === 0) return; }
-    if (this.ctx.compat() !== null && chunk.length < 65536 && this.cw!.atBoundary) chunk = this.compatChunk(chunk);
+    if (this.ctx.compat() !== null && this.cw!.atBoundary) chunk = this.compatChunk(chunk);
     this.ctx.stats.bytesIn += chunk.length;
     if (this.cw!.walk(chunk) !== WALK_OK) { this.clientProtocolError(); return; }
     if (!this.backend!.write(chunk)) { this.client.pause(); this.clientPaused = true; }

@@ -4,7 +4,7 @@
  * removed afterwards — also when the process is interrupted (SIGINT, SIGTERM) or exits early.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LocalCluster } from '../pgcluster/local-cluster';
@@ -67,6 +67,44 @@ function untrack(c: ScratchCluster): void {
 
 const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 
+/** The file in a scratch directory that names the process it belongs to. */
+const OWNER_FILE = 'owner.pid';
+let reaped = false;
+
+const alive = (pid: number): boolean => {
+  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
+};
+
+/**
+ * The scratch clusters of processes that died without removing them (SIGKILL, the OOM killer):
+ * their postmaster stopped (immediate shutdown), their directory removed. A postmaster is
+ * signalled only when /proc shows it is a postgres serving that very directory. Run by the first
+ * scratch cluster of a process.
+ */
+export function reapStaleScratchClusters(tmp = os.tmpdir()): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try { names = readdirSync(tmp).filter((n) => n.startsWith(SCRATCH_PREFIX)); } catch { return removed; }
+  for (const name of names) {
+    const dir = path.join(tmp, name);
+    let owner: number;
+    try { owner = Number(readFileSync(path.join(dir, OWNER_FILE), 'utf8').trim()); } catch { continue; } // not ours, or still being made
+    if (!Number.isInteger(owner) || owner <= 0 || alive(owner)) continue;
+    const dataDir = path.join(dir, 'data');
+    try {
+      const pid = Number(readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (/postgres/.test(cmdline) && cmdline.includes(dataDir)) {
+        process.kill(pid, 'SIGQUIT');
+        for (let i = 0; i < 100 && alive(pid); i++) sleepSync(20);
+      }
+    } catch { /* no server left running there */ }
+    rmSync(dir, { recursive: true, force: true });
+    removed.push(dir);
+  }
+  return removed;
+}
+
 export class ScratchCluster {
   readonly dir: string;
   private readonly pg: LocalCluster;
@@ -78,8 +116,10 @@ export class ScratchCluster {
 
   /** `exitOnSignal`: on SIGINT / SIGTERM remove the cluster and exit (for a command; a server removes it in its own shutdown) */
   constructor(opts: { exitOnSignal?: boolean } = {}) {
+    if (!reaped) { reaped = true; reapStaleScratchClusters(); }
     this.dir = mkdtempSync(path.join(os.tmpdir(), SCRATCH_PREFIX));
     chmodSync(this.dir, 0o755); // the server runs as the postgres OS user when we are root
+    writeFileSync(path.join(this.dir, OWNER_FILE), `${process.pid}\n`);
     try {
       this.pg = new LocalCluster({ dir: this.dir, password: randomBytes(18).toString('base64url'), settings: SCRATCH_SETTINGS, template: true });
     } catch (err) {

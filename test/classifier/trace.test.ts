@@ -135,6 +135,36 @@ test('interrupted (SIGINT) while a statement runs: the cluster is stopped and re
   expect(processesInTmp()).toEqual([]);
 });
 
+test('killed (SIGKILL) mid-trace: the next trace of any process stops the orphaned server and removes its directory', async () => {
+  const f = file('slow2.sql', 'SELECT pg_sleep(60);\n');
+  const child = spawn(process.execPath, [CLI, 'validate', '--trace', f], { env: { ...process.env, TMPDIR: tmp }, stdio: 'ignore' });
+  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  let pid: number | undefined;
+  let stale: string | undefined;
+  for (let i = 0; i < 300 && pid === undefined; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const [d] = leftovers();
+    const pidFile = d && path.join(tmp, d, 'data', 'postmaster.pid');
+    if (!pidFile || !existsSync(pidFile)) continue;
+    pid = Number(readFileSync(pidFile, 'utf8').split('\n')[0]);
+    stale = d;
+  }
+  expect(pid).toBeDefined();
+  await new Promise((r) => setTimeout(r, 500)); // the statement is running
+  child.kill('SIGKILL');
+  await exited;
+  // what a SIGKILL leaves: the server running, the directory in place
+  expect(alive(pid!)).toBe(true);
+  expect(leftovers()).toEqual([stale]);
+  // the next trace (another process) cleans it up before it makes its own
+  const r = pgflip(file('after-kill.sql', 'CREATE TABLE z2 (id int);\n'));
+  expect(r.code).toBe(0);
+  for (let i = 0; i < 50 && alive(pid!); i++) await new Promise((res) => setTimeout(res, 100));
+  expect(alive(pid!)).toBe(false);
+  expect(leftovers()).toEqual([]);
+  expect(processesInTmp()).toEqual([]);
+});
+
 test('where the operation table understates what PostgreSQL does, the trace wins, with a warning', () => {
   // the ALTER TABLE an EXECUTE of a computed string runs (DYNAMIC_SQL, lock NONE, no rewrite) takes ACCESS EXCLUSIVE;
   // CREATE POLICY, once understated too, now says what the trace sees (no warning)

@@ -63,7 +63,10 @@ test('two workers share the listener; /metrics sums them; cancels cross workers;
   expect(st.workers.map((w) => w.id)).toEqual(['px-w0', 'px-w1']);
   expect(st.workers.every((w) => w.sessions > 0)).toBe(true);
   expect(st.workers.reduce((n, w) => n + w.sessions, 0)).toBe(8);
-  for (let i = 0; i < 20 && await metric('pgflip_client_connections') !== 8; i++) await sleep(200); // flushed each second
+  // each worker adds its hot counters when the primary asks: no second of lag
+  const before = await metric('pgflip_queries_total{side="blue"}');
+  for (const c of cs) await c.query('SELECT 1');
+  expect(await metric('pgflip_queries_total{side="blue"}')).toBe(before + 8);
   expect(await metric('pgflip_client_connections')).toBe(8);
   expect(await metric('pgflip_active_side{side="blue"}')).toBe(1);
 
@@ -89,6 +92,21 @@ test('two workers share the listener; /metrics sums them; cancels cross workers;
   expect(out).toMatchObject({ ok: true, active: 'green', proxies: ['px-w0', 'px-w1'], sessionsCarried: 8, sessionsTerminated: 0 });
   expect(await Promise.all(cs.map(sideOf))).toEqual(Array(8).fill('green'));
   expect(errors).toEqual([]);
+
+  // a worker that hangs (SIGSTOP) does not hang the admin port: the others are summed, its status says so
+  const hung = (await status()).workers[1] as { pid?: number };
+  process.kill(hung.pid!, 'SIGSTOP');
+  try {
+    const t0 = Date.now();
+    const sessionsOfW0 = (await (await fetch(`${proxy.admin}/metrics`)).text()).split('\n').find((l) => l.startsWith('pgflip_client_connections '));
+    expect(Number(sessionsOfW0!.split(' ')[1])).toBe(st.workers[0].sessions);
+    const s2 = await (await fetch(`${proxy.admin}/status`)).json() as { workers: Array<{ error?: string }> };
+    expect(s2.workers[1].error).toMatch(/timeout|aborted/i);
+    expect(Date.now() - t0).toBeLessThan(8000);
+    expect((await fetch(`${proxy.admin}/healthz`)).status).toBe(200);
+  } finally {
+    process.kill(hung.pid!, 'SIGCONT');
+  }
 
   // a worker killed is started again under its id; the other's sessions carry on
   const victim = (await status()).workers[0];
