@@ -81,7 +81,12 @@ test('two workers share the listener; /metrics sums them; cancels cross workers;
     await cancel.waitClosed();
     expect(await sleeping).toBe('57014');
   }
-  const how = [...proxy.logs().matchAll(/"how":"(local|routed)"/g)].map((m) => m[1]);
+  // the workers' log lines reach the harness through a pipe: wait for the fourth
+  let how: string[] = [];
+  for (let i = 0; i < 50 && how.length < 4; i++) {
+    how = [...proxy.logs().matchAll(/"how":"(local|routed)"/g)].map((m) => m[1]);
+    if (how.length < 4) await sleep(100);
+  }
   expect(how).toHaveLength(4);
   expect(how).toContain('routed');
 
