@@ -27,7 +27,7 @@ const errors: string[] = [];
 beforeAll(async () => {
   [pair, redis] = await Promise.all([startPair(), startRedis()]);
   tmp = mkdtempSync(path.join(os.tmpdir(), 'pgflip-workers-'));
-  for (const side of [pair.blue, pair.green]) await side.query(`CREATE TABLE whoami AS SELECT '${side.name}'::text AS side`);
+  for (const side of [pair.blue, pair.green]) await side.query(`CREATE TABLE whoami AS SELECT '${side.name}'::text AS side; CREATE TABLE w (tag text)`);
   proxy = await spawnProxyProcess({ id: 'px', pair, redis, dir: tmp, token: TOKEN, workers: 2, logLevel: 'debug' });
 }, 60_000);
 afterAll(async () => {
@@ -90,21 +90,37 @@ test('two workers share the listener; /metrics sums them; cancels cross workers;
   expect(how).toHaveLength(4);
   expect(how).toContain('routed');
 
-  // a flip through the primary's admin port: both workers pause and switch together
+  // a flip through the primary's admin port, under writes on both workers: both pause and switch together
+  const writers = await Promise.all([0, 1, 2, 3].map((k) => client(`writer-${k}`)));
+  const acked: string[] = [];
+  let writing = true;
+  const loops = writers.map(async (c, k) => {
+    for (let i = 0; writing; i++) { await c.query('INSERT INTO w VALUES ($1)', [`${k}-${i}`]); acked.push(`${k}-${i}`); }
+  });
+  await sleep(300);
   const res = await fetch(`${proxy.admin}/switch`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: 'green', deadlineMs: 5000 }) });
   const out = await res.json() as Record<string, unknown>;
   expect(res.status).toBe(200);
-  expect(out).toMatchObject({ ok: true, active: 'green', proxies: ['px-w0', 'px-w1'], sessionsCarried: 8, sessionsTerminated: 0 });
+  expect(out).toMatchObject({ ok: true, active: 'green', proxies: ['px-w0', 'px-w1'], sessionsCarried: 12, sessionsTerminated: 0 });
+  await sleep(300);
+  writing = false;
+  await Promise.all(loops);
   expect(await Promise.all(cs.map(sideOf))).toEqual(Array(8).fill('green'));
   expect(errors).toEqual([]);
+  // every acknowledged write is on blue (before the switch) or green (after); the last ones on green
+  const stored = new Set([...(await pair.blue.query<{ tag: string }>('SELECT tag FROM w')), ...(await pair.green.query<{ tag: string }>('SELECT tag FROM w'))].map((r) => r.tag));
+  expect(acked.length).toBeGreaterThan(20);
+  expect(acked.filter((t) => !stored.has(t))).toEqual([]);
+  expect((await pair.green.query<{ n: number }>('SELECT count(*)::int AS n FROM w'))[0].n).toBeGreaterThan(0);
 
   // a worker that hangs (SIGSTOP) does not hang the admin port: the others are summed, its status says so
-  const hung = (await status()).workers[1] as { pid?: number };
+  const now = await status();
+  const hung = now.workers[1] as { pid?: number };
   process.kill(hung.pid!, 'SIGSTOP');
   try {
     const t0 = Date.now();
     const sessionsOfW0 = (await (await fetch(`${proxy.admin}/metrics`)).text()).split('\n').find((l) => l.startsWith('pgflip_client_connections '));
-    expect(Number(sessionsOfW0!.split(' ')[1])).toBe(st.workers[0].sessions);
+    expect(Number(sessionsOfW0!.split(' ')[1])).toBe(now.workers[0].sessions);
     const s2 = await (await fetch(`${proxy.admin}/status`)).json() as { workers: Array<{ error?: string }> };
     expect(s2.workers[1].error).toMatch(/timeout|aborted/i);
     expect(Date.now() - t0).toBeLessThan(8000);
