@@ -360,4 +360,4 @@ if (require.main === module) {
   });
 }
 
-module.exports = { APP, libpqEnv, log, median, once, pgbench, sleep, startPgbouncer, startPgflip, startPipe, tail, waitReady };
+module.exports = { APP, latencies, libpqEnv, log, median, once, percentile, pgbench, sleep, startPgbouncer, startPgflip, startPipe, tail, waitReady };

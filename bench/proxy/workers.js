@@ -16,7 +16,7 @@ const os = require('node:os');
 const path = require('node:path');
 const { Client } = require('pg');
 const { LocalCluster, freePort } = require('../../dist/pgcluster/local-cluster.js');
-const { libpqEnv, log, median, once, pgbench, sleep, startPgflip } = require('./run.js');
+const { latencies, libpqEnv, log, median, once, percentile, pgbench, sleep, startPgflip } = require('./run.js');
 
 const SECONDS = Number(process.env.BENCH_SECONDS || 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
@@ -35,15 +35,6 @@ async function startRedis(work) {
   throw new Error('redis-server did not start');
 }
 
-function latencies(prefix) {
-  const dir = path.dirname(prefix);
-  const out = [];
-  for (const f of fs.readdirSync(dir).filter((n) => n.startsWith(`${path.basename(prefix)}.`))) {
-    for (const line of fs.readFileSync(path.join(dir, f), 'utf8').split('\n')) { const v = line.split(' ')[2]; if (v) out.push(Number(v)); }
-  }
-  return out.sort((a, b) => a - b);
-}
-const p99 = (s) => (s.length ? s[Math.min(s.length - 1, Math.ceil(0.99 * s.length) - 1)] : NaN);
 const fmt = (v, d = 0) => (Number.isFinite(v) ? v.toFixed(d) : '-');
 
 async function main() {
@@ -80,11 +71,11 @@ async function main() {
           targets.forEach((t, i) => {
             const prefix = path.join(logDir, `${t.name}-${mode}-${clients}-${round}`);
             const r = pgbench(t, mode, clients, SECONDS, prefix);
-            acc[i].tps.push(r.tps); acc[i].tx += r.tx; acc[i].cpu += r.cpu; acc[i].lat.push(...latencies(prefix));
+            acc[i].tps.push(r.tps); acc[i].tx += r.tx; acc[i].cpu += r.cpu; for (const v of latencies(prefix)) acc[i].lat.push(v);
             log(`  -M ${mode} -c ${clients} round ${round} ${t.name}: ${r.tps.toFixed(0)} TPS`);
           });
         }
-        rows.push({ mode, clients, r: acc.map((a) => ({ tps: median(a.tps), p99: p99(a.lat.sort((x, y) => x - y)), cpu: (a.cpu * 1e6) / a.tx })) });
+        rows.push({ mode, clients, r: acc.map((a) => ({ tps: median(a.tps), p99: percentile(a.lat, 99), cpu: (a.cpu * 1e6) / a.tx })) });
       }
     }
     const lines = [`pgbench -S, scale ${SCALE}, ${SECONDS} s x ${ROUNDS} interleaved runs per cell; ${os.cpus().length} CPUs; both proxies in a Redis fleet`, '',
