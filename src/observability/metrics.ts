@@ -26,6 +26,7 @@ export const METRIC = {
   activeSide: 'pgflip_active_side',
   backendUp: 'pgflip_backend_up',
   heldSessions: 'pgflip_held_sessions',
+  pinnedSessions: 'pgflip_pinned_sessions',
   sessionsByVersion: 'pgflip_sessions_by_schema_version',
   flipPause: 'pgflip_flip_pause_seconds',
   // sync
@@ -46,6 +47,7 @@ export interface ProxyMetrics {
   activeSide: prom.Gauge<'side'>;
   backendUp: prom.Gauge<'side'>;
   heldSessions: prom.Gauge;
+  pinnedSessions: prom.Gauge<'reason'>;
   sessionsByVersion: prom.Gauge<'version'>;
   flipPause: prom.Histogram;
 }
@@ -72,6 +74,7 @@ export function proxyMetrics(reg: prom.Registry = registry): ProxyMetrics {
     backendUp: once(reg, METRIC.backendUp, () => new prom.Gauge({ name: METRIC.backendUp, help: '1 when the last health check of the side succeeded', labelNames: ['side'] as const, registers, aggregator: 'max' })),
     sessionsByVersion: once(reg, METRIC.sessionsByVersion, () => new prom.Gauge({ name: METRIC.sessionsByVersion, help: 'client connections by the schema version they see while a migration serves its previous one: old (the compatibility schema) or new', labelNames: ['version'] as const, registers })),
     heldSessions: once(reg, METRIC.heldSessions, () => new prom.Gauge({ name: METRIC.heldSessions, help: 'sessions whose client bytes are held during a flip', registers })),
+    pinnedSessions: once(reg, METRIC.pinnedSessions, () => new prom.Gauge({ name: METRIC.pinnedSessions, help: 'sessions holding state that cannot move to another backend, by reason (a flip ends them under proxy.pinnedPolicy terminate)', labelNames: ['reason'] as const, registers })),
     flipPause: once(reg, METRIC.flipPause, () => new prom.Histogram({
       name: METRIC.flipPause, help: 'time traffic was held during a flip',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers,

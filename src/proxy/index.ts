@@ -27,6 +27,7 @@ import { HealthChecker, SideHealth } from './health';
 import { LostBackends } from './lost-backend';
 import { parseVerifier, ScramSecret, secretFromPassword } from './scram';
 import { Session, SessionInfo } from './session';
+import type { PinReason } from './sql-inspect';
 import { SchemaVersions, isOld } from './schema-version';
 
 export type { SessionInfo } from './session';
@@ -178,6 +179,22 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     if (c) for (const s of sessions) if (isOld(s.schemaVersion, c)) n++;
     return n;
   };
+  const PIN_REASONS: PinReason[] = ['temporary table', 'WITH HOLD cursor', 'session advisory lock', 'prepared transaction', 'settings changed in a way pgflip cannot follow'];
+  /** what each pinned session was pinned by at the last count: a new reason is logged once */
+  const pinnedBy = new WeakMap<Session, string>();
+  const countPinned = (): void => {
+    const counts = new Map<PinReason, number>(PIN_REASONS.map((r) => [r, 0]));
+    for (const s of sessions) {
+      const reasons = s.state?.pinnedReasons() ?? [];
+      for (const r of reasons) counts.set(r, (counts.get(r) ?? 0) + 1);
+      const key = reasons.join(', ');
+      if (key && pinnedBy.get(s) !== key) {
+        s.log.info({ reasons, policy: cfg.proxy.pinnedPolicy }, `session pinned to its backend (${key}): a flip ${cfg.proxy.pinnedPolicy === 'terminate' ? 'ends it (57P01)' : 'fails while it lasts'}`);
+      }
+      if (key) pinnedBy.set(s, key); else pinnedBy.delete(s);
+    }
+    for (const [r, n] of counts) metrics.pinnedSessions.labels(r).set(n);
+  };
   const flushStats = (): void => {
     const [qb, qg] = stats.queries;
     if (qb) metrics.queries.labels('blue').inc(qb);
@@ -190,6 +207,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     metrics.sessionsByVersion.labels('old').set(old);
     metrics.sessionsByVersion.labels('new').set(sessions.size - old);
     for (const s of SIDES) metrics.activeSide.labels(s).set(s === activeSide ? 1 : 0);
+    countPinned();
   };
   flushStats();
   metrics.heldSessions.set(0);
