@@ -133,9 +133,14 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     return { kind: kindFromName(name), known: false };
   };
 
+  /** a validated CHECK (col IS NOT NULL) proves the column NOT NULL: added in the file, or in the catalog */
+  const provenNotNull = (rel: RelName, column: string): boolean =>
+    state.notNullChecks.has(colKey(rel.key, column)) || !!catalogTable(rel)?.notNullChecks.has(column);
+
   /** a candidate whose answer depends on what the file (or the catalog) already established */
   function refine(c: Candidate): { type: OperationType; warning?: string; detail?: string } {
     const existing = !!c.table && !state.newObjects.has(c.table.key);
+    const added = c.effects.find((x): x is Extract<SchemaEffect, { kind: 'addColumn' }> => x.kind === 'addColumn');
     if ((c.type === 'DROP_CONSTRAINT' || c.type === 'RENAME_CONSTRAINT') && c.constraint && c.table && existing) {
       const { kind, known } = constraintKind(c.table, c.constraint);
       const keyType = c.type === 'DROP_CONSTRAINT' ? 'DROP_KEY_CONSTRAINT' : 'RENAME_KEY_CONSTRAINT';
@@ -156,8 +161,7 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
     }
     if (c.type === 'DROP_DEFAULT' && c.table && c.column && existing) {
       const col = columnsOf(c.table).get(c.column);
-      const checked = state.notNullChecks.has(colKey(c.table.key, c.column)) || catalogTable(c.table)?.notNullChecks.has(c.column);
-      if (col?.notNull || checked) return { type: 'DROP_DEFAULT_NOT_NULL' };
+      if (col?.notNull || provenNotNull(c.table, c.column)) return { type: 'DROP_DEFAULT_NOT_NULL' };
       if (!col) return { type: 'DROP_DEFAULT_UNCHECKED' };
     }
     if ((c.type === 'UPDATE' || c.type === 'DELETE') && c.table && existing && c.where) {
@@ -186,20 +190,16 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
       if (e && old && !e.using && isBinaryCompatible(old, e.type)) return { type: 'ALTER_COLUMN_TYPE_COMPATIBLE' };
       if (!old && !state.newObjects.has(c.table.key)) return { type: c.type, warning: `the current type of ${c.table.display}.${c.column} is unknown, so the change is assumed to rewrite the table${catalog ? '' : '; pass --database-url to check'}` };
     }
-    if (c.type === 'SET_NOT_NULL' && c.table && c.column && (state.notNullChecks.has(colKey(c.table.key, c.column)) || catalogTable(c.table)?.notNullChecks.has(c.column))) {
+    if (c.type === 'SET_NOT_NULL' && c.table && c.column && provenNotNull(c.table, c.column)) {
       return { type: 'SET_NOT_NULL_CHECKED' };
     }
     if (c.type === 'CREATE_VIEW' && c.missingOk && c.table && existing && (!catalog || catalog.tables.has(c.table.key))) {
       if (c.view?.options) return { type: 'VIEW_OPTIONS' };
       return { type: c.view?.readOnly ? 'REPLACE_VIEW_READ_ONLY' : 'REPLACE_VIEW' };
     }
-    if (c.type.startsWith('ADD_COLUMN') && c.table && existing) {
-      const added = c.effects.find((x): x is Extract<SchemaEffect, { kind: 'addColumn' }> => x.kind === 'addColumn');
-      // only a cheap add becomes this row: a rewrite or NOT NULL keeps its own (worse) answer
-      if (added?.type.name === 'json' && (c.type === 'ADD_COLUMN' || c.type === 'ADD_COLUMN_DEFAULT')) return { type: 'ADD_COLUMN_JSON' };
-    }
     if ((c.type === 'ADD_COLUMN' || c.type === 'ADD_COLUMN_DEFAULT') && c.table) {
-      const added = c.effects.find((x): x is Extract<SchemaEffect, { kind: 'addColumn' }> => x.kind === 'addColumn');
+      // only a cheap add becomes ADD_COLUMN_JSON: a rewrite or NOT NULL keeps its own (worse) answer
+      if (added?.type.name === 'json' && existing) return { type: 'ADD_COLUMN_JSON' };
       const domain = added && !added.type.array ? (state.domains.get(added.type.name) ?? catalog?.constrainedDomains?.get(added.type.name)) : undefined;
       if (domain && ('constrained' in domain ? domain.constrained : true)) {
         const fails = domain.notNull && c.type === 'ADD_COLUMN';
@@ -276,19 +276,19 @@ export function analyze({ file, parsed, pgVersion, catalog }: AnalyzeInput): Val
   /** What PostgreSQL refuses on a partitioned table (known from the file or the catalog). */
   function partitionChecks(c: Candidate, fail: (message: string, sqlstate: string) => void): void {
     if (!c.table) return;
+    const table = c.table;
+    const keyWithout = (key: string[], keyCols: Array<string | undefined>) => {
+      if (!key.every((k) => keyCols.includes(k))) fail(`unique constraint on partitioned table ${table.display} must include all partitioning columns (${key.join(', ')})`, '0A000');
+    };
     const made = c.type === 'CREATE_TABLE' ? c.effects.find((x): x is Extract<SchemaEffect, { kind: 'createTable' }> => x.kind === 'createTable') : undefined;
     if (made?.partitionKey) {
-      for (const keyCols of made.uniqueKeys ?? []) {
-        if (!made.partitionKey.every((k) => keyCols.includes(k))) fail(`unique constraint on partitioned table ${c.table.display} must include all partitioning columns (${made.partitionKey.join(', ')})`, '0A000');
-      }
+      for (const keyCols of made.uniqueKeys ?? []) keyWithout(made.partitionKey, keyCols);
       return;
     }
     const live = catalogTable(c.table);
     if (!state.partitioned.has(c.table.key) && live?.relkind !== 'p') return;
     const key = state.partitionKeys.get(c.table.key) ?? (state.partitioned.has(c.table.key) ? undefined : live?.partitionKey);
-    if (c.keyColumns && key && !key.every((k) => c.keyColumns!.includes(k))) {
-      fail(`unique constraint on partitioned table ${c.table.display} must include all partitioning columns (${key.join(', ')})`, '0A000');
-    }
+    if (c.keyColumns && key) keyWithout(key, c.keyColumns);
     if (c.type === 'DETACH_PARTITION_CONCURRENTLY' && (state.defaultPartitions.has(c.table.key) || live?.hasDefaultPartition)) {
       fail(`cannot detach partitions concurrently when a default partition exists (${c.table.display} has one)`, '55000');
     }

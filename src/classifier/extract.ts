@@ -136,6 +136,7 @@ const CONTYPES: Record<string, string> = { CONSTR_PRIMARY: 'p', CONSTR_UNIQUE: '
 
 function constraintOp(table: RelName, c: Node, column?: string): Candidate | undefined {
   const base = { table, column, needsTable: true, location: c.location, effects: [] as SchemaEffect[] };
+  const keyColumns = c.keys ? listName(c.keys) : column ? [column] : undefined;
   if (c.conname && CONTYPES[c.contype]) base.effects.push({ kind: 'constraint', table, name: c.conname, contype: CONTYPES[c.contype] });
   switch (c.contype) {
     case 'CONSTR_CHECK': {
@@ -144,8 +145,8 @@ function constraintOp(table: RelName, c: Node, column?: string): Candidate | und
       return { ...base, type: c.skip_validation ? 'ADD_CHECK_NOT_VALID' : 'ADD_CHECK' };
     }
     case 'CONSTR_FOREIGN': return { ...base, type: c.skip_validation ? 'ADD_FOREIGN_KEY_NOT_VALID' : 'ADD_FOREIGN_KEY', detail: c.pktable ? `references ${relName(c.pktable)?.display}` : undefined };
-    case 'CONSTR_UNIQUE': return { ...base, type: c.indexname ? 'ADD_UNIQUE_USING_INDEX' : 'ADD_UNIQUE', keyColumns: c.keys ? listName(c.keys) : column ? [column] : undefined };
-    case 'CONSTR_PRIMARY': return { ...base, type: c.indexname ? 'ADD_PRIMARY_KEY_USING_INDEX' : 'ADD_PRIMARY_KEY', keyColumns: c.keys ? listName(c.keys) : column ? [column] : undefined };
+    case 'CONSTR_UNIQUE': return { ...base, type: c.indexname ? 'ADD_UNIQUE_USING_INDEX' : 'ADD_UNIQUE', keyColumns };
+    case 'CONSTR_PRIMARY': return { ...base, type: c.indexname ? 'ADD_PRIMARY_KEY_USING_INDEX' : 'ADD_PRIMARY_KEY', keyColumns };
     case 'CONSTR_EXCLUSION': return { ...base, type: 'ADD_EXCLUDE' };
     case 'CONSTR_NOTNULL': return { ...base, type: c.skip_validation ? 'ADD_NOT_NULL_CONSTRAINT_NOT_VALID' : 'ADD_NOT_NULL_CONSTRAINT', column: column ?? listName(c.keys)[0] };
     default: return undefined;
@@ -229,9 +230,11 @@ function alterTableCmd(table: RelName, objtype: string, cmd: Node, st: StmtText,
     case 'AT_SetLogged': return [{ ...base, type: 'SET_LOGGED' }];
     case 'AT_SetUnLogged': return [{ ...base, type: 'SET_UNLOGGED' }];
     case 'AT_ChangeOwner': return [{ ...base, type: 'OWNER' }];
-    case 'AT_AttachPartition':
+    case 'AT_AttachPartition': {
       if (objtype === 'OBJECT_INDEX') return [{ ...base, type: 'ALTER_OBJECT' }];
-      return [{ ...base, type: 'ATTACH_PARTITION', partition: relName(cmd.def.PartitionCmd?.name), detail: `partition ${relName(cmd.def.PartitionCmd?.name)?.display}`, effects: [{ kind: 'attach', parent: table }] }];
+      const partition = relName(cmd.def.PartitionCmd?.name);
+      return [{ ...base, type: 'ATTACH_PARTITION', partition, detail: `partition ${partition?.display}`, effects: [{ kind: 'attach', parent: table }] }];
+    }
     case 'AT_DetachPartition':
       return [{ ...base, type: cmd.def.PartitionCmd?.concurrent ? 'DETACH_PARTITION_CONCURRENTLY' : 'DETACH_PARTITION', detail: `partition ${relName(cmd.def.PartitionCmd?.name)?.display}` }];
     case 'AT_DetachPartitionFinalize': return [{ ...base, type: 'DETACH_PARTITION_CONCURRENTLY' }];
@@ -431,7 +434,7 @@ export function extract(kind: string, n: Node, st: StmtText): Candidate[] {
     case 'IndexStmt': {
       const table = relName(n.relation)!;
       const keyColumns = n.unique ? (n.indexParams ?? []).map((p: Node) => p.IndexElem?.name as string | undefined) : undefined;
-      return [{ type: n.concurrent ? 'CREATE_INDEX_CONCURRENTLY' : 'CREATE_INDEX', table, needsTable: true, objectName: n.idxname, detail: n.idxname, missingOk: n.if_not_exists === true, keyColumns, only: !!n.relation && n.relation.inh !== true, effects: [{ kind: 'createIndex', table, index: n.idxname }] }];
+      return [{ type: n.concurrent ? 'CREATE_INDEX_CONCURRENTLY' : 'CREATE_INDEX', table, needsTable: true, objectName: n.idxname, detail: n.idxname, missingOk: n.if_not_exists === true, keyColumns, effects: [{ kind: 'createIndex', table, index: n.idxname }] }];
     }
     case 'ReindexStmt': {
       const concurrently = (n.params ?? []).some((p: Node) => p?.DefElem?.defname === 'concurrently');

@@ -27,7 +27,7 @@ import { HealthChecker, SideHealth } from './health';
 import { LostBackends } from './lost-backend';
 import { parseVerifier, ScramSecret, secretFromPassword } from './scram';
 import { Session, SessionInfo } from './session';
-import type { PinReason } from './sql-inspect';
+import { PIN_REASONS, PinReason } from './sql-inspect';
 import { SchemaVersions, isOld } from './schema-version';
 
 export type { SessionInfo } from './session';
@@ -179,7 +179,6 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     if (c) for (const s of sessions) if (isOld(s.schemaVersion, c)) n++;
     return n;
   };
-  const PIN_REASONS: PinReason[] = ['temporary table', 'WITH HOLD cursor', 'session advisory lock', 'prepared transaction', 'settings changed in a way pgflip cannot follow'];
   /** what each pinned session was pinned by at the last count: a new reason is logged once */
   const pinnedBy = new WeakMap<Session, string>();
   const countPinned = (): void => {

@@ -506,8 +506,9 @@ export class Session {
   private compatChunk(chunk: Buffer): Buffer {
     const schema = this.compatSchemaOn(this.side);
     if (schema === undefined) return chunk;
-    const parts: Buffer[] = [];
-    let changed = false;
+    // the pieces of a new chunk, made only once a message changes: until then the chunk goes as it is
+    let parts: Buffer[] | undefined;
+    let copied = 0;
     let p = 0;
     while (chunk.length - p >= 5) {
       const end = p + 1 + chunk.readInt32BE(p + 1);
@@ -515,12 +516,14 @@ export class Session {
       const msg = chunk.subarray(p, end);
       // only the text of a Query or Parse that names search_path or SCHEMA is read as a string
       const out = !mayChangePath(msg) ? msg : msg[0] === M.Query ? compatQueryMessage(msg, schema) : compatParseMessage(msg, schema);
-      changed ||= out !== msg;
-      parts.push(out);
+      if (out !== msg) {
+        (parts ??= []).push(chunk.subarray(copied, p), out);
+        copied = end;
+      }
       p = end;
     }
-    if (!changed) return chunk;
-    if (p < chunk.length) parts.push(chunk.subarray(p));
+    if (!parts) return chunk;
+    parts.push(chunk.subarray(copied));
     return Buffer.concat(parts);
   }
 

@@ -21,6 +21,7 @@ import os from 'node:os';
 import { AggregatorRegistry, MetricObjectWithValues, MetricValue } from 'prom-client';
 import type { Logger } from 'pino';
 import { ConfigError, PgflipConfig } from '../config';
+import { within } from '../util/sleep';
 
 /** Below this many cores a second event loop competes with PostgreSQL and the clients for the same CPUs. */
 const MIN_CORES_FOR_WORKERS = 4;
@@ -76,11 +77,6 @@ export interface WorkersPrimary {
 }
 
 interface Slot { index: number; worker?: Worker; ready?: WorkerReady; failures: number }
-
-const withTimeout = <T>(p: Promise<T>, ms: number, what: string): Promise<T> => new Promise((resolve, reject) => {
-  const t = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
-  p.then((v) => { clearTimeout(t); resolve(v); }, (e) => { clearTimeout(t); reject(e); });
-});
 
 /**
  * Starts `n` workers (this process's own command line again, with WORKER_ENV set) and the admin
@@ -150,7 +146,7 @@ export async function startWorkersPrimary(cfg: PgflipConfig, n: number, baseId: 
     const request = nextRequest++;
     const answer = new Promise<MetricsJson>((resolve) => { pending.set(request, resolve); });
     s.worker!.send({ type: 'pgflip-metrics', request } satisfies MetricsRequest);
-    return withTimeout(answer, WORKER_ANSWER_MS, `worker ${s.index} metrics`).catch(() => undefined).finally(() => pending.delete(request));
+    return within<MetricsJson | undefined>(answer, WORKER_ANSWER_MS, undefined).finally(() => pending.delete(request));
   };
 
   const admin = http.createServer((req, res) => {

@@ -8,6 +8,7 @@ import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import os from 'node:os';
 import path from 'node:path';
 import { LocalCluster } from '../pgcluster/local-cluster';
+import { processAlive as alive } from '../util/process';
 
 /** Nothing on this cluster outlives the call: no fsync, the least WAL, no autovacuum. */
 const SCRATCH_SETTINGS: Record<string, string | number> = {
@@ -70,10 +71,6 @@ const sleepSync = (ms: number) => Atomics.wait(new Int32Array(new SharedArrayBuf
 /** The file in a scratch directory that names the process it belongs to. */
 const OWNER_FILE = 'owner.pid';
 let reaped = false;
-
-const alive = (pid: number): boolean => {
-  try { process.kill(pid, 0); return true; } catch (e) { return (e as NodeJS.ErrnoException).code === 'EPERM'; }
-};
 
 /**
  * The scratch clusters of processes that died without removing them (SIGKILL, the OOM killer):

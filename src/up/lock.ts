@@ -6,10 +6,7 @@
  */
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-
-const alive = (pid: number): boolean => {
-  try { process.kill(pid, 0); return true; } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM'; }
-};
+import { processAlive as alive } from '../util/process';
 
 /** Claims the data directory for this process; returns the release function. */
 export function lockDataDir(dataDir: string): () => void {
