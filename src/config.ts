@@ -61,6 +61,16 @@ export interface PgflipConfig {
     lostBackendWaitMs: number;
     /** event loops (processes) on the one listener, each a fleet member: `auto` = the cores on a machine of 4 or more with a Redis store, else 1 */
     workers: number | 'auto';
+    /** session: one backend per client; transaction: backends leased per transaction from pools (docs/proxy.md "Transaction pooling") */
+    poolMode: PoolMode;
+    /** transaction mode: server connections per pool (a side, a database, one set of startup parameters) */
+    poolSize: number;
+    /** transaction mode: how long a transaction waits for a free server connection before the client gets 53300 */
+    poolTimeoutMs: number;
+    /** transaction mode: protocol-level statements kept prepared per server connection (the least recently used are closed) */
+    maxPreparedStatements: number;
+    /** per database and/or user: poolMode and poolSize for the clients that match (the first entry that matches) */
+    pools: PoolOverride[];
   };
   controller: {
     listen: HostPort;
@@ -105,6 +115,16 @@ export interface PgflipConfig {
   redisUrl?: string;
 }
 
+export type PoolMode = 'session' | 'transaction';
+
+export interface PoolOverride { database?: string; user?: string; poolMode?: PoolMode; poolSize?: number }
+
+/** The pool mode and size for a client's database and user (proxy.pools, then the proxy-wide values). */
+export function poolSettings(p: PgflipConfig['proxy'], database: string, user: string): { mode: PoolMode; size: number } {
+  const o = p.pools.find((x) => (x.database === undefined || x.database === database) && (x.user === undefined || x.user === user));
+  return { mode: o?.poolMode ?? p.poolMode, size: o?.poolSize ?? p.poolSize };
+}
+
 export class ConfigError extends Error {
   constructor(readonly key: string, problem: string) {
     super(`config ${key}: ${problem}`);
@@ -134,6 +154,11 @@ export function defaultConfig(): PgflipConfig {
       prepareConcurrency: 16,
       lostBackendWaitMs: 30_000,
       workers: 'auto',
+      poolMode: 'session',
+      poolSize: 20,
+      poolTimeoutMs: 120_000,
+      maxPreparedStatements: 200,
+      pools: [],
     },
     controller: {
       listen: { host: '127.0.0.1', port: 8080 },
@@ -209,7 +234,11 @@ export function envOverrides(env: NodeJS.ProcessEnv = process.env): Json {
     if (admin) o[side] = { ...(o[side] as Json | undefined), adminUrl: admin };
   }
   if (env.PGFLIP_ACTIVE) o.active = env.PGFLIP_ACTIVE;
-  if (env.PGFLIP_PROXY_WORKERS) o.proxy = { workers: env.PGFLIP_PROXY_WORKERS === 'auto' ? 'auto' : Number(env.PGFLIP_PROXY_WORKERS) };
+  const proxy: Json = {};
+  if (env.PGFLIP_PROXY_WORKERS) proxy.workers = env.PGFLIP_PROXY_WORKERS === 'auto' ? 'auto' : Number(env.PGFLIP_PROXY_WORKERS);
+  if (env.PGFLIP_POOL_MODE) proxy.poolMode = env.PGFLIP_POOL_MODE;
+  if (env.PGFLIP_POOL_SIZE) proxy.poolSize = Number(env.PGFLIP_POOL_SIZE);
+  if (Object.keys(proxy).length) o.proxy = proxy;
   const app: Json = {};
   if (env.DB_NAME) app.database = env.DB_NAME;
   if (env.DB_USER) app.user = env.DB_USER;
@@ -268,6 +297,10 @@ function checkPort(key: string, hp: HostPort): void {
   }
 }
 
+function checkPoolMode(key: string, v: unknown): void {
+  if (v !== 'session' && v !== 'transaction') throw new ConfigError(key, `must be session or transaction (got ${JSON.stringify(v)})`);
+}
+
 function checkPositiveInt(key: string, v: unknown): void {
   if (!Number.isInteger(v) || (v as number) <= 0) throw new ConfigError(key, `must be a positive integer (got ${JSON.stringify(v)})`);
 }
@@ -310,6 +343,20 @@ export function validateConfig(cfg: PgflipConfig, required: Array<'backends' | '
     if (!Number.isInteger(p.workers) || p.workers < 1 || p.workers > 64) throw new ConfigError('proxy.workers', `must be auto or an integer from 1 to 64 (got ${JSON.stringify(p.workers)})`);
     if (p.workers > 1 && !cfg.redisUrl) throw new ConfigError('proxy.workers', `${p.workers} workers need redisUrl (REDIS_URL): each worker is a fleet member, and they share the state store`);
   }
+  checkPoolMode('proxy.poolMode', p.poolMode);
+  checkPositiveInt('proxy.poolSize', p.poolSize);
+  checkPositiveInt('proxy.poolTimeoutMs', p.poolTimeoutMs);
+  checkPositiveInt('proxy.maxPreparedStatements', p.maxPreparedStatements);
+  if (!Array.isArray(p.pools)) throw new ConfigError('proxy.pools', 'must be a list of {database?, user?, poolMode?, poolSize?}');
+  p.pools.forEach((o, i) => {
+    const key = `proxy.pools[${i}]`;
+    if (!isObject(o)) throw new ConfigError(key, 'must be a mapping {database?, user?, poolMode?, poolSize?}');
+    const unknown = Object.keys(o).filter((k) => !['database', 'user', 'poolMode', 'poolSize'].includes(k));
+    if (unknown.length) throw new ConfigError(`${key}.${unknown[0]}`, 'is not a pool setting (database, user, poolMode, poolSize)');
+    for (const k of ['database', 'user'] as const) if (o[k] !== undefined && typeof o[k] !== 'string') throw new ConfigError(`${key}.${k}`, 'must be a string');
+    if (o.poolMode !== undefined) checkPoolMode(`${key}.poolMode`, o.poolMode);
+    if (o.poolSize !== undefined) checkPositiveInt(`${key}.poolSize`, o.poolSize);
+  });
   const c = cfg.controller;
   checkPort('controller.listen', c.listen);
   if (required.includes('apiToken') && !c.apiToken) throw new ConfigError('PGFLIP_API_TOKEN', 'is required (controller.apiToken)');

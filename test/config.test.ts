@@ -44,6 +44,11 @@ describe('configuration', () => {
     ['controller.trace', { env: { PGFLIP_TRACE: 'yes' } }, 'config controller.trace: must be one of auto, on, off (got "yes")'],
     ['proxy.workers', { env: { PGFLIP_PROXY_WORKERS: '2' } }, 'config proxy.workers: 2 workers need redisUrl (REDIS_URL): each worker is a fleet member, and they share the state store'],
     ['proxy.workers', { env: { PGFLIP_PROXY_WORKERS: '0', REDIS_URL: 'redis://h:6379' } }, 'config proxy.workers: must be auto or an integer from 1 to 64 (got 0)'],
+    ['proxy.poolMode', { env: { PGFLIP_POOL_MODE: 'statement' } }, 'config proxy.poolMode: must be session or transaction (got "statement")'],
+    ['proxy.poolSize', { env: { PGFLIP_POOL_SIZE: '0' } }, 'config proxy.poolSize: must be a positive integer (got 0)'],
+    ['proxy.pools[0].size', { flags: { proxy: { pools: [{ database: 'app', size: 5 }] } } as never }, 'config proxy.pools[0].size: is not a pool setting (database, user, poolMode, poolSize)'],
+    ['proxy.pools[1].poolMode', { flags: { proxy: { pools: [{ user: 'a' }, { user: 'b', poolMode: 'stmt' }] } } as never }, 'config proxy.pools[1].poolMode: must be session or transaction (got "stmt")'],
+    ['proxy.pools[0].database', { flags: { proxy: { pools: [{ database: 5 }] } } as never }, 'config proxy.pools[0].database: must be a string'],
   ])('names the key %s and the problem', (key, opts, message) => {
     const run = () => loadConfig({ env: {}, ...opts });
     expect(run).toThrow(ConfigError);

@@ -12,6 +12,13 @@
  *
  * Knobs (env): BENCH_SECONDS (5), BENCH_ROUNDS (3), BENCH_SCALE (10), BENCH_MODES (simple,prepared),
  * BENCH_CLIENTS (8,32), BENCH_THREADS (2), IDLE_CLIENTS (1000).
+ *
+ * BENCH_POOL_MODE=transaction (bench/pooling.sh) runs pgflip and PgBouncer in transaction mode
+ * with BENCH_POOL_SIZE (20, both proxies' default) server connections, PgBouncer with
+ * max_prepared_statements = 200 where its version has it (1.21+); defaults become -M
+ * simple,extended,prepared, 8/32/100 clients and 10,000 idle clients, and the idle figures
+ * include the PostgreSQL backends each proxy holds for them. A pgbench run that fails through
+ * a proxy (PgBouncer before 1.21 with -M prepared) is reported as such in its cell.
  */
 const { spawn, spawnSync, execFileSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -25,10 +32,15 @@ const ROOT = path.resolve(__dirname, '..', '..');
 const SECONDS = Number(process.env.BENCH_SECONDS || 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 3);
 const SCALE = Number(process.env.BENCH_SCALE || 10);
-const MODES = (process.env.BENCH_MODES || 'simple,prepared').split(',');
-const CLIENTS = (process.env.BENCH_CLIENTS || '8,32').split(',').map(Number);
+const POOLED = process.env.BENCH_POOL_MODE === 'transaction';
+const POOL_SIZE = Number(process.env.BENCH_POOL_SIZE || 20);
+const MODES = (process.env.BENCH_MODES || (POOLED ? 'simple,extended,prepared' : 'simple,prepared')).split(',');
+const CLIENTS = (process.env.BENCH_CLIENTS || (POOLED ? '8,32,100' : '8,32')).split(',').map(Number);
 const THREADS = Number(process.env.BENCH_THREADS || 2);
-const IDLE = Number(process.env.IDLE_CLIENTS || 1000);
+const IDLE = Number(process.env.IDLE_CLIENTS || (POOLED ? 10000 : 1000));
+/** PgBouncer 1.21 added max_prepared_statements (protocol-level statements in transaction mode) */
+const BOUNCER_VERSION = (() => { try { return /PgBouncer (\d+)\.(\d+)/.exec(execFileSync('pgbouncer', ['--version']).toString()); } catch { return null; } })();
+const BOUNCER_PREPARES = !!BOUNCER_VERSION && (Number(BOUNCER_VERSION[1]) > 1 || Number(BOUNCER_VERSION[2]) >= 21);
 const APP = { user: 'app', password: 'apppass', database: 'app' };
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
 const isRoot = process.getuid && process.getuid() === 0;
@@ -113,7 +125,8 @@ async function startPgflip(work, backendUrl, { name = 'pgflip', dist = path.join
   const port = await freePort();
   const admin = await freePort();
   const cfg = path.join(work, `${name}.yaml`);
-  fs.writeFileSync(cfg, `proxy:\n  admin: { host: 127.0.0.1, port: ${admin} }\n  maxClientConnections: ${IDLE + 200}\n`);
+  const pooling = POOLED ? `  poolMode: transaction\n  poolSize: ${POOL_SIZE}\n  maxPreparedStatements: 200\n` : '';
+  fs.writeFileSync(cfg, `proxy:\n  admin: { host: 127.0.0.1, port: ${admin} }\n  maxClientConnections: ${IDLE + 200}\n${pooling}`);
   const logFile = path.join(work, `${name}.log`);
   const out = fs.openSync(logFile, 'a');
   const child = spawn(process.execPath, [path.join(dist, 'cli/main.js'), 'proxy', '--config', cfg,
@@ -157,10 +170,10 @@ listen_port = ${port}
 unix_socket_dir =
 auth_type = scram-sha-256
 auth_file = ${dir}/userlist.txt
-pool_mode = session
+pool_mode = ${POOLED ? 'transaction' : 'session'}
 max_client_conn = ${IDLE + 200}
-default_pool_size = ${IDLE + 100}
-logfile = ${dir}/pgbouncer.log
+default_pool_size = ${POOLED ? POOL_SIZE : IDLE + 100}
+${POOLED && BOUNCER_PREPARES ? 'max_prepared_statements = 200\n' : ''}logfile = ${dir}/pgbouncer.log
 pidfile = ${dir}/pgbouncer.pid
 log_connections = 0
 log_disconnections = 0
@@ -196,7 +209,11 @@ function pgbench(t, mode, clients, seconds, logPrefix) {
   const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1]);
   const tx = Number(/actually processed: (\d+)/.exec(out)?.[1]);
   const failed = Number(/number of failed transactions: (\d+)/.exec(out)?.[1] ?? 0);
-  if (r.status !== 0 || !(tps > 0) || failed > 0) throw new Error(`pgbench against ${t.name} (-M ${mode} -c ${clients}) failed (exit ${r.status}):\n${out}`);
+  if (r.status !== 0 || !(tps > 0) || failed > 0) {
+    const err = new Error(`pgbench against ${t.name} (-M ${mode} -c ${clients}) failed (exit ${r.status}):\n${out}`);
+    err.firstError = /error: (.*)/.exec(out)?.[1] ?? `exit ${r.status}`;
+    throw err;
+  }
   return { tps, tx, cpu, user, sys };
 }
 
@@ -227,18 +244,26 @@ function percentile(values, p) {
 
 // ---- idle clients ----
 
+/** PostgreSQL client backends open now, but for the one asking */
+async function backends(direct) {
+  const c = new Client({ host: '127.0.0.1', port: direct.port, user: direct.user, password: direct.password, database: 'postgres' });
+  await c.connect();
+  try {
+    return (await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")).rows[0].n;
+  } finally { await c.end(); }
+}
+
+/** RSS per idle client, and the backends the proxy opened for them (those it holds for pgbench's pools are not counted) */
 async function idleCost(t, direct) {
   await sleep(1000);
   const before = rssKiB(t.pid);
+  const backendsBefore = await backends(direct);
   const idle = await openIdleClients({ host: '127.0.0.1', port: t.port, ...APP }, IDLE);
   await sleep(2000);
   const after = rssKiB(t.pid);
-  const c = new Client({ host: '127.0.0.1', port: direct.port, user: direct.user, password: direct.password, database: 'postgres' });
-  await c.connect();
-  const [{ n }] = (await c.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE backend_type = 'client backend'")).rows;
-  await c.end();
+  const n = await backends(direct);
   await idle.close();
-  return { before, after, perClient: ((after - before) * 1024) / IDLE, backends: n - 1 };
+  return { before, after, perClient: ((after - before) * 1024) / IDLE, backends: n - backendsBefore };
 }
 
 // ---- report ----
@@ -249,6 +274,9 @@ const pad = (s, n) => String(s).padStart(n);
 function printReport(rows, idle) {
   const lines = [];
   lines.push(`pgbench -S, scale ${SCALE}, ${SECONDS} s x ${ROUNDS} interleaved runs per cell, -j ${THREADS}; ${os.cpus().length} CPUs`);
+  lines.push(POOLED
+    ? `pgflip and PgBouncer ${BOUNCER_VERSION ? BOUNCER_VERSION[0].slice(10) : '?'} in transaction mode, pools of ${POOL_SIZE}${BOUNCER_PREPARES ? ', PgBouncer max_prepared_statements = 200' : ' (this PgBouncer has no max_prepared_statements: it does not track prepared statements)'}; the node pipe has a backend per client`
+    : 'pgflip and PgBouncer in session mode');
   lines.push('TPS = median of runs (each run on stderr); p99 = from a 10% sample of all transactions; CPU = proxy process CPU time per transaction (all runs)');
   lines.push('');
   lines.push([pad('mode', 8), pad('clients', 7), pad('direct TPS', 11), pad('p99 ms', 7), pad('pgflip TPS', 11), pad('p99 ms', 7), pad('CPU µs/tx', 9),
@@ -263,18 +291,26 @@ function printReport(rows, idle) {
       pad(fmt(n.tps), 9), pad(fmt(n.cpuPerTx, 1), 9),
       pad(`${fmt(f.tps / b.tps, 2)}x`, 16), pad(`${fmt(f.tps / d.tps, 2)}x`, 13), pad(`${fmt(n.tps / b.tps, 2)}x`, 14), pad(`${fmt(f.tps / n.tps, 2)}x`, 11)].join(' '));
   }
+  for (const r of rows) {
+    for (const [name, x] of Object.entries(r.targets)) if (x.failed) lines.push(`-M ${r.mode} -c ${r.clients} through ${name} failed: ${x.failed}`);
+  }
   lines.push('');
   for (const [name, m] of Object.entries(idle)) {
     if (m.error) { lines.push(`${name}: idle clients failed: ${m.error}`); continue; }
-    lines.push(`${name}: ${IDLE} idle clients: RSS ${fmt(m.before / 1024, 1)} MiB -> ${fmt(m.after / 1024, 1)} MiB = ${fmt(m.perClient / 1024, 1)} KiB per idle client (${m.backends} PostgreSQL backends open)`);
+    lines.push(`${name}: ${IDLE} idle clients: RSS ${fmt(m.before / 1024, 1)} MiB -> ${fmt(m.after / 1024, 1)} MiB = ${fmt(m.perClient / 1024, 1)} KiB per idle client (${m.backends} PostgreSQL backends opened for them)`);
   }
-  const worst = Math.min(...rows.map((r) => r.targets.pgflip.tps / r.targets.pgbouncer.tps));
+  // rows where a proxy failed have no ratio
+  const least = (f) => Math.min(...rows.map(f).filter(Number.isFinite));
+  const worst = least((r) => r.targets.pgflip.tps / r.targets.pgbouncer.tps);
   lines.push('');
-  const pipeWorst = Math.min(...rows.map((r) => r.targets['node pipe'].tps / r.targets.pgbouncer.tps));
-  const overPipe = Math.min(...rows.map((r) => r.targets.pgflip.tps / r.targets['node pipe'].tps));
+  const pipeWorst = least((r) => r.targets['node pipe'].tps / r.targets.pgbouncer.tps);
+  const overPipe = least((r) => r.targets.pgflip.tps / r.targets['node pipe'].tps);
   lines.push(`the bare Node.js pipe reaches ${fmt(pipeWorst, 2)}x PgBouncer at worst; pgflip reaches ${fmt(overPipe, 2)}x the pipe at worst`);
-  lines.push(`targets: pgflip >= 1.00x PgBouncer TPS in every row: ${worst >= 1 ? 'met' : 'NOT met'} (worst ${fmt(worst, 3)}x); ` +
-    `<= 64 KiB RSS per idle client: ${idle.pgflip && idle.pgflip.perClient <= 64 * 1024 ? 'met' : 'NOT met'}`);
+  const f = idle.pgflip;
+  const rssTarget = POOLED ? 16 : 64;
+  lines.push(`targets: pgflip >= 1.00x PgBouncer TPS in every row where both ran: ${worst >= 1 ? 'met' : 'NOT met'} (worst ${fmt(worst, 3)}x); ` +
+    `<= ${rssTarget} KiB RSS per idle client: ${f && f.perClient <= rssTarget * 1024 ? 'met' : 'NOT met'}` +
+    (POOLED ? `; backends for the idle clients <= pool size (${POOL_SIZE}): ${f && f.backends <= POOL_SIZE ? 'met' : 'NOT met'}` : ''));
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
@@ -285,7 +321,8 @@ async function main() {
   fs.chmodSync(work, 0o755);
   const cluster = new LocalCluster({
     dir: path.join(work, 'pg'),
-    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: IDLE + 100, shared_buffers: '256MB' },
+    // in transaction mode the proxies hold at most their pools for the idle clients; pgbench -c 100 goes direct too
+    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: POOLED ? Math.max(...CLIENTS) + 2 * POOL_SIZE + 50 : IDLE + 100, shared_buffers: '256MB' },
   });
   const stops = [];
   try {
@@ -310,7 +347,7 @@ async function main() {
     const targets = [direct, pgflip, bouncer, pipe];
 
     log('warming up …');
-    for (const t of targets) pgbench(t, 'prepared', 8, 2);
+    for (const t of targets) pgbench(t, POOLED ? 'simple' : 'prepared', 8, 2);
 
     const rows = [];
     const logDir = path.join(work, 'logs');
@@ -321,8 +358,15 @@ async function main() {
         for (let round = 1; round <= ROUNDS; round++) {
           for (const t of targets) {
             const prefix = path.join(logDir, `${t.name}-${mode}-${clients}-${round}`);
-            const r = pgbench(t, mode, clients, SECONDS, prefix);
             const a = acc[t.name];
+            if (a.failed) continue;
+            let r;
+            try { r = pgbench(t, mode, clients, SECONDS, prefix); } catch (err) {
+              if (!POOLED || !err.firstError) throw err;
+              a.failed = err.firstError;
+              log(`  -M ${mode} -c ${clients} round ${round} ${t.name}: FAILED: ${err.firstError}`);
+              continue;
+            }
             a.tps.push(r.tps); a.tx += r.tx; a.cpu += r.cpu;
             for (const v of latencies(prefix)) a.lat.push(v);
             log(`  -M ${mode} -c ${clients} round ${round} ${t.name}: ${r.tps.toFixed(0)} TPS`);
@@ -331,7 +375,7 @@ async function main() {
         const row = { mode, clients, targets: {} };
         for (const t of targets) {
           const a = acc[t.name];
-          row.targets[t.name] = {
+          row.targets[t.name] = a.failed ? { tps: NaN, p99: NaN, cpuPerTx: NaN, failed: a.failed } : {
             tps: median(a.tps), // a run disturbed by other load on the machine moves the mean, not the median
             p99: percentile(a.lat, 99),
             cpuPerTx: t.pid ? (a.cpu * 1e6) / a.tx : NaN,

@@ -27,6 +27,8 @@ export const METRIC = {
   backendUp: 'pgflip_backend_up',
   heldSessions: 'pgflip_held_sessions',
   pinnedSessions: 'pgflip_pinned_sessions',
+  poolConnections: 'pgflip_pool_connections',
+  poolWaiting: 'pgflip_pool_waiting_clients',
   sessionsByVersion: 'pgflip_sessions_by_schema_version',
   flipPause: 'pgflip_flip_pause_seconds',
   // sync
@@ -48,6 +50,8 @@ export interface ProxyMetrics {
   backendUp: prom.Gauge<'side'>;
   heldSessions: prom.Gauge;
   pinnedSessions: prom.Gauge<'reason'>;
+  poolConnections: prom.Gauge<'side' | 'state'>;
+  poolWaiting: prom.Gauge<'side'>;
   sessionsByVersion: prom.Gauge<'version'>;
   flipPause: prom.Histogram;
 }
@@ -75,6 +79,8 @@ export function proxyMetrics(reg: prom.Registry = registry): ProxyMetrics {
     sessionsByVersion: once(reg, METRIC.sessionsByVersion, () => new prom.Gauge({ name: METRIC.sessionsByVersion, help: 'client connections by the schema version they see while a migration serves its previous one: old (the compatibility schema) or new', labelNames: ['version'] as const, registers })),
     heldSessions: once(reg, METRIC.heldSessions, () => new prom.Gauge({ name: METRIC.heldSessions, help: 'sessions whose client bytes are held during a flip', registers })),
     pinnedSessions: once(reg, METRIC.pinnedSessions, () => new prom.Gauge({ name: METRIC.pinnedSessions, help: 'sessions holding state that cannot move to another backend, by reason (a flip ends them under proxy.pinnedPolicy terminate)', labelNames: ['reason'] as const, registers })),
+    poolConnections: once(reg, METRIC.poolConnections, () => new prom.Gauge({ name: METRIC.poolConnections, help: 'server connections of transaction-mode pools by side and state: active (leased to a transaction) or idle', labelNames: ['side', 'state'] as const, registers })),
+    poolWaiting: once(reg, METRIC.poolWaiting, () => new prom.Gauge({ name: METRIC.poolWaiting, help: 'transactions waiting for a server connection of a full pool, by side', labelNames: ['side'] as const, registers })),
     flipPause: once(reg, METRIC.flipPause, () => new prom.Histogram({
       name: METRIC.flipPause, help: 'time traffic was held during a flip',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers,

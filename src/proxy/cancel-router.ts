@@ -48,7 +48,7 @@ export class FleetCancelRouter implements CancelRouter {
       if (typeof k?.processId !== 'number' || typeof k.secretKey !== 'number') return;
       void (async () => {
         const t = await this.local.get(k.processId, k.secretKey);
-        if (!t) return;
+        if (!t?.pid) return;
         this.log.debug({ pid: k.processId, backendPid: t.pid }, 'cancel request routed from another proxy forwarded');
         await sendCancel(t);
       })().catch((e: Error) => this.log.warn({ err: e.message }, 'routed cancel failed'));
@@ -119,7 +119,9 @@ export class FleetCancelRouter implements CancelRouter {
 
   repoint(pid: number, secret: number, target: CancelTarget): void {
     if (this.mine.get(pid) !== secret) return;
-    Promise.resolve(this.local.set(pid, secret, target)).catch((e: Error) => this.log.warn({ err: e.message }, 'cancel key not repointed'));
+    // called twice per transaction in transaction mode: no promise when the local store answers at once
+    const done = this.local.set(pid, secret, target);
+    if (done) done.catch((e: Error) => this.log.warn({ err: e.message }, 'cancel key not repointed'));
   }
 
   release(pid: number, secret: number): void {
@@ -132,7 +134,8 @@ export class FleetCancelRouter implements CancelRouter {
 
   async forward(pid: number, secret: number): Promise<'local' | 'routed' | 'unknown'> {
     const t = await this.local.get(pid, secret);
-    if (t) { await sendCancel(t); return 'local'; }
+    // pid 0: a pooled session between transactions runs nothing to cancel
+    if (t) { if (t.pid) await sendCancel(t); return 'local'; }
     if (!this.store || this.mine.has(pid) || !this.store.reachable()) return 'unknown';
     const r = await within(this.store.routeCancel({ processId: pid, secretKey: secret }), STORE_WAIT_MS, 'unknown' as const);
     return r === 'sent' ? 'routed' : 'unknown';

@@ -39,6 +39,31 @@ export function copyCarried(c: Carried): Carried {
   return { settings: new Map(c.settings), placeholders: new Set(c.placeholders), prepared: new Map(c.prepared), unnamed: c.unnamed, listens: new Set(c.listens) };
 }
 
+/**
+ * A copy without protocol-level statements: what a pooled connection must match of its
+ * client's state before a transaction (tx-relay.ts prepares statements as they are used).
+ */
+export function sqlCarried(c: Carried): Carried {
+  if (!hasSqlState(c)) return NO_SQL_STATE;
+  const prepared = new Map([...c.prepared].filter(([, p]) => p.via === 'sql'));
+  return { settings: new Map(c.settings), placeholders: new Set(c.placeholders), prepared, unnamed: null, listens: new Set(c.listens) };
+}
+
+/** sqlCarried of a session that has none: shared, never changed (most clients never SET or PREPARE) */
+export const NO_SQL_STATE: Carried = emptyCarried();
+
+function hasSqlState(c: Carried): boolean {
+  if (c.settings.size || c.placeholders.size || c.listens.size) return true;
+  for (const p of c.prepared.values()) if (p.via === 'sql') return true;
+  return false;
+}
+
+/** a pooled connection carrying `conn` is ready for a client carrying `client` without a replay (no allocation in the common case) */
+export function sqlStateMatches(conn: Carried, client: Carried): boolean {
+  if (conn === NO_SQL_STATE && !hasSqlState(client)) return true;
+  return isEmptyPlan(replayPlan(conn, sqlCarried(client)));
+}
+
 /** What turns a backend carrying `from` into one carrying `to`, in the order it must be sent. */
 export interface ReplayPlan {
   /** simple queries, each its own transaction */

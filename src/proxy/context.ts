@@ -9,6 +9,7 @@ import type { ProxyMetrics } from '../observability/metrics';
 import type { BackendTarget } from './backend-connect';
 import type { CancelTarget } from './cancel';
 import type { ScramSecret } from './scram';
+import type { ServerPools } from './pool/server-pool';
 
 /** Hot counters, plain numbers added to prom-client in batches. Index 0 = blue, 1 = green. */
 export interface RelayStats {
@@ -32,6 +33,8 @@ export interface ProxyContext {
   /** the previous schema version served, if any (schema-version.ts) */
   compat(): CompatServing | null;
   cancel: CancelRouter;
+  /** server connections of transaction-mode sessions (pool/server-pool.ts) */
+  pools: ServerPools;
   /** while a flip holds new connections: resolves when they may pick a side */
   admission(): Promise<void> | undefined;
   tlsContext?: tls.SecureContext;

@@ -34,6 +34,7 @@ import { compatFixupSql, isOld } from './schema-version';
 import type { CompatServing } from '../compat/serving';
 import { OidCatalog, oidTranslation, OidTranslation, readOidCatalog } from './type-identity';
 import type { Session } from './session';
+import type { ServerPools } from './pool/server-pool';
 
 /** What the participant needs from the proxy it belongs to. */
 export interface FlipHost {
@@ -49,6 +50,8 @@ export interface FlipHost {
   refreshVersions?(): void;
   /** the previous schema version served, if any */
   compat?(): CompatServing | null;
+  /** transaction-mode pools: prewarmed on the target before a hold, retired on the side left */
+  pools?: ServerPools;
 }
 
 /** A target connection carrying (a version of) a session's state. */
@@ -72,6 +75,8 @@ interface Entry {
   held: boolean;
   /** held, and its target connection carries the state it has now */
   ready: boolean;
+  /** a transaction-mode session: nothing to prepare but its OID translation on the target */
+  pooled?: { translation: OidTranslation | null };
   /** pinned under policy `terminate`: the reasons, for its FATAL after the switch */
   terminate?: string[];
   error?: string;
@@ -116,6 +121,8 @@ interface PauseRun {
   waitingFor: Set<Session>;
   catalogs: Catalogs;
   checkScheduled: boolean;
+  /** the target's pools have as many connections as the ones left (or there are none) */
+  prewarmed: boolean;
 }
 
 export class ProxyFlipParticipant implements FlipParticipant {
@@ -201,9 +208,12 @@ export class ProxyFlipParticipant implements FlipParticipant {
     const result = new Promise<PauseResult>((r) => { finish = r; });
     const run: PauseRun = {
       from, target: otherSide(from), hold: opts.hold === true, deadline, startedAt: performance.now(), entries: new Map(), finish, result,
-      phase: 'preparing', holdStartedAt: 0, holdStartedAtEpochMs: 0, attempts: 0, lastHeldAt: 0, queue: [], running: 0, waitingFor: new Set(), catalogs: new Map(), checkScheduled: false,
+      phase: 'preparing', holdStartedAt: 0, holdStartedAtEpochMs: 0, attempts: 0, lastHeldAt: 0, queue: [], running: 0, waitingFor: new Set(), catalogs: new Map(), checkScheduled: false, prewarmed: opts.hold === true || !this.host.pools,
     };
     this.run = run;
+    if (!run.prewarmed) {
+      void this.host.pools!.prewarm(run.target).finally(() => { run.prewarmed = true; this.scheduleCheck(run); });
+    }
     // a session that lost its backend with its side waits for one of its own (lost-backend.ts): it holds up nothing
     for (const s of this.host.sessions()) if (s.phase === 'attached' && !s.isClosed && !s.orphaned) this.addEntry(run, s);
     this.log.info({ from, target: run.target, sessions: run.entries.size, deadlineInMs: deadline - Date.now() }, 'flip: preparing target connections');
@@ -247,6 +257,11 @@ export class ProxyFlipParticipant implements FlipParticipant {
         terminated++;
         continue;
       }
+      if (e.pooled && e.ready && target === run.target && !s.isPooledLeased) {
+        s.moveToSide(target, e.pooled.translation);
+        carried++;
+        continue;
+      }
       if (!e.ready || !e.prepared || target !== run.target) {
         // not ready (cannot happen after a successful pause) or another target: move at the next switch point
         closePrepared(e.prepared);
@@ -263,6 +278,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
       }
     }
     this.host.setActiveSide(target);
+    this.host.pools?.retireSide(run.from);
     this.epoch = epoch;
     this.log.info({ target, epoch, carried, terminated }, 'switched');
     return { carried, terminated, heldSince: run.holdStartedAtEpochMs };
@@ -317,6 +333,18 @@ export class ProxyFlipParticipant implements FlipParticipant {
       // a pinned session is not prepared: it may not move at all (and its replay could need what pins it)
       if (e.s.state!.pinnedReasons().length && !e.held) continue;
       run.running++;
+      if (e.s.isPooled) {
+        // a transaction-mode session holds no backend between transactions: it only needs to know the target's OIDs
+        e.preparing = this.translationFor(e.s, run.target, run.catalogs).then((translation) => { e.pooled = { translation }; }, (err: Error) => { e.error = err.message; })
+          .finally(() => {
+            e.preparing = undefined;
+            run.running--;
+            this.pump(run);
+            if (e.held && !e.ready && !e.error) this.makeReady(run, e);
+            this.scheduleCheck(run);
+          });
+        continue;
+      }
       e.preparing = this.prepare(e.s, run.target, run.catalogs).then((p) => {
         if (run.phase === 'over' || !run.entries.has(e.s)) { closePrepared(p); return; }
         e.prepared = p;
@@ -429,6 +457,11 @@ export class ProxyFlipParticipant implements FlipParticipant {
 
   /** a held session's target connection brought up to its state now (nothing to do when it did nothing since its replay) */
   private makeReady(run: PauseRun, e: Entry): void {
+    if (e.s.isPooled) {
+      if (e.pooled) e.ready = true;
+      else if (!e.preparing) { run.queue.unshift(e); this.pump(run); }
+      return;
+    }
     const p = e.prepared;
     if (!p) {
       // not prepared yet (joined late, or unpinned since): prepare now
@@ -459,7 +492,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
     const failed = entries.filter((e) => e.error);
     if (failed.length) return this.fail(run, failed.map((e) => `${label(e.s)}: cannot prepare its ${run.target} backend: ${e.error}`));
     if (run.phase === 'preparing') {
-      if (run.hold || run.running === 0 && entries.every((e) => e.prepared || e.s.state!.pinnedReasons().length || e.s.isClosed)) this.startAttempt(run);
+      if (run.hold || run.prewarmed && run.running === 0 && entries.every((e) => e.prepared || e.pooled || e.s.state!.pinnedReasons().length || e.s.isClosed)) this.startAttempt(run);
       return;
     }
     if (run.phase !== 'holding') return;
@@ -501,7 +534,7 @@ export class ProxyFlipParticipant implements FlipParticipant {
 
   private atDeadline(run: PauseRun): void {
     if (run.phase === 'preparing') {
-      const slow = [...run.entries.values()].filter((e) => !e.prepared && !e.s.state!.pinnedReasons().length);
+      const slow = [...run.entries.values()].filter((e) => !e.prepared && !e.pooled && !e.s.state!.pinnedReasons().length);
       return this.fail(run, slow.map((e) => `${label(e.s)}: its ${run.target} backend was not ready before the deadline`));
     }
     if (run.phase !== 'holding' && run.phase !== 'waiting') return;
@@ -592,6 +625,17 @@ export class ProxyFlipParticipant implements FlipParticipant {
    */
   private moveAtNextSwitchPoint(s: Session, side: Side, catalogs: Catalogs = new Map()): void {
     if (this.moving.get(s)?.side === side) return;
+    if (s.isPooled && !s.state!.pinnedReasons().length) {
+      void this.translationFor(s, side, catalogs).then((translation) => {
+        if (s.isClosed) return;
+        s.armSwitchPoint(() => {
+          if (s.isPooledLeased) return;
+          s.onSwitchPoint = null;
+          s.moveToSide(side, translation);
+        });
+      });
+      return;
+    }
     const prepared = this.prepare(s, side, catalogs);
     const m = { side, prepared };
     this.moving.set(s, m);

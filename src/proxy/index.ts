@@ -18,7 +18,8 @@ import { openStateStore } from '../state';
 import type { ProxyMeta, StateStore } from '../state/store';
 import { FleetMember, FleetMemberOptions } from '../switch/fleet-member';
 import { AdminSwitch } from './admin-switch';
-import { BackendTarget, parseBackendUrl } from './backend-connect';
+import { BackendTarget, connectBackend, parseBackendUrl } from './backend-connect';
+import { ServerPools } from './pool/server-pool';
 import { CancelKeyStore, MemoryCancelKeyStore } from './cancel';
 import { FleetCancelRouter } from './cancel-router';
 import { ProxyContext, RelayStats } from './context';
@@ -50,6 +51,8 @@ export interface ProxyStatus {
   sides: Record<Side, { url: string; active: boolean } & SideHealth>;
   /** sessions whose client bytes are held right now (a flip in progress) */
   held: number;
+  /** transaction-mode pools: server connections idle and leased, transactions waiting */
+  pools: Array<{ side: Side; database: string; idle: number; active: number; waiting: number }>;
   /** sessions with state that cannot move to the other side (temporary tables, advisory locks…) */
   pinned: number;
   /** the last pause that held sessions, null before any */
@@ -142,8 +145,9 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     lost.wake();
   };
   const versions = new SchemaVersions(store, log);
+  const pools = new ServerPools((side, params, database) => connectBackend(targets[side], params, database, cfg.proxy.connectTimeoutMs), log.child({ component: 'pool' }), cfg.proxy.poolTimeoutMs);
   const participant = new ProxyFlipParticipant(id, {
-    cfg, log, metrics, sessions: () => sessions, activeSide: () => activeSide, setActiveSide,
+    cfg, log, metrics, sessions: () => sessions, activeSide: () => activeSide, setActiveSide, pools,
     refreshVersions: () => { void versions.refresh(); }, versionsReady: () => versions.ready(), compat: () => versions.current(),
   });
   const lost = new LostBackends({
@@ -159,6 +163,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     activeSide: () => activeSide,
     compat: () => versions.current(),
     cancel,
+    pools,
     admission: () => participant.admission(),
     scramSecret: (user) => secrets.get(user),
     mockSalt: (user) => createHmac('sha256', mockKey).update(user).digest().subarray(0, 16),
@@ -207,6 +212,13 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     metrics.sessionsByVersion.labels('new').set(sessions.size - old);
     for (const s of SIDES) metrics.activeSide.labels(s).set(s === activeSide ? 1 : 0);
     countPinned();
+    for (const side of SIDES) {
+      let idle = 0; let active = 0; let waiting = 0;
+      for (const p of pools.stats()) if (p.side === side) { idle += p.idle; active += p.active; waiting += p.waiting; }
+      metrics.poolConnections.labels(side, 'idle').set(idle);
+      metrics.poolConnections.labels(side, 'active').set(active);
+      metrics.poolWaiting.labels(side).set(waiting);
+    }
   };
   flushStats();
   metrics.heldSessions.set(0);
@@ -241,6 +253,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
       green: { url: redactUrl(cfg.green.url), active: activeSide === 'green', ...health.health.green },
     },
     held: [...sessions].filter((s) => s.isHeld).length,
+    pools: pools.stats(),
     pinned: [...sessions].filter((s) => (s.state?.pinnedReasons().length ?? 0) > 0).length,
     lastPause: participant.lastPause(),
     sessionList: [...sessions].slice(0, STATUS_SESSION_LIMIT).map((s) => s.info()),
@@ -334,6 +347,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
         lost.stop();
         const closed = new Promise<void>((r) => server.close(() => r()));
         for (const s of [...sessions]) s.terminate();
+        pools.closeAll();
         await Promise.all([closed, new Promise<void>((r) => { admin.close(() => r()); admin.closeAllConnections(); }), health.stop()]);
         await adminSwitch.close();
         await cancel.stop();

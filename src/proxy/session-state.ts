@@ -83,6 +83,11 @@ export class SessionState {
   /** true while Bind and Execute must be read (a tracked statement may run through the extended protocol) */
   wantBind = false;
 
+  /** transaction pooling: a LISTEN keeps the session on its connection (notifications arrive there) */
+  pooled = false;
+  /** called when DEALLOCATE ALL or DISCARD ALL completed: the backend has no prepared statement left */
+  onStatementsDropped: (() => void) | null = null;
+
   private readonly entries: Entry[] = [];
   /** executions sent in the batch being written (client side) and completions received in the batch being answered */
   private clientOrdinal = 0;
@@ -132,6 +137,7 @@ export class SessionState {
     if (this.advisoryLocks > 0 || this.advisoryUncounted) r.push('session advisory lock');
     if (this.preparedTransactions > 0) r.push('prepared transaction');
     if (this.settingsUntracked) r.push('settings changed in a way pgflip cannot follow');
+    if (this.pooled && this.carried.listens.size) r.push('LISTEN in transaction mode');
     return r;
   }
 
@@ -394,7 +400,7 @@ export class SessionState {
       // not transactional
       case 'prepare': this.carried.prepared.set(a.name, { via: 'sql', sql: a.sql }); break;
       case 'deallocate': this.carried.prepared.delete(a.name); this.stmtActions.delete(a.name); this.txStmts.delete(a.name); break;
-      case 'deallocateAll': this.carried.prepared.clear(); this.clearNamedStatements(); break;
+      case 'deallocateAll': this.carried.prepared.clear(); this.clearNamedStatements(); this.onStatementsDropped?.(); break;
       case 'closeCursor': this.holdCursors.delete(a.name); break;
       case 'closeAllCursors': this.holdCursors.clear(); break;
       case 'discardTemp': this.tempObjects = false; break;
@@ -405,6 +411,7 @@ export class SessionState {
         this.clearNamedStatements();
         this.holdCursors.clear(); this.tempObjects = false;
         this.advisoryLocks = 0; this.advisoryUncounted = false; this.settingsUntracked = false;
+        this.onStatementsDropped?.();
         break;
       }
     }

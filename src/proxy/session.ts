@@ -30,6 +30,11 @@ import { OidTranslation, OidTranslator } from './type-identity';
 import { discardReads, readInto, setReadBuffer } from './user-buffer-reads';
 import { exchange } from './exchange';
 import { serialize } from 'pg-protocol';
+import { poolSettings } from '../config';
+import { replayPlan, sqlCarried, sqlStateMatches } from './carried';
+import { runReplay } from './replay';
+import { Pool, PooledBackend, PoolTimeout } from './pool/server-pool';
+import { TxRelay } from './pool/tx-relay';
 
 /**
  * Client message types after which the stream is at a switch point: a Query
@@ -168,6 +173,20 @@ export interface SessionInfo {
   prepared: string[];
   listens: string[];
   pinned: string[];
+  /** session: a backend of its own; transaction: leased per transaction (backendPid 0 between them) */
+  poolMode: 'session' | 'transaction';
+}
+
+/** A transaction-mode session's link to its pool: the relay and the connection leased now, if any. */
+interface PoolLink {
+  size: number;
+  relay: TxRelay;
+  lease: PooledBackend | null;
+  leasing: boolean;
+  /** client bytes read while a lease is being taken */
+  pending: Buffer[];
+  /** the pool last leased from, for its side and the previous schema version served then */
+  poolCache?: { side: Side; compat: unknown; pool: Pool };
 }
 
 export class Session {
@@ -234,6 +253,8 @@ export class Session {
   clientTerminated = false;
   private closed = false;
   private admitted = false;
+  /** transaction pooling; null in session mode */
+  private pooled: PoolLink | null = null;
 
   constructor(readonly ctx: ProxyContext, socket: net.Socket) {
     this.client = socket;
@@ -250,6 +271,7 @@ export class Session {
     } catch (e) {
       if (e instanceof ConnectionClosed) this.close();
       else if (e instanceof ProtocolViolation) this.fatal(e.code, e.message);
+      else if (e instanceof PoolTimeout) this.fatal('53300', `pgflip: ${e.message}`);
       else if (e instanceof BackendConnectError) {
         this.log.warn({ side: this.side, code: e.code, err: e.message }, 'backend connection failed');
         if (e.serverError) this.endClient(e.serverError);
@@ -353,11 +375,25 @@ export class Session {
     if (this.closed || this.client.destroyed) { this.close(); return; }
     this.schemaVersion = sessionVersion(params, this.ctx.compat());
     this.phase = 'attaching';
-    const conn = await this.connectActive(params);
-    if (this.closed || this.client.destroyed) { conn.socket.destroy(); this.close(); return; }
+    const pool = poolSettings(this.ctx.cfg.proxy, this.database, user);
+    let conn: BackendConnection;
+    if (pool.mode === 'transaction') {
+      const st = this.state;
+      this.pooled = {
+        size: pool.size, lease: null, leasing: false, pending: [],
+        relay: new TxRelay({ maxPrepared: this.ctx.cfg.proxy.maxPreparedStatements, unnamed: () => st.carried.unnamed, txStatus: () => st.txStatus }, this),
+      };
+      st.onStatementsDropped = () => this.pooled?.relay.statementsDropped();
+      st.pooled = true;
+      this.side = this.ctx.activeSide();
+      this.sideIdx = sideIndex(this.side);
+      this.oidHome = this.side;
+      conn = (await this.leaseBackend()).conn;
+    } else conn = await this.connectActive(params);
+    if (this.closed || this.client.destroyed) { this.dropBackend(); conn.socket.destroy(); this.close(); return; }
     const target = conn.target;
     const key = await this.ctx.cancel.issue({ host: target.host, port: target.port, pid: conn.pid, secret: conn.secret });
-    if (this.closed || this.client.destroyed) { this.ctx.cancel.release(key.pid, key.secret); conn.socket.destroy(); this.close(); return; }
+    if (this.closed || this.client.destroyed) { this.ctx.cancel.release(key.pid, key.secret); this.dropBackend(); conn.socket.destroy(); this.close(); return; }
     this.cancelPid = key.pid;
     this.cancelSecret = key.secret;
     this.client.write(Buffer.concat([authenticationOk(), ...conn.parameterStatus, backendKeyData(key.pid, key.secret), readyForQuery('I')]));
@@ -430,10 +466,14 @@ export class Session {
     this.cw = new FrameWalker(CLIENT_BASE, new ClientSink(this), this.ctx.cfg.proxy.maxMessageBytes);
     this.sw = new FrameWalker(SERVER_BASE, new ServerSink(this), 0x7fffffff);
     const b = conn.socket;
-    const backendHeld = this.readBackend(b);
-    b.on('drain', this.onBackendDrain);
-    b.on('error', this.onBackendError);
-    b.on('close', this.onBackendClose);
+    let backendHeld: Buffer | undefined;
+    if (this.pooled) this.pooled.lease!.owner = this.backendOwner;
+    else {
+      backendHeld = this.readBackend(b);
+      b.on('drain', this.onBackendDrain);
+      b.on('error', this.onBackendError);
+      b.on('close', this.onBackendClose);
+    }
     const clientHeld = this.readClient();
     this.client.on('drain', this.onClientDrain);
     this.client.on('close', this.onClientClose);
@@ -446,6 +486,173 @@ export class Session {
     this.ctx.sessionAttached(this);
     b.resume();
     if (!this.held) this.client.resume();
+    this.maybeGiveBack();
+  }
+
+  // ---- transaction pooling (pool/) ------------------------------------------
+  //
+  // A transaction-mode session has a backend only from its transaction's first
+  // message to ReadyForQuery `I`. In between it holds none: a flip finds it at
+  // a switch point at once and moves it by changing the side it leases from.
+
+  get isPooled(): boolean { return this.pooled !== null; }
+
+  /** a transaction-mode session with a backend right now (in a transaction, or pinned) */
+  get isPooledLeased(): boolean { return this.pooled?.lease != null || this.pooled?.leasing === true; }
+
+  /** the session's pool on its side (its startup parameters there: a schema version may change them) */
+  private poolNow(): Pool {
+    const pl = this.pooled!;
+    const compat = this.ctx.compat();
+    const c = pl.poolCache;
+    if (c && c.side === this.side && c.compat === compat) return c.pool;
+    const params = backendParams(this.state!.startupParams, this.schemaVersion, compat, this.side);
+    const pool = this.ctx.pools.pool(this.side, this.database, params, pl.size);
+    pl.poolCache = { side: this.side, compat, pool };
+    return pool;
+  }
+
+  /** An idle connection of the session's pool that needs nothing of the client's state first, at once; else null. */
+  private leaseNow(): PooledBackend | null {
+    const b = this.ctx.pools.leaseNow(this.poolNow());
+    if (!b) return null;
+    if (!sqlStateMatches(b.carried, this.state!.carried)) { this.ctx.pools.giveBack(b); return null; }
+    this.leased(b);
+    return b;
+  }
+
+  /** A connection of the session's pool on its side, given the client's settings and SQL-prepared statements. */
+  private async leaseBackend(): Promise<PooledBackend> {
+    const st = this.state!;
+    const b = await this.ctx.pools.lease(this.poolNow());
+    if (!sqlStateMatches(b.carried, st.carried)) {
+      const plan = replayPlan(b.carried, sqlCarried(st.carried));
+      b.replaying = true;
+      try {
+        await runReplay(b.conn, plan, this.ctx.cfg.proxy.connectTimeoutMs);
+      } catch (e) {
+        this.ctx.pools.discard(b);
+        throw e;
+      } finally { b.replaying = false; }
+    }
+    this.leased(b);
+    return b;
+  }
+
+  private leased(b: PooledBackend): void {
+    const pl = this.pooled!;
+    pl.lease = b;
+    pl.relay.attach(b);
+    if (this.cancelPid) {
+      const t = b.conn.target;
+      this.ctx.cancel.repoint(this.cancelPid, this.cancelSecret, { host: t.host, port: t.port, pid: b.conn.pid, secret: b.conn.secret });
+    }
+  }
+
+  /** client bytes of a transaction-mode session */
+  private pooledClientData(chunk: Buffer): void {
+    const pl = this.pooled!;
+    if (pl.lease !== null) { this.relayToServer(chunk); return; }
+    if (!pl.leasing) {
+      const answer = pl.relay.answerWithoutServer(chunk);
+      if (answer) { this.sendToClient(answer); return; }
+      // the common case: an idle connection that carries what the client needs
+      const b = this.held ? null : this.leaseNow();
+      if (b) { this.wireBackend(b); this.relayToServer(chunk); return; }
+    }
+    pl.pending.push(chunk);
+    this.client.pause();
+    this.clientPaused = true;
+    if (pl.leasing) return;
+    pl.leasing = true;
+    this.leaseBackend().then((b) => {
+      pl.leasing = false;
+      if (this.closed) { this.dropBackend(); return; }
+      this.wireBackend(b);
+      this.clientPaused = false;
+      for (const c of pl.pending.splice(0)) this.relayToServer(c);
+      if (!this.clientPaused && !this.held && !this.closed) this.client.resume();
+    }, (e: Error) => {
+      pl.leasing = false;
+      if (e instanceof PoolTimeout) this.fatal('53300', `pgflip: ${e.message}`);
+      else if (e instanceof BackendConnectError && e.serverError) this.endClient(e.serverError);
+      else this.fatal(e instanceof BackendConnectError ? e.code : '08006', `pgflip: no server connection for this transaction: ${e.message}`);
+    });
+  }
+
+  private relayToServer(chunk: Buffer): void {
+    const out = this.pooled!.relay.fromClient(chunk);
+    if (out.client) this.sendToClient(out.client);
+    if (out.server && !this.backend!.write(out.server)) { this.client.pause(); this.clientPaused = true; }
+    if (out.client) this.maybeGiveBack();
+  }
+
+  /** pgflip's own answers: the tracker reads them as the server's */
+  private sendToClient(bytes: Buffer): void {
+    this.sw!.walk(bytes);
+    this.ctx.stats.bytesOut += bytes.length;
+    this.client.write(bytes);
+  }
+
+  /** a leased connection's socket events, while it is this session's */
+  private readonly backendOwner = { data: (b: Buffer) => this.onBackendData(b), drain: () => this.onBackendDrain(), closed: () => this.onBackendClose() };
+
+  private wireBackend(b: PooledBackend): void {
+    this.backendConn = b.conn;
+    this.backend = b.conn.socket;
+    b.owner = this.backendOwner;
+    if (b.conn.socket.isPaused()) b.conn.socket.resume();
+  }
+
+  private unwireBackend(lease: PooledBackend): void {
+    lease.owner = null;
+    if (!this.backend) return;
+    this.backend = undefined;
+    this.backendConn = undefined;
+    this.backendPaused = false;
+  }
+
+  /**
+   * At ReadyForQuery `I` with nothing in flight the connection goes back to its pool, carrying
+   * the client's settings; a session holding what cannot move (a temporary table, a session
+   * lock, a WITH HOLD cursor, LISTEN) keeps it until that ends.
+   */
+  private maybeGiveBack(): void {
+    const pl = this.pooled;
+    if (!pl || !pl.lease || pl.leasing || this.closed) return;
+    const st = this.state!;
+    if (!st.idle || !pl.relay.quiet || !this.cw!.atBoundary || !this.sw!.atBoundary) return;
+    if (st.pinnedReasons().length) return;
+    const b = pl.lease;
+    pl.lease = null;
+    pl.relay.detach();
+    b.carried = sqlCarried(st.carried);
+    this.unwireBackend(b);
+    if (this.cancelPid) this.ctx.cancel.repoint(this.cancelPid, this.cancelSecret, { host: '', port: 0, pid: 0, secret: 0 });
+    this.ctx.pools.giveBack(b);
+  }
+
+  /** The session's backend goes: a leased one back to its pool when it is clean, else closed. */
+  private dropBackend(): void {
+    const pl = this.pooled;
+    if (!pl) { this.backend?.destroy(); return; }
+    const b = pl.lease;
+    if (!b) return;
+    pl.lease = null;
+    pl.relay.detach();
+    this.unwireBackend(b);
+    const st = this.state!;
+    if (st.idle && pl.relay.quiet && !st.pinnedReasons().length) { b.carried = sqlCarried(st.carried); this.ctx.pools.giveBack(b); } else this.ctx.pools.discard(b);
+  }
+
+  /** A flip moved this transaction-mode session (it holds no backend): its next lease is on `side`. */
+  moveToSide(side: Side, translation: OidTranslation | null): void {
+    if (this.pooled?.lease) throw new Error(`session ${this.id} holds a backend`);
+    this.side = side;
+    this.sideIdx = sideIndex(side);
+    this.translation = translation;
+    this.toServer = translation ? new OidTranslator(translation.toServer, false) : null;
+    this.toClient = translation ? new OidTranslator(translation.toClient, true) : null;
   }
 
   /** Pick the inspect tables the tracker currently needs. */
@@ -646,7 +853,8 @@ export class Session {
 
   /** Start reading from the client; returns bytes it had already buffered. */
   private readClient(): Buffer | undefined {
-    const held = readInto(this.client, this.readBuffer(), this.onClientRead);
+    // a pooled session's reads may wait for a lease: they keep buffers of their own
+    const held = this.pooled ? undefined : readInto(this.client, this.readBuffer(), this.onClientRead);
     this.clientReadsInto = held !== undefined;
     if (!this.clientReadsInto) this.client.on('data', this.onClientData);
     return held;
@@ -654,7 +862,8 @@ export class Session {
 
   /** Start reading from a (new) backend; returns bytes it had already buffered. */
   private readBackend(b: net.Socket): Buffer | undefined {
-    const held = readInto(b, this.readBuffer(), this.onBackendRead);
+    // a pooled connection moves between sessions
+    const held = this.pooled ? undefined : readInto(b, this.readBuffer(), this.onBackendRead);
     this.backendReadsInto = held !== undefined;
     if (!this.backendReadsInto) b.on('data', this.onBackendData);
     return held;
@@ -688,10 +897,18 @@ export class Session {
     if (this.ctx.compat() !== null && this.cw!.atBoundary) chunk = this.compatChunk(chunk);
     this.ctx.stats.bytesIn += chunk.length;
     if (this.cw!.walk(chunk) !== WALK_OK) { this.clientProtocolError(); return; }
+    if (this.pooled) { this.pooledClientData(chunk); return; }
     if (!this.backend!.write(chunk)) { this.client.pause(); this.clientPaused = true; }
   };
 
   private readonly onBackendData = (chunk: Buffer): void => {
+    if (this.pooled) {
+      const out = this.pooled.relay.fromServer(chunk);
+      const again = this.pooled.relay.takeForServer();
+      if (again) this.backend!.write(again);
+      if (out === null) { this.maybeGiveBack(); return; }
+      chunk = out;
+    }
     if (this.toClient !== null) { chunk = this.toClient.feed(chunk); if (chunk.length === 0) return; }
     if (this.held && (this.heldBackendBytes !== null || this.sw!.atBoundary)) { this.onBackendDataHeld(chunk); return; }
     this.ctx.stats.bytesOut += chunk.length;
@@ -706,6 +923,7 @@ export class Session {
       return;
     }
     if (!this.client.write(chunk)) { this.backend!.pause(); this.backendPaused = true; }
+    if (this.pooled) this.maybeGiveBack();
   };
 
   /**
@@ -770,6 +988,7 @@ export class Session {
 
   private readonly onClientClose = (): void => {
     if (this.closed) return;
+    if (this.pooled) { this.dropBackend(); this.close(); return; }
     const b = this.backend;
     // a clean Terminate when the stream allows it, so the server does not log an unexpected EOF
     if (b && !b.destroyed && this.clientAtBoundary) b.end(TERMINATE);
@@ -779,6 +998,15 @@ export class Session {
 
   private readonly onBackendClose = (): void => {
     if (this.closed) return;
+    if (this.pooled) {
+      // the pool has let it go; what the client had in flight on it is lost, as with PostgreSQL
+      const pl = this.pooled;
+      pl.lease = null;
+      pl.relay.detach();
+      if (this.serverSentFatal || this.clientTerminated) { this.endClient(); return; }
+      this.endLost();
+      return;
+    }
     if (this.held && this.phase === 'attached' && this.heldBackendBytes === null && this.sw!.atBoundary) {
       // held at a switch point: whoever holds the session gives it a new backend before releasing it
       this.backendGone = true;
@@ -860,7 +1088,7 @@ export class Session {
   private readonly onSocketError = (e: Error): void => {
     this.log.debug({ err: e.message }, 'client socket error');
     if (this.closed) return;
-    this.backend?.destroy();
+    this.dropBackend();
     this.close();
   };
 
@@ -871,7 +1099,7 @@ export class Session {
     if (this.closed) return;
     if (code !== '28P01' && code !== '57P01') this.log.info({ code, message }, 'session ended with an error');
     const canWrite = !this.sw || this.sw.atBoundary;
-    this.backend?.destroy();
+    this.dropBackend();
     this.endClient(canWrite ? errorResponse('FATAL', code, message, detail) : undefined);
   }
 
@@ -893,6 +1121,7 @@ export class Session {
     this.onSwitchPoint = null;
     if (this.cancelPid) this.ctx.cancel.release(this.cancelPid, this.cancelSecret);
     if (this.admitted) { this.ctx.release(); this.ctx.sessionEnded(this); }
+    if (this.pooled) this.dropBackend();
     if (!this.client.writableEnded) this.client.destroy();
     if (this.backend && !this.backend.writableEnded) this.backend.destroy();
     this.log.debug('session ended');
@@ -921,6 +1150,7 @@ export class Session {
       prepared: snap?.prepared ?? [],
       listens: snap?.listens ?? [],
       pinned: snap?.pinned ?? [],
+      poolMode: this.pooled ? 'transaction' : 'session',
     };
   }
 }

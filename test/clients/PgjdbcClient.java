@@ -46,7 +46,7 @@ public class PgjdbcClient {
         }
       }
       try (Statement st = c.createStatement();
-           ResultSet rs = st.executeQuery("SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql AND name LIKE 'S\\_%'")) {
+           ResultSet rs = st.executeQuery("SELECT count(*) FROM pg_prepared_statements WHERE NOT from_sql AND statement LIKE '%jdbc_items%'")) {
         rs.next();
         out("named server-side statements", rs.getInt(1) > 0);
       }

@@ -1,7 +1,8 @@
 /**
  * What every real-client test stands on: a blue/green pair, the pgflip proxy in front of it,
- * and two connection targets — PostgreSQL directly and through the proxy — so that each test
- * runs one body against both and compares what the client saw.
+ * and three connection targets — PostgreSQL directly, through the proxy in session mode and
+ * through it in transaction mode — so that each test runs one body against each and compares
+ * what the client saw.
  */
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
@@ -12,7 +13,8 @@ import { startPair, TestCluster } from '../harness/clusters';
 import { startProxyFor } from '../harness/proxy';
 
 export interface Target {
-  name: 'direct' | 'proxy';
+  /** proxy: session mode; pooled: transaction mode (proxy.poolMode = transaction) */
+  name: 'direct' | 'proxy' | 'pooled';
   host: string;
   port: number;
   user: string;
@@ -21,7 +23,7 @@ export interface Target {
   /** postgres:// URL with credentials */
   url: string;
   /** libpq environment (PGHOST, PGPASSWORD, …) for psql and pgbench; sslmode=prefer (libpq's
-   * default) so every connection starts with an SSLRequest that both answer with N */
+   * default) so every connection starts with an SSLRequest that each answers with N */
   env: NodeJS.ProcessEnv;
 }
 
@@ -29,15 +31,17 @@ export interface ClientEnv {
   blue: TestCluster;
   direct: Target;
   proxy: Target;
+  /** the same pair through a transaction-mode proxy with a pool of 2: leases change hands between transactions */
+  pooled: Target;
   /** a scratch directory removed by stop() */
   tmp: string;
-  /** superuser SQL on the active side, outside both targets (setup and cleanup) */
+  /** superuser SQL on the active side, outside the targets (setup and cleanup) */
   admin(sql: string): Promise<void>;
   /**
-   * Runs `body` against PostgreSQL directly, then through the proxy, each after `reset` SQL
-   * (run as admin) so both start from the same state.
+   * Runs `body` against PostgreSQL directly, then through the proxy in session mode and in
+   * transaction mode, each after `reset` SQL (run as admin) so all start from the same state.
    */
-  both<T>(reset: string, body: (t: Target) => Promise<T>): Promise<{ direct: T; proxy: T }>;
+  compare<T>(reset: string, body: (t: Target) => Promise<T>): Promise<{ direct: T; proxy: T; pooled: T }>;
   stop(): Promise<void>;
 }
 
@@ -65,8 +69,12 @@ export function targetFrom(name: Target['name'], url: string): Target {
 export async function startClientEnv(): Promise<ClientEnv> {
   const pair = await startPair();
   const direct = targetFrom('direct', pair.blue.url('app'));
-  const proxied = await startProxyFor(pair).catch(async (e) => { await pair.stop(); throw e; });
-  const proxy = targetFrom('proxy', proxied.url());
+  const proxies = await Promise.all([
+    startProxyFor(pair),
+    startProxyFor(pair, { proxy: { poolMode: 'transaction', poolSize: 2 } }),
+  ]).catch(async (e) => { await pair.stop(); throw e; });
+  const proxy = targetFrom('proxy', proxies[0].url());
+  const pooled = targetFrom('pooled', proxies[1].url());
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'pgflip-clients-'));
   const admin = async (sql: string) => {
     const c = new Client({ connectionString: direct.url });
@@ -77,18 +85,20 @@ export async function startClientEnv(): Promise<ClientEnv> {
     blue: pair.blue,
     direct,
     proxy,
+    pooled,
     tmp,
     admin,
-    async both(reset, body) {
-      await admin(reset);
-      const d = await body(direct);
-      await admin(reset);
-      const p = await body(proxy);
-      return { direct: d, proxy: p };
+    async compare(reset, body) {
+      const out = [];
+      for (const t of [direct, proxy, pooled]) {
+        await admin(reset);
+        out.push(await body(t));
+      }
+      return { direct: out[0], proxy: out[1], pooled: out[2] };
     },
     async stop() {
       rmSync(tmp, { recursive: true, force: true });
-      await proxied.stop();
+      await Promise.all(proxies.map((p) => p.stop()));
       await pair.stop();
     },
   };

@@ -35,7 +35,7 @@ async function collect(stream: NodeJS.ReadableStream): Promise<Buffer> {
 
 describe('node-postgres', () => {
   it('serves concurrent queries from a pool', async () => {
-    const { direct, proxy } = await env.both('SELECT 1', async (t) => {
+    const { direct, proxy, pooled } = await env.compare('SELECT 1', async (t) => {
       const pool = new Pool({ connectionString: t.url, max: 6 });
       try {
         const results = await Promise.all(Array.from({ length: 60 }, (_, i) =>
@@ -47,11 +47,12 @@ describe('node-postgres', () => {
     });
     expect(direct[59]).toEqual({ doubled: 118, s: 'ab'.repeat(59) });
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
   it('runs named prepared statements, which exist on the server under their names', async () => {
     const reset = 'DROP TABLE IF EXISTS np_items; CREATE TABLE np_items (id int PRIMARY KEY, name text)';
-    const { direct, proxy } = await env.both(reset, (t) => withClient(t, async (c) => {
+    const { direct, proxy, pooled } = await env.compare(reset, (t) => withClient(t, async (c) => {
       for (let i = 1; i <= 5; i++) await c.query({ name: 'add_item', text: 'INSERT INTO np_items VALUES ($1, $2)', values: [i, `item ${i}`] });
       const got = [];
       for (const id of [5, 2, 99]) got.push((await c.query({ name: 'get_item', text: 'SELECT id, name FROM np_items WHERE id = $1', values: [id] })).rows);
@@ -61,12 +62,14 @@ describe('node-postgres', () => {
     expect(direct.got).toEqual([[{ id: 5, name: 'item 5' }], [{ id: 2, name: 'item 2' }], []]);
     expect(direct.prepared.map((p) => p.name)).toEqual(['add_item', 'get_item']);
     expect(proxy).toEqual(direct);
+    // in transaction mode the server knows them under pgflip's names (docs/proxy.md, Transaction pooling)
+    expect(pooled).toEqual({ ...direct, prepared: direct.prepared.map((p) => ({ ...p, name: expect.stringMatching(/^pgflip_\d+$/) })) });
   });
 
   it('copies rows in and out with pg-copy-streams (text, csv and binary)', async () => {
     const reset = 'DROP TABLE IF EXISTS np_copy; CREATE TABLE np_copy (id int, name text, data bytea)';
     const lines = Array.from({ length: 20000 }, (_, i) => `${i}\tname ${i}\t\\\\x${(i % 256).toString(16).padStart(2, '0')}\n`);
-    const { direct, proxy } = await env.both(reset, (t) => withClient(t, async (c) => {
+    const { direct, proxy, pooled } = await env.compare(reset, (t) => withClient(t, async (c) => {
       await pipeline(Readable.from(lines), c.query(copyFrom('COPY np_copy FROM STDIN')));
       const text = await collect(c.query(copyTo('COPY (SELECT * FROM np_copy ORDER BY id) TO STDOUT')));
       const csv = await collect(c.query(copyTo("COPY (SELECT * FROM np_copy WHERE id < 3 ORDER BY id) TO STDOUT WITH (FORMAT csv, HEADER)")));
@@ -81,10 +84,11 @@ describe('node-postgres', () => {
     expect(direct.csv).toBe('id,name,data\n0,name 0,\\x00\n1,name 1,\\x01\n2,name 2,\\x02\n');
     expect(direct.same).toEqual({ n: 20000 });
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
   it('delivers NOTIFY from one connection to a LISTENing one', async () => {
-    const { direct, proxy } = await env.both('SELECT 1', (t) => withClient(t, (listener) => withClient(t, async (notifier) => {
+    const { direct, proxy, pooled } = await env.compare('SELECT 1', (t) => withClient(t, (listener) => withClient(t, async (notifier) => {
       const got: { channel: string; payload?: string }[] = [];
       const arrived = new Promise<void>((resolve) => listener.on('notification', (m) => {
         got.push({ channel: m.channel, payload: m.payload });
@@ -110,11 +114,12 @@ describe('node-postgres', () => {
       { channel: 'jobs', payload: 'fourth' },
     ]);
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
   it('reports an error mid-transaction, refuses further statements, and rolls back', async () => {
     const reset = 'DROP TABLE IF EXISTS np_tx; CREATE TABLE np_tx (id int PRIMARY KEY)';
-    const { direct, proxy } = await env.both(reset, (t) => withClient(t, async (c) => {
+    const { direct, proxy, pooled } = await env.compare(reset, (t) => withClient(t, async (c) => {
       const notices: string[] = [];
       c.on('notice', (n) => notices.push(`${n.severity} ${n.code} ${n.message}`));
       await c.query('BEGIN');
@@ -135,13 +140,14 @@ describe('node-postgres', () => {
       syntax: expect.objectContaining({ code: '42601', position: '1' }),
     });
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
   it('round-trips a 64 MiB value', async () => {
     const big = randomBytes(48 << 20).toString('base64'); // 64 MiB of text
     const digest = createHash('md5').update(big).digest('hex');
     const reset = 'DROP TABLE IF EXISTS np_big; CREATE TABLE np_big (id int, v text)';
-    const { direct, proxy } = await env.both(reset, (t) => withClient(t, async (c) => {
+    const { direct, proxy, pooled } = await env.compare(reset, (t) => withClient(t, async (c) => {
       await c.query('INSERT INTO np_big VALUES (1, $1)', [big]);
       const [meta] = (await c.query('SELECT length(v) AS len, md5(v) AS md5 FROM np_big')).rows;
       const [row] = (await c.query('SELECT v FROM np_big WHERE id = 1')).rows;
@@ -149,6 +155,7 @@ describe('node-postgres', () => {
     }));
     expect(direct).toEqual({ meta: { len: big.length, md5: digest }, same: true });
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   }, 120_000);
 
   it('returns binary-format results byte for byte', async () => {
@@ -163,7 +170,7 @@ describe('node-postgres', () => {
       rowMode: 'array',
       types: raw,
     };
-    const { direct, proxy } = await env.both('SELECT 1', (t) => withClient(t, async (c) => {
+    const { direct, proxy, pooled } = await env.compare('SELECT 1', (t) => withClient(t, async (c) => {
       const r = await c.query(query);
       return { rows: r.rows, fields: r.fields.map((f) => [f.name, f.dataTypeID, f.format]) };
     }));
@@ -174,10 +181,11 @@ describe('node-postgres', () => {
     ]]);
     expect(direct.fields[0]).toEqual(['i', 23, 'binary']);
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
   it('reads a portal a few rows at a time with pg-cursor', async () => {
-    const { direct, proxy } = await env.both('SELECT 1', (t) => withClient(t, async (c) => {
+    const { direct, proxy, pooled } = await env.compare('SELECT 1', (t) => withClient(t, async (c) => {
       const cursor = c.query(new Cursor('SELECT g, md5(g::text) AS h FROM generate_series(1, 25) g ORDER BY g'));
       const batches: number[][] = [];
       for (;;) {
@@ -192,17 +200,21 @@ describe('node-postgres', () => {
     expect(direct.batches.map((b) => b.length)).toEqual([10, 10, 5, 0]);
     expect(direct.after).toEqual([{ ok: 1 }]);
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
-  it('tells an idle client that its server connection was terminated', async () => {
-    const { direct, proxy } = await env.both('SELECT 1', async (t) => {
+  it('tells an idle client that its server connection was terminated (in transaction mode it holds none: its next query gets another)', async () => {
+    const { direct, proxy, pooled } = await env.compare('SELECT 1', async (t) => {
       const c = new Client({ connectionString: t.url, application_name: `victim-${t.name}` });
       await c.connect();
       const errors: { code?: string; message: string }[] = [];
       c.on('error', (e: Error & { code?: string }) => errors.push({ code: e.code, message: e.message }));
       const ended = new Promise((resolve) => c.once('end', resolve));
-      await env.admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'victim-${t.name}'`);
-      await ended;
+      const victims = `FROM pg_stat_activity WHERE application_name = 'victim-${t.name}'`;
+      await env.admin(`SELECT pg_terminate_backend(pid) ${victims}`);
+      if (t.name === 'pooled') {
+        for (let i = 0; i < 100 && (await env.blue.query(`SELECT 1 ${victims}`)).length; i++) await new Promise((r) => setTimeout(r, 20));
+      } else await ended;
       const after = await c.query('SELECT 1').then(() => 'query ran', (e: Error) => e.message);
       await c.end().catch(() => undefined);
       return { errors, after };
@@ -215,5 +227,6 @@ describe('node-postgres', () => {
       after: 'Client has encountered a connection error and is not queryable',
     });
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual({ errors: [], after: 'query ran' });
   });
 });

@@ -32,7 +32,7 @@ function parseRun(r: { code: number; stdout: string; stderr: string }): BenchOut
 
 describe('pgbench', () => {
   it('initialises the same tables through the proxy as directly', async () => {
-    const { direct, proxy } = await env.both(DROP_TABLES, async (t: Target) => {
+    const { direct, proxy, pooled } = await env.compare(DROP_TABLES, async (t: Target) => {
       const r = await runProgram(pgbench, ['-i', '-q', '-s', '1'], { env: t.env });
       const [row] = await env.blue.query<{ n: string }>('SELECT count(*) AS n FROM pgbench_accounts');
       return { code: r.code, lines: initSummary(r.stderr), accounts: Number(row.n) };
@@ -41,13 +41,14 @@ describe('pgbench', () => {
     expect(direct.accounts).toBe(100000);
     expect(direct.lines).toEqual(expect.arrayContaining(['creating tables...', 'vacuuming...', 'creating primary keys...']));
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
   for (const mode of ['simple', 'extended', 'prepared']) {
     it(`runs -M ${mode} with 4 clients and no failed transaction`, async () => {
-      const { direct, proxy } = await env.both('SELECT 1', async (t: Target) =>
+      const { direct, proxy, pooled } = await env.compare('SELECT 1', async (t: Target) =>
         parseRun(await runProgram(pgbench, ['-n', '-c', '4', '-j', '2', '-T', '2', '-M', mode], { env: t.env })));
-      for (const o of [direct, proxy]) {
+      for (const o of [direct, proxy, pooled]) {
         expect(o).toEqual({ code: 0, mode, processed: expect.any(Number), failed: 0, aborted: false });
         expect(o.processed).toBeGreaterThan(0);
       }

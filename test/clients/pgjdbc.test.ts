@@ -32,7 +32,7 @@ async function session(t: Target): Promise<string> {
 
 describe('pgjdbc', () => {
   it('sees the same batches, transactions and SQLStates through the proxy as directly', async () => {
-    const { direct, proxy } = await env.both('DROP TABLE IF EXISTS jdbc_items', session);
+    const { direct, proxy, pooled } = await env.compare('DROP TABLE IF EXISTS jdbc_items', session);
     expect(direct).toBe([
       'batch: 200 statements, 200 rows',
       'select 7: 7|item 7|0.70',
@@ -55,5 +55,6 @@ describe('pgjdbc', () => {
       '',
     ].join('\n'));
     expect(proxy).toBe(direct);
+    expect(pooled).toBe(direct);
   });
 });

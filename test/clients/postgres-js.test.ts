@@ -27,7 +27,7 @@ const sqlstate = (e: unknown) => ({ code: (e as postgres.PostgresError).code, me
 describe('postgres.js', () => {
   it('runs parameterised queries as named prepared statements', async () => {
     const reset = 'DROP TABLE IF EXISTS pj_items; CREATE TABLE pj_items (id int PRIMARY KEY, name text, tags text[], doc jsonb)';
-    const { direct, proxy } = await env.both(reset, (t) => withSql(t, async (sql) => {
+    const { direct, proxy, pooled } = await env.compare(reset, (t) => withSql(t, async (sql) => {
       for (let i = 1; i <= 20; i++) {
         await sql`INSERT INTO pj_items ${sql({ id: i, name: `item ${i}`, tags: [`t${i % 3}`], doc: sql.json({ n: i }) })}`;
       }
@@ -47,11 +47,12 @@ describe('postgres.js', () => {
     expect(direct.prepared).toBe(true);
     expect(direct.err).toEqual({ code: '22P02', message: 'invalid input syntax for type integer: "x"' });
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
   it('commits and rolls back sql.begin transactions', async () => {
     const reset = 'DROP TABLE IF EXISTS pj_tx; CREATE TABLE pj_tx (id int PRIMARY KEY)';
-    const { direct, proxy } = await env.both(reset, (t) => withSql(t, async (sql) => {
+    const { direct, proxy, pooled } = await env.compare(reset, (t) => withSql(t, async (sql) => {
       const committed = await sql.begin(async (tx) => {
         await tx`INSERT INTO pj_tx VALUES (1), (2)`;
         const sp = await tx.savepoint(async (s) => { await s`INSERT INTO pj_tx VALUES (2)`; }).catch(sqlstate);
@@ -71,10 +72,11 @@ describe('postgres.js', () => {
       rows: [1, 2, 3],
     });
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
   it('delivers notifications with sql.listen / sql.notify', async () => {
-    const { direct, proxy } = await env.both('SELECT 1', (t) => withSql(t, async (sql) => {
+    const { direct, proxy, pooled } = await env.compare('SELECT 1', (t) => withSql(t, async (sql) => {
       const got: string[] = [];
       let done!: () => void;
       const arrived = new Promise<void>((r) => { done = r; });
@@ -88,10 +90,11 @@ describe('postgres.js', () => {
     }));
     expect(direct).toEqual(['one', 'two', '{"three":3}']);
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
   it('runs unsafe multi-statement simple queries', async () => {
-    const { direct, proxy } = await env.both('DROP TABLE IF EXISTS pj_multi', (t) => withSql(t, async (sql) => {
+    const { direct, proxy, pooled } = await env.compare('DROP TABLE IF EXISTS pj_multi', (t) => withSql(t, async (sql) => {
       const results = await sql.unsafe('CREATE TABLE pj_multi (v int); INSERT INTO pj_multi VALUES (1), (2); SELECT sum(v)::int AS total FROM pj_multi; SELECT 2 AS two');
       const shaped = (results as unknown as postgres.RowList<postgres.Row[]>[]).map((r) => ({ command: r.command, count: r.count, rows: [...r] }));
       const err = await sql.unsafe('SELECT 1; SELECT * FROM pj_nowhere; SELECT 3').catch(sqlstate);
@@ -107,10 +110,11 @@ describe('postgres.js', () => {
       err: { code: '42P01', message: 'relation "pj_nowhere" does not exist' },
     });
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
   it('cancels a running query (CancelRequest on a new connection)', async () => {
-    const { direct, proxy } = await env.both('SELECT 1', (t) => withSql(t, async (sql) => {
+    const { direct, proxy, pooled } = await env.compare('SELECT 1', (t) => withSql(t, async (sql) => {
       const running = sql`SELECT pg_sleep(30)`;
       const outcome = running.then(() => 'finished', sqlstate);
       await new Promise((r) => setTimeout(r, 300));
@@ -121,5 +125,6 @@ describe('postgres.js', () => {
     }, 1));
     expect(direct).toEqual({ err: { code: '57014', message: 'canceling statement due to user request' }, after: { state: 'usable' } });
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 });

@@ -88,7 +88,7 @@ async function runSession(script: string, t: Target): Promise<PsqlRun> {
 describe('psql', () => {
   it('prints the same rows, notices, errors and \\copy files through the proxy as directly', async () => {
     const script = writeScript(env.tmp);
-    const { direct, proxy } = await env.both(RESET, (t) => runSession(script, t));
+    const { direct, proxy, pooled } = await env.compare(RESET, (t) => runSession(script, t));
 
     // What psql shows directly (so the comparison below compares something real).
     expect(direct.code).toBe(0);
@@ -111,18 +111,20 @@ describe('psql', () => {
     expect(direct.files['lo-out.csv']).toBe(readFileSync(path.join(env.tmp, 'psql-direct', 'in.csv'), 'utf8'));
 
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
   it('stops at the first error with ON_ERROR_STOP and exit code 3, like PostgreSQL directly', async () => {
     const script = path.join(env.tmp, 'stop.sql');
     writeFileSync(script, "SELECT 'before';\nSELECT 1/0;\nSELECT 'never printed';\n");
-    const { direct, proxy } = await env.both('SELECT 1', (t) =>
+    const { direct, proxy, pooled } = await env.compare('SELECT 1', (t) =>
       runProgram(psql, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-v', 'VERBOSITY=verbose', '-f', script], { env: t.env }));
     expect(direct.code).toBe(3);
     expect(direct.stdout).toContain('before');
     expect(direct.stdout).not.toContain('never printed');
     expect(direct.stderr).toContain('ERROR:  22012: division by zero');
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 
   it('passes the startup parameters on: client_encoding, DateStyle, TimeZone, options, application_name', async () => {
@@ -132,7 +134,7 @@ describe('psql', () => {
       Buffer.from("SELECT length('"), Buffer.from([0xe9]), Buffer.from("') AS len, encode(convert_to('"), Buffer.from([0xe9]), Buffer.from("', 'UTF8'), 'hex') AS utf8;\n"),
       Buffer.from("SHOW client_encoding;\nSHOW DateStyle;\nSHOW TimeZone;\nSHOW search_path;\nSHOW statement_timeout;\nSHOW application_name;\nSELECT '2024-03-01 12:00+00'::timestamptz AS ts;\n"),
     ]));
-    const { direct, proxy } = await env.both('SELECT 1', (t) => runProgram(psql, ['-X', '-q', '-A', '-t', '-f', script], {
+    const { direct, proxy, pooled } = await env.compare('SELECT 1', (t) => runProgram(psql, ['-X', '-q', '-A', '-t', '-f', script], {
       env: { ...t.env, PGCLIENTENCODING: 'LATIN1', PGDATESTYLE: 'German', PGTZ: 'Asia/Tokyo', PGAPPNAME: 'client-test', PGOPTIONS: '-c search_path=extra,public -c statement_timeout=1234' },
     }));
     expect(direct).toEqual({
@@ -141,5 +143,6 @@ describe('psql', () => {
       stderr: '',
     });
     expect(proxy).toEqual(direct);
+    expect(pooled).toEqual(direct);
   });
 });

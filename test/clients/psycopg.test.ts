@@ -27,7 +27,7 @@ async function session(t: Target): Promise<Record<string, unknown>> {
 
 describe('psycopg 3', () => {
   it('sees the same results, errors, COPY data and notifies through the proxy as directly', async () => {
-    const { direct, proxy } = await env.both('DROP TABLE IF EXISTS pg3_items', session);
+    const { direct, proxy, pooled } = await env.compare('DROP TABLE IF EXISTS pg3_items', session);
     expect(direct).toEqual({
       bound: [42, 'héllo', '00ff', '1.25'],
       named_params: [[42]],
@@ -55,5 +55,8 @@ describe('psycopg 3', () => {
       },
     });
     expect(proxy).toEqual(direct);
+    // in transaction mode the server knows psycopg's statements under pgflip's names (docs/proxy.md, Transaction pooling)
+    const serverNamed = direct.prepared_statements as string[][];
+    expect(pooled).toEqual({ ...direct, prepared_statements: serverNamed.map(([, text]) => [expect.stringMatching(/^pgflip_\d+$/), text]) });
   });
 });

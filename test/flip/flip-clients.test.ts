@@ -4,6 +4,11 @@
  * while pgbench (-M prepared) writes through the proxy; the fleet flips blue → green → blue.
  * Every statement keeps working on the new side, settings survive, notifications sent on the
  * new side arrive, and pgbench sees no failed transaction.
+ *
+ * The same again in transaction mode (proxy.poolMode = transaction), with more pgbench clients
+ * than server connections: there the statements live on pooled connections under pgflip's
+ * names, and the clients do not LISTEN (a LISTEN pins its client to one connection;
+ * docs/proxy.md "Transaction pooling").
  */
 import path from 'node:path';
 import { Client } from 'pg';
@@ -19,8 +24,6 @@ const JDBC_JAR = '/usr/share/java/postgresql.jar';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let pair: { blue: TestCluster; green: TestCluster; stop(): Promise<void> };
-let px: TestProxy;
-let coordinator: FlipCoordinator;
 const cleanups: Array<() => Promise<unknown>> = [];
 
 beforeAll(async () => {
@@ -33,15 +36,13 @@ beforeAll(async () => {
     const r = await runProgram(pgbench, ['-i', '-q', '-s', '1'], { env: targetFrom('direct', side.url('app')).env });
     if (r.code !== 0) throw new Error(`pgbench -i on ${side.name}: ${r.stderr}`);
   }));
-  px = await startProxyFor(pair);
-  coordinator = new FlipCoordinator(px.proxy.store, { commitWindowMs: 2000 });
-});
+}, 60_000);
 afterAll(async () => {
-  for (const c of cleanups.reverse()) await c().catch(() => undefined);
-  await coordinator?.close();
-  await px?.stop();
   await pair?.stop();
 });
+
+type Mode = 'session' | 'transaction';
+const POOL_SIZE = 3;
 
 interface Check { side: string; statementTimeout: string; applicationName: string }
 interface Tested {
@@ -52,7 +53,7 @@ interface Tested {
   channel: string;
 }
 
-async function nodePostgres(): Promise<Tested> {
+async function nodePostgres(px: TestProxy, mode: Mode): Promise<Tested> {
   const c = new Client({ connectionString: px.url(), application_name: 'node-postgres-flip' });
   await c.connect();
   cleanups.push(() => c.end());
@@ -61,7 +62,7 @@ async function nodePostgres(): Promise<Tested> {
   const q = { name: 'side_q', text: 'SELECT side FROM whoami WHERE $1::int > 0', values: [1] };
   await c.query(q);
   await c.query("SET statement_timeout = '12345ms'");
-  await c.query('LISTEN flip_node');
+  if (mode === 'session') await c.query('LISTEN flip_node');
   return {
     name: 'node-postgres',
     channel: 'flip_node',
@@ -78,12 +79,12 @@ async function nodePostgres(): Promise<Tested> {
   };
 }
 
-async function postgresJs(): Promise<Tested> {
+async function postgresJs(px: TestProxy, mode: Mode): Promise<Tested> {
   const sql = postgres(px.url(), { max: 1, prepare: true, onnotice: () => undefined, connection: { application_name: 'postgres.js-flip' } });
   cleanups.push(() => sql.end({ timeout: 1 }));
   const got: string[] = [];
   await sql`SET statement_timeout = '12345ms'`;
-  await sql.listen('flip_pgjs', (p) => got.push(p));
+  if (mode === 'session') await sql.listen('flip_pgjs', (p) => got.push(p));
   return {
     name: 'postgres.js',
     channel: 'flip_pgjs',
@@ -100,10 +101,10 @@ async function postgresJs(): Promise<Tested> {
   };
 }
 
-async function psycopg(): Promise<Tested> {
+async function psycopg(px: TestProxy, mode: Mode): Promise<Tested> {
   const u = new URL(px.url());
   const conninfo = `host=127.0.0.1 port=${u.port} user=${u.username} password=${u.password} dbname=app sslmode=disable`;
-  const a = LineAgent.start('psycopg', PYTHON, [path.join(__dirname, 'agents', 'psycopg_agent.py'), conninfo]);
+  const a = LineAgent.start('psycopg', PYTHON, [path.join(__dirname, 'agents', 'psycopg_agent.py'), conninfo, ...(mode === 'session' ? [] : ['nolisten'])]);
   cleanups.push(() => a.stop());
   expect(JSON.parse(await a.line())).toEqual({ ready: true });
   return {
@@ -112,19 +113,21 @@ async function psycopg(): Promise<Tested> {
     async check() {
       const r = JSON.parse(await a.ask('check'));
       if (r.error) throw new Error(`psycopg: ${r.error}`);
-      expect(r.prepared).toContain('_pg3_0');
+      // server-side binding: under psycopg's name on its own backend, under pgflip's on a pooled one
+      if (mode === 'session') expect(r.prepared).toContain('_pg3_0');
+      else expect(r.prepared.some((n: string) => /^pgflip_\d+$/.test(n))).toBe(true);
       return { side: r.side, statementTimeout: r.statement_timeout, applicationName: r.application_name };
     },
     async notifies() { return JSON.parse(await a.ask('notifies')).payloads; },
   };
 }
 
-async function pgjdbc(tmp: string): Promise<Tested> {
+async function pgjdbc(px: TestProxy, mode: Mode, tmp: string): Promise<Tested> {
   const r = await runProgram('javac', ['-d', tmp, '-cp', JDBC_JAR, path.join(__dirname, 'agents', 'PgjdbcAgent.java')]);
   if (r.code !== 0) throw new Error(`javac PgjdbcAgent.java: ${r.stderr}`);
   const u = new URL(px.url());
   const q = new URLSearchParams({ user: u.username, password: u.password, prepareThreshold: '1', sslmode: 'disable', ApplicationName: 'pgjdbc-flip' });
-  const a = LineAgent.start('pgjdbc', 'java', ['-cp', `${tmp}:${JDBC_JAR}`, 'PgjdbcAgent', `jdbc:postgresql://127.0.0.1:${u.port}/app?${q}`]);
+  const a = LineAgent.start('pgjdbc', 'java', ['-cp', `${tmp}:${JDBC_JAR}`, 'PgjdbcAgent', `jdbc:postgresql://127.0.0.1:${u.port}/app?${q}`, ...(mode === 'session' ? [] : ['nolisten'])]);
   cleanups.push(() => a.stop());
   expect(await a.line(30_000)).toBe('ready');
   return {
@@ -145,15 +148,42 @@ async function pgjdbc(tmp: string): Promise<Tested> {
   };
 }
 
-test('blue → green → blue: every client keeps its session, statements, settings and LISTEN; pgbench sees no error', async () => {
+describe.each<Mode>(['session', 'transaction'])('%s mode', (mode) => {
+  let px: TestProxy;
+  let coordinator: FlipCoordinator;
+  beforeAll(async () => {
+    px = await startProxyFor(pair, mode === 'session' ? {} : { proxy: { poolMode: 'transaction', poolSize: POOL_SIZE } });
+    coordinator = new FlipCoordinator(px.proxy.store, { commitWindowMs: 2000 });
+  });
+  afterAll(async () => {
+    for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+    await coordinator?.close();
+    await px?.stop();
+  });
+
+/** a transaction-mode client that LISTENs: resolves with the error that ends its session */
+async function pinnedListener(px: TestProxy): Promise<{ ended: Promise<{ code?: string; message: string }> }> {
+  const c = new Client({ connectionString: px.url(), application_name: 'listener-flip' });
+  await c.connect();
+  // the FATAL, then "Connection terminated unexpectedly": the first is the one that tells why
+  const ended = new Promise<{ code?: string; message: string }>((resolve) => c.on('error', (e: Error & { code?: string }) => resolve({ code: e.code, message: e.message })));
+  cleanups.push(() => c.end());
+  await c.query('LISTEN flip_pinned');
+  return { ended };
+}
+
+test(`blue → green → blue: every client keeps its session, statements, settings${mode === 'session' ? ' and LISTEN' : ''}; pgbench sees no error`, async () => {
   const tmp = await import('node:fs').then((fs) => fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'pgflip-flip-')));
   cleanups.push(async () => require('node:fs').rmSync(tmp, { recursive: true, force: true }));
-  const clients = [await nodePostgres(), await postgresJs(), await psycopg(), await pgjdbc(tmp)];
+  const clients = [await nodePostgres(px, mode), await postgresJs(px, mode), await psycopg(px, mode), await pgjdbc(px, mode, tmp)];
+  // transaction mode: a LISTEN pins its client to its connection, and the flip ends it (proxy.pinnedPolicy terminate)
+  const listener = mode === 'transaction' ? await pinnedListener(px) : null;
   const apps: Record<string, string> = { 'node-postgres': 'node-postgres-flip', 'postgres.js': 'postgres.js-flip', 'psycopg 3': 'psycopg-flip', pgjdbc: 'pgjdbc-flip' };
   const expectAll = async (side: string) => {
     for (const c of clients) {
       expect({ client: c.name, ...(await c.check()) }).toEqual({ client: c.name, side, statementTimeout: '12345ms', applicationName: apps[c.name] });
     }
+    if (mode === 'transaction') return;
     // notifications sent on the side now active reach the LISTENs carried there
     const cluster = side === 'blue' ? pair.blue : pair.green;
     for (const c of clients) await cluster.query(`NOTIFY ${c.channel}, 'on ${side}'`);
@@ -162,19 +192,30 @@ test('blue → green → blue: every client keeps its session, statements, setti
   await expectAll('blue');
 
   // pgbench writes through the proxy during both flips
-  const bench = runProgram('pgbench', ['-n', '-c', '4', '-j', '2', '-T', '7', '-M', 'prepared'], { env: targetFrom('proxy', px.url()).env, timeoutMs: 30_000 });
+  const benchClients = mode === 'session' ? 4 : 8;
+  const bench = runProgram('pgbench', ['-n', '-c', String(benchClients), '-j', '2', '-T', '7', '-M', 'prepared'], { env: targetFrom('proxy', px.url()).env, timeoutMs: 30_000 });
   await sleep(1500);
   const there = await coordinator.flip({ target: 'green', deadlineMs: 5000 });
-  expect(there).toMatchObject({ ok: true, from: 'blue', active: 'green', epoch: 1, sessionsTerminated: 0 });
-  // 4 clients (postgres.js has a second connection for LISTEN) and 4 pgbench sessions
-  expect(there.sessionsCarried).toBeGreaterThanOrEqual(9);
+  expect(there.reason ?? null).toBeNull();
+  expect(there).toMatchObject({ ok: true, from: 'blue', active: 'green', epoch: 1, sessionsTerminated: listener ? 1 : 0 });
+  if (listener) expect(await listener.ended).toMatchObject({ code: '57P01', message: expect.stringContaining('(LISTEN in transaction mode)') });
+  // 4 clients (postgres.js has a second connection for LISTEN in session mode) and the pgbench sessions
+  const sessions = benchClients + (mode === 'session' ? 5 : 4);
+  expect(there.sessionsCarried).toBeGreaterThanOrEqual(sessions);
   expect(px.proxy.activeSide).toBe('green');
   await expectAll('green');
 
   await sleep(1000);
   const back = await coordinator.flip({ target: 'blue', deadlineMs: 5000 });
   expect(back).toMatchObject({ ok: true, active: 'blue', epoch: 2, sessionsTerminated: 0 });
-  expect(back.sessionsCarried).toBeGreaterThanOrEqual(9);
+  expect(back.sessionsCarried).toBeGreaterThanOrEqual(sessions);
+  if (mode === 'transaction') {
+    // pgbench's clients shared the pool's connections on each side
+    for (const side of [pair.blue, pair.green]) {
+      const [{ n }] = await side.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgbench'");
+      expect(n).toBeLessThanOrEqual(POOL_SIZE);
+    }
+  }
   await expectAll('blue');
 
   const r = await bench;
@@ -188,4 +229,5 @@ test('blue → green → blue: every client keeps its session, statements, setti
   const metrics = await px.registry.metrics();
   expect(metrics).toMatch(/pgflip_flip_pause_seconds_count 2/);
   expect(metrics).toMatch(/pgflip_held_sessions 0/);
+});
 });
