@@ -40,20 +40,21 @@ export function copyCarried(c: Carried): Carried {
 }
 
 /**
- * A copy without protocol-level statements: what a pooled connection must match of its
- * client's state before a transaction (tx-relay.ts prepares statements as they are used).
+ * A copy without protocol-level statements and LISTENs: what a pooled connection must match of
+ * its client's state before a transaction (tx-relay.ts prepares statements as they are used; a
+ * transaction-mode client listens through a shared connection, pool/listeners.ts).
  */
 export function sqlCarried(c: Carried): Carried {
   if (!hasSqlState(c)) return NO_SQL_STATE;
   const prepared = new Map([...c.prepared].filter(([, p]) => p.via === 'sql'));
-  return { settings: new Map(c.settings), placeholders: new Set(c.placeholders), prepared, unnamed: null, listens: new Set(c.listens) };
+  return { settings: new Map(c.settings), placeholders: new Set(c.placeholders), prepared, unnamed: null, listens: new Set() };
 }
 
 /** sqlCarried of a session that has none: shared, never changed (most clients never SET or PREPARE) */
 export const NO_SQL_STATE: Carried = emptyCarried();
 
 function hasSqlState(c: Carried): boolean {
-  if (c.settings.size || c.placeholders.size || c.listens.size) return true;
+  if (c.settings.size || c.placeholders.size) return true;
   for (const p of c.prepared.values()) if (p.via === 'sql') return true;
   return false;
 }
@@ -118,7 +119,8 @@ export function replayPlan(from: Carried, to: Carried): ReplayPlan {
     if (q.via === 'sql') sql.push(q.sql);
     else messages.push(q.message);
   }
-  for (const ch of from.listens) if (!to.listens.has(ch)) sql.push(`UNLISTEN ${escapeIdentifier(ch)}`);
+  if (from.listens.size && !to.listens.size) sql.push('UNLISTEN *');
+  else for (const ch of from.listens) if (!to.listens.has(ch)) sql.push(`UNLISTEN ${escapeIdentifier(ch)}`);
   for (const ch of to.listens) if (!from.listens.has(ch)) sql.push(`LISTEN ${escapeIdentifier(ch)}`);
   if (to.unnamed && (sql.length || !from.unnamed || !from.unnamed.equals(to.unnamed))) messages.push(to.unnamed);
   else if (!to.unnamed && from.unnamed) messages.push(closeStatement(''));

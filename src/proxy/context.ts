@@ -9,6 +9,7 @@ import type { ProxyMetrics } from '../observability/metrics';
 import type { BackendTarget } from './backend-connect';
 import type { CancelTarget } from './cancel';
 import type { ScramSecret } from './scram';
+import type { SharedListeners } from './pool/listeners';
 import type { ServerPools } from './pool/server-pool';
 
 /** Hot counters, plain numbers added to prom-client in batches. Index 0 = blue, 1 = green. */
@@ -35,6 +36,7 @@ export interface ProxyContext {
   cancel: CancelRouter;
   /** server connections of transaction-mode sessions (pool/server-pool.ts) */
   pools: ServerPools;
+  listeners: SharedListeners;
   /** while a flip holds new connections: resolves when they may pick a side */
   admission(): Promise<void> | undefined;
   tlsContext?: tls.SecureContext;

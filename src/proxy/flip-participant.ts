@@ -35,6 +35,7 @@ import type { CompatServing } from '../compat/serving';
 import { OidCatalog, oidTranslation, OidTranslation, readOidCatalog } from './type-identity';
 import type { Session } from './session';
 import type { ServerPools } from './pool/server-pool';
+import type { SharedListeners } from './pool/listeners';
 
 /** What the participant needs from the proxy it belongs to. */
 export interface FlipHost {
@@ -52,6 +53,8 @@ export interface FlipHost {
   compat?(): CompatServing | null;
   /** transaction-mode pools: prewarmed on the target before a hold, retired on the side left */
   pools?: ServerPools;
+  /** transaction mode's shared LISTEN connections: the target's LISTENs what the side left's do before a hold */
+  listeners?: SharedListeners;
 }
 
 /** A target connection carrying (a version of) a session's state. */
@@ -212,7 +215,8 @@ export class ProxyFlipParticipant implements FlipParticipant {
     };
     this.run = run;
     if (!run.prewarmed) {
-      void this.host.pools!.prewarm(run.target).finally(() => { run.prewarmed = true; this.scheduleCheck(run); });
+      void Promise.all([this.host.pools!.prewarm(run.target), this.host.listeners?.prewarm(run.target)])
+        .finally(() => { run.prewarmed = true; this.scheduleCheck(run); });
     }
     // a session that lost its backend with its side waits for one of its own (lost-backend.ts): it holds up nothing
     for (const s of this.host.sessions()) if (s.phase === 'attached' && !s.isClosed && !s.orphaned) this.addEntry(run, s);

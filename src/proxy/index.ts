@@ -20,6 +20,7 @@ import { FleetMember, FleetMemberOptions } from '../switch/fleet-member';
 import { AdminSwitch } from './admin-switch';
 import { BackendTarget, connectBackend, parseBackendUrl } from './backend-connect';
 import { ServerPools } from './pool/server-pool';
+import { SharedListeners } from './pool/listeners';
 import { CancelKeyStore, MemoryCancelKeyStore } from './cancel';
 import { FleetCancelRouter } from './cancel-router';
 import { ProxyContext, RelayStats } from './context';
@@ -53,6 +54,8 @@ export interface ProxyStatus {
   held: number;
   /** transaction-mode pools: server connections idle and leased, transactions waiting */
   pools: Array<{ side: Side; database: string; idle: number; active: number; waiting: number }>;
+  /** transaction mode's shared LISTEN connections: channels listened per side and database */
+  listening: Array<{ side: Side; database: string; channels: number }>;
   /** sessions with state that cannot move to the other side (temporary tables, advisory locks…) */
   pinned: number;
   /** the last pause that held sessions, null before any */
@@ -146,8 +149,10 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
   };
   const versions = new SchemaVersions(store, log);
   const pools = new ServerPools((side, params, database) => connectBackend(targets[side], params, database, cfg.proxy.connectTimeoutMs), log.child({ component: 'pool' }), cfg.proxy.poolTimeoutMs);
+  // transaction mode's LISTEN: one listening connection per side and database (startup parameters of its own)
+  const listeners = new SharedListeners((side, database) => connectBackend(targets[side], new Map([['application_name', 'pgflip listener']]), database, cfg.proxy.connectTimeoutMs), log.child({ component: 'listen' }));
   const participant = new ProxyFlipParticipant(id, {
-    cfg, log, metrics, sessions: () => sessions, activeSide: () => activeSide, setActiveSide, pools,
+    cfg, log, metrics, sessions: () => sessions, activeSide: () => activeSide, setActiveSide, pools, listeners,
     refreshVersions: () => { void versions.refresh(); }, versionsReady: () => versions.ready(), compat: () => versions.current(),
   });
   const lost = new LostBackends({
@@ -164,6 +169,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     compat: () => versions.current(),
     cancel,
     pools,
+    listeners,
     admission: () => participant.admission(),
     scramSecret: (user) => secrets.get(user),
     mockSalt: (user) => createHmac('sha256', mockKey).update(user).digest().subarray(0, 16),
@@ -254,6 +260,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
     },
     held: [...sessions].filter((s) => s.isHeld).length,
     pools: pools.stats(),
+    listening: listeners.stats(),
     pinned: [...sessions].filter((s) => (s.state?.pinnedReasons().length ?? 0) > 0).length,
     lastPause: participant.lastPause(),
     sessionList: [...sessions].slice(0, STATUS_SESSION_LIMIT).map((s) => s.info()),
@@ -348,6 +355,7 @@ export async function startProxy(cfg: PgflipConfig, opts: StartProxyOptions = {}
         const closed = new Promise<void>((r) => server.close(() => r()));
         for (const s of [...sessions]) s.terminate();
         pools.closeAll();
+        listeners.closeAll();
         await Promise.all([closed, new Promise<void>((r) => { admin.close(() => r()); admin.closeAllConnections(); }), health.stop()]);
         await adminSwitch.close();
         await cancel.stop();

@@ -83,10 +83,11 @@ export class SessionState {
   /** true while Bind and Execute must be read (a tracked statement may run through the extended protocol) */
   wantBind = false;
 
-  /** transaction pooling: a LISTEN keeps the session on its connection (notifications arrive there) */
-  pooled = false;
   /** called when DEALLOCATE ALL or DISCARD ALL completed: the backend has no prepared statement left */
   onStatementsDropped: (() => void) | null = null;
+  /** LISTEN, UNLISTEN (or DISCARD ALL) committed: counted, and the session told (transaction mode listens through a shared connection) */
+  listenRuns = 0;
+  onListens: (() => void) | null = null;
 
   private readonly entries: Entry[] = [];
   /** executions sent in the batch being written (client side) and completions received in the batch being answered */
@@ -137,7 +138,6 @@ export class SessionState {
     if (this.advisoryLocks > 0 || this.advisoryUncounted) r.push('session advisory lock');
     if (this.preparedTransactions > 0) r.push('prepared transaction');
     if (this.settingsUntracked) r.push('settings changed in a way pgflip cannot follow');
-    if (this.pooled && this.carried.listens.size) r.push('LISTEN in transaction mode');
     return r;
   }
 
@@ -412,6 +412,7 @@ export class SessionState {
         this.holdCursors.clear(); this.tempObjects = false;
         this.advisoryLocks = 0; this.advisoryUncounted = false; this.settingsUntracked = false;
         this.onStatementsDropped?.();
+        this.listensRan();
         break;
       }
     }
@@ -495,6 +496,7 @@ export class SessionState {
 
   private commitLevels(): void {
     const c = this.carried;
+    let listened = false;
     for (const l of this.levels) {
       for (const x of l.effects) {
         switch (x.k) {
@@ -508,9 +510,9 @@ export class SessionState {
             if (x.name === 'session_authorization') c.settings.delete('role');
             break;
           case 'resetAll': for (const n of [...c.settings.keys()]) if (!NO_RESET_ALL.has(n)) c.settings.delete(n); break;
-          case 'listen': c.listens.add(x.channel); break;
-          case 'unlisten': c.listens.delete(x.channel); break;
-          case 'unlistenAll': c.listens.clear(); break;
+          case 'listen': c.listens.add(x.channel); listened = true; break;
+          case 'unlisten': c.listens.delete(x.channel); listened = true; break;
+          case 'unlistenAll': c.listens.clear(); listened = true; break;
           case 'tempObject': this.tempObjects = true; break;
           case 'holdCursor': this.holdCursors.add(x.name); break;
         }
@@ -518,6 +520,17 @@ export class SessionState {
     }
     this.levels = [];
     this.version++;
+    if (listened) this.listensRan();
+  }
+
+  /** a LISTEN of `channel` is part of the transaction in progress (its notifications may come before its commit is seen) */
+  listenPending(channel: string): boolean {
+    return this.levels.some((l) => l.effects.some((x) => x.k === 'listen' && x.channel === channel));
+  }
+
+  private listensRan(): void {
+    this.listenRuns++;
+    this.onListens?.();
   }
 
   // ---- views ---------------------------------------------------------------

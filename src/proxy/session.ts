@@ -31,9 +31,10 @@ import { discardReads, readInto, setReadBuffer } from './user-buffer-reads';
 import { exchange } from './exchange';
 import { serialize } from 'pg-protocol';
 import { poolSettings } from '../config';
-import { replayPlan, sqlCarried, sqlStateMatches } from './carried';
+import { Carried, replayPlan, sqlCarried, sqlStateMatches } from './carried';
 import { runReplay } from './replay';
 import { Pool, PooledBackend, PoolTimeout } from './pool/server-pool';
+import { notificationChannel } from './pool/listeners';
 import { TxRelay } from './pool/tx-relay';
 
 /**
@@ -187,7 +188,22 @@ interface PoolLink {
   pending: Buffer[];
   /** the pool last leased from, for its side and the previous schema version served then */
   poolCache?: { side: Side; compat: unknown; pool: Pool };
+  // LISTEN through the shared listening connection of `listenSide` (pool/listeners.ts)
+  subscribed: Set<string>;
+  listenSide: Side;
+  /** subscriptions the listening connection has not confirmed yet: the lease, which LISTENs too, is kept meanwhile */
+  subscribing: number;
+  /** channels subscribed during the current lease: what the lease hears of them is the client's */
+  leaseListens: Set<string>;
+  listenRunsAtLease: number;
+  /** notifications delivered from the lease: their copies from the listening connection are dropped */
+  viaLease: Buffer[];
+  /** notifications waiting for the client to be between transactions, as PostgreSQL delivers them */
+  queued: Buffer[];
 }
+
+/** notifications remembered from a lease for matching their shared copies */
+const VIA_LEASE_MAX = 256;
 
 export class Session {
   readonly id = `s${++nextId}`;
@@ -379,13 +395,17 @@ export class Session {
     let conn: BackendConnection;
     if (pool.mode === 'transaction') {
       const st = this.state;
+      this.side = this.ctx.activeSide();
       this.pooled = {
         size: pool.size, lease: null, leasing: false, pending: [],
-        relay: new TxRelay({ maxPrepared: this.ctx.cfg.proxy.maxPreparedStatements, unnamed: () => st.carried.unnamed, txStatus: () => st.txStatus }, this),
+        relay: new TxRelay({
+          maxPrepared: this.ctx.cfg.proxy.maxPreparedStatements, unnamed: () => st.carried.unnamed, txStatus: () => st.txStatus,
+          notification: (msg) => this.leaseNotification(msg),
+        }, this),
+        subscribed: new Set(), listenSide: this.side, subscribing: 0, leaseListens: new Set(), listenRunsAtLease: 0, viaLease: [], queued: [],
       };
       st.onStatementsDropped = () => this.pooled?.relay.statementsDropped();
-      st.pooled = true;
-      this.side = this.ctx.activeSide();
+      st.onListens = () => this.listensChanged();
       this.sideIdx = sideIndex(this.side);
       this.oidHome = this.side;
       conn = (await this.leaseBackend()).conn;
@@ -542,6 +562,7 @@ export class Session {
   private leased(b: PooledBackend): void {
     const pl = this.pooled!;
     pl.lease = b;
+    pl.listenRunsAtLease = this.state!.listenRuns;
     pl.relay.attach(b);
     if (this.cancelPid) {
       const t = b.conn.target;
@@ -622,11 +643,12 @@ export class Session {
     if (!pl || !pl.lease || pl.leasing || this.closed) return;
     const st = this.state!;
     if (!st.idle || !pl.relay.quiet || !this.cw!.atBoundary || !this.sw!.atBoundary) return;
-    if (st.pinnedReasons().length) return;
+    this.flushNotifications();
+    if (st.pinnedReasons().length || pl.subscribing) return;
     const b = pl.lease;
     pl.lease = null;
     pl.relay.detach();
-    b.carried = sqlCarried(st.carried);
+    b.carried = this.carriedForPool();
     this.unwireBackend(b);
     if (this.cancelPid) this.ctx.cancel.repoint(this.cancelPid, this.cancelSecret, { host: '', port: 0, pid: 0, secret: 0 });
     this.ctx.pools.giveBack(b);
@@ -642,12 +664,90 @@ export class Session {
     pl.relay.detach();
     this.unwireBackend(b);
     const st = this.state!;
-    if (st.idle && pl.relay.quiet && !st.pinnedReasons().length) { b.carried = sqlCarried(st.carried); this.ctx.pools.giveBack(b); } else this.ctx.pools.discard(b);
+    if (st.idle && pl.relay.quiet && !st.pinnedReasons().length) { b.carried = this.carriedForPool(); this.ctx.pools.giveBack(b); } else this.ctx.pools.discard(b);
+  }
+
+  /** What a connection given back carries: the client's settings and SQL-prepared statements, and the LISTENs it ran there (undone at the next lease). */
+  private carriedForPool(): Carried {
+    const pl = this.pooled!;
+    const st = this.state!;
+    pl.leaseListens.clear();
+    const c = sqlCarried(st.carried);
+    return st.listenRuns === pl.listenRunsAtLease ? c : { ...c, listens: new Set(st.carried.listens) };
+  }
+
+  // ---- LISTEN in transaction mode (pool/listeners.ts) ----
+
+  private readonly subscriber = { notify: (msg: Buffer, channel: string) => this.sharedNotification(msg, channel) };
+
+  /** LISTEN or UNLISTEN committed: the shared listening connection follows */
+  private listensChanged(): void {
+    const pl = this.pooled;
+    if (!pl || this.closed) return;
+    const want = this.state!.carried.listens;
+    for (const ch of [...pl.subscribed]) {
+      if (want.has(ch)) continue;
+      pl.subscribed.delete(ch);
+      this.ctx.listeners.unsubscribe(this.subscriber, pl.listenSide, this.database, ch);
+    }
+    for (const ch of want) {
+      if (pl.subscribed.has(ch)) continue;
+      pl.subscribed.add(ch);
+      if (pl.lease) pl.leaseListens.add(ch);
+      pl.subscribing++;
+      this.ctx.listeners.subscribe(this.subscriber, pl.listenSide, this.database, ch)
+        .catch((err: Error) => this.log.warn({ channel: ch, err: err.message }, 'shared LISTEN failed: notifications on this channel do not reach the session'))
+        .finally(() => { pl.subscribing--; this.maybeGiveBack(); });
+    }
+  }
+
+  /** A NotificationResponse on the leased connection: the client's (passed on in place) when it LISTENed there during this lease. */
+  private leaseNotification(msg: Buffer): boolean {
+    const pl = this.pooled!;
+    const ch = notificationChannel(msg);
+    if (!pl.leaseListens.has(ch) && !this.state!.listenPending(ch)) return false;
+    pl.viaLease.push(Buffer.from(msg));
+    if (pl.viaLease.length > VIA_LEASE_MAX) pl.viaLease.shift();
+    return true;
+  }
+
+  /** A notification from the shared listening connection: to the client between transactions, unless the lease brought it already. */
+  private sharedNotification(msg: Buffer, channel: string): void {
+    const pl = this.pooled;
+    if (!pl || this.closed) return;
+    // both connections hear notifications in commit order: a match drops it and those only the lease heard before it
+    const i = pl.viaLease.findIndex((m) => m.equals(msg));
+    if (i >= 0) { pl.viaLease.splice(0, i + 1); return; }
+    if (!this.state!.carried.listens.has(channel)) return;
+    pl.queued.push(msg);
+    if (!pl.lease && !pl.leasing) this.flushNotifications();
+  }
+
+  private flushNotifications(): void {
+    const pl = this.pooled!;
+    if (!pl.queued.length || !this.sw!.atBoundary) return;
+    // UNLISTEN since: PostgreSQL does not deliver what was queued for the channel either
+    const listens = this.state!.carried.listens;
+    const out = pl.queued.splice(0).filter((m) => listens.has(notificationChannel(m)));
+    if (out.length) this.sendToClient(out.length === 1 ? out[0] : Buffer.concat(out));
+  }
+
+  private unsubscribeAll(): void {
+    const pl = this.pooled!;
+    for (const ch of pl.subscribed) this.ctx.listeners.unsubscribe(this.subscriber, pl.listenSide, this.database, ch);
+    pl.subscribed.clear();
   }
 
   /** A flip moved this transaction-mode session (it holds no backend): its next lease is on `side`. */
   moveToSide(side: Side, translation: OidTranslation | null): void {
-    if (this.pooled?.lease) throw new Error(`session ${this.id} holds a backend`);
+    const pl = this.pooled;
+    if (pl?.lease) throw new Error(`session ${this.id} holds a backend`);
+    if (pl && pl.listenSide !== side) {
+      // the target's listening connection LISTENs these already (the pause prewarmed it)
+      this.unsubscribeAll();
+      pl.listenSide = side;
+      this.listensChanged();
+    }
     this.side = side;
     this.sideIdx = sideIndex(side);
     this.translation = translation;
@@ -1121,7 +1221,7 @@ export class Session {
     this.onSwitchPoint = null;
     if (this.cancelPid) this.ctx.cancel.release(this.cancelPid, this.cancelSecret);
     if (this.admitted) { this.ctx.release(); this.ctx.sessionEnded(this); }
-    if (this.pooled) this.dropBackend();
+    if (this.pooled) { this.dropBackend(); this.unsubscribeAll(); }
     if (!this.client.writableEnded) this.client.destroy();
     if (this.backend && !this.backend.writableEnded) this.backend.destroy();
     this.log.debug('session ended');

@@ -7,8 +7,7 @@
  * `mayChangeState` says a query could be one of these.
  */
 
-export const PIN_REASONS = ['temporary table', 'WITH HOLD cursor', 'session advisory lock', 'prepared transaction', 'settings changed in a way pgflip cannot follow',
-  'LISTEN in transaction mode'] as const;
+export const PIN_REASONS = ['temporary table', 'WITH HOLD cursor', 'session advisory lock', 'prepared transaction', 'settings changed in a way pgflip cannot follow'] as const;
 export type PinReason = (typeof PIN_REASONS)[number];
 
 /** How set_config() got an argument: a literal, or the text of bound parameter $n. */

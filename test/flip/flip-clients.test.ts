@@ -7,8 +7,8 @@
  *
  * The same again in transaction mode (proxy.poolMode = transaction), with more pgbench clients
  * than server connections: there the statements live on pooled connections under pgflip's
- * names, and the clients do not LISTEN (a LISTEN pins its client to one connection;
- * docs/proxy.md "Transaction pooling").
+ * names, and the LISTENs on the shared listening connection of each side (docs/proxy.md
+ * "Transaction pooling").
  */
 import path from 'node:path';
 import { Client } from 'pg';
@@ -53,7 +53,7 @@ interface Tested {
   channel: string;
 }
 
-async function nodePostgres(px: TestProxy, mode: Mode): Promise<Tested> {
+async function nodePostgres(px: TestProxy): Promise<Tested> {
   const c = new Client({ connectionString: px.url(), application_name: 'node-postgres-flip' });
   await c.connect();
   cleanups.push(() => c.end());
@@ -62,7 +62,7 @@ async function nodePostgres(px: TestProxy, mode: Mode): Promise<Tested> {
   const q = { name: 'side_q', text: 'SELECT side FROM whoami WHERE $1::int > 0', values: [1] };
   await c.query(q);
   await c.query("SET statement_timeout = '12345ms'");
-  if (mode === 'session') await c.query('LISTEN flip_node');
+  await c.query('LISTEN flip_node');
   return {
     name: 'node-postgres',
     channel: 'flip_node',
@@ -79,12 +79,12 @@ async function nodePostgres(px: TestProxy, mode: Mode): Promise<Tested> {
   };
 }
 
-async function postgresJs(px: TestProxy, mode: Mode): Promise<Tested> {
+async function postgresJs(px: TestProxy): Promise<Tested> {
   const sql = postgres(px.url(), { max: 1, prepare: true, onnotice: () => undefined, connection: { application_name: 'postgres.js-flip' } });
   cleanups.push(() => sql.end({ timeout: 1 }));
   const got: string[] = [];
   await sql`SET statement_timeout = '12345ms'`;
-  if (mode === 'session') await sql.listen('flip_pgjs', (p) => got.push(p));
+  await sql.listen('flip_pgjs', (p) => got.push(p));
   return {
     name: 'postgres.js',
     channel: 'flip_pgjs',
@@ -104,7 +104,7 @@ async function postgresJs(px: TestProxy, mode: Mode): Promise<Tested> {
 async function psycopg(px: TestProxy, mode: Mode): Promise<Tested> {
   const u = new URL(px.url());
   const conninfo = `host=127.0.0.1 port=${u.port} user=${u.username} password=${u.password} dbname=app sslmode=disable`;
-  const a = LineAgent.start('psycopg', PYTHON, [path.join(__dirname, 'agents', 'psycopg_agent.py'), conninfo, ...(mode === 'session' ? [] : ['nolisten'])]);
+  const a = LineAgent.start('psycopg', PYTHON, [path.join(__dirname, 'agents', 'psycopg_agent.py'), conninfo]);
   cleanups.push(() => a.stop());
   expect(JSON.parse(await a.line())).toEqual({ ready: true });
   return {
@@ -122,12 +122,12 @@ async function psycopg(px: TestProxy, mode: Mode): Promise<Tested> {
   };
 }
 
-async function pgjdbc(px: TestProxy, mode: Mode, tmp: string): Promise<Tested> {
+async function pgjdbc(px: TestProxy, tmp: string): Promise<Tested> {
   const r = await runProgram('javac', ['-d', tmp, '-cp', JDBC_JAR, path.join(__dirname, 'agents', 'PgjdbcAgent.java')]);
   if (r.code !== 0) throw new Error(`javac PgjdbcAgent.java: ${r.stderr}`);
   const u = new URL(px.url());
   const q = new URLSearchParams({ user: u.username, password: u.password, prepareThreshold: '1', sslmode: 'disable', ApplicationName: 'pgjdbc-flip' });
-  const a = LineAgent.start('pgjdbc', 'java', ['-cp', `${tmp}:${JDBC_JAR}`, 'PgjdbcAgent', `jdbc:postgresql://127.0.0.1:${u.port}/app?${q}`, ...(mode === 'session' ? [] : ['nolisten'])]);
+  const a = LineAgent.start('pgjdbc', 'java', ['-cp', `${tmp}:${JDBC_JAR}`, 'PgjdbcAgent', `jdbc:postgresql://127.0.0.1:${u.port}/app?${q}`]);
   cleanups.push(() => a.stop());
   expect(await a.line(30_000)).toBe('ready');
   return {
@@ -161,29 +161,15 @@ describe.each<Mode>(['session', 'transaction'])('%s mode', (mode) => {
     await px?.stop();
   });
 
-/** a transaction-mode client that LISTENs: resolves with the error that ends its session */
-async function pinnedListener(px: TestProxy): Promise<{ ended: Promise<{ code?: string; message: string }> }> {
-  const c = new Client({ connectionString: px.url(), application_name: 'listener-flip' });
-  await c.connect();
-  // the FATAL, then "Connection terminated unexpectedly": the first is the one that tells why
-  const ended = new Promise<{ code?: string; message: string }>((resolve) => c.on('error', (e: Error & { code?: string }) => resolve({ code: e.code, message: e.message })));
-  cleanups.push(() => c.end());
-  await c.query('LISTEN flip_pinned');
-  return { ended };
-}
-
-test(`blue → green → blue: every client keeps its session, statements, settings${mode === 'session' ? ' and LISTEN' : ''}; pgbench sees no error`, async () => {
+test('blue → green → blue: every client keeps its session, statements, settings and LISTEN; pgbench sees no error', async () => {
   const tmp = await import('node:fs').then((fs) => fs.mkdtempSync(path.join(require('node:os').tmpdir(), 'pgflip-flip-')));
   cleanups.push(async () => require('node:fs').rmSync(tmp, { recursive: true, force: true }));
-  const clients = [await nodePostgres(px, mode), await postgresJs(px, mode), await psycopg(px, mode), await pgjdbc(px, mode, tmp)];
-  // transaction mode: a LISTEN pins its client to its connection, and the flip ends it (proxy.pinnedPolicy terminate)
-  const listener = mode === 'transaction' ? await pinnedListener(px) : null;
+  const clients = [await nodePostgres(px), await postgresJs(px), await psycopg(px, mode), await pgjdbc(px, tmp)];
   const apps: Record<string, string> = { 'node-postgres': 'node-postgres-flip', 'postgres.js': 'postgres.js-flip', 'psycopg 3': 'psycopg-flip', pgjdbc: 'pgjdbc-flip' };
   const expectAll = async (side: string) => {
     for (const c of clients) {
       expect({ client: c.name, ...(await c.check()) }).toEqual({ client: c.name, side, statementTimeout: '12345ms', applicationName: apps[c.name] });
     }
-    if (mode === 'transaction') return;
     // notifications sent on the side now active reach the LISTENs carried there
     const cluster = side === 'blue' ? pair.blue : pair.green;
     for (const c of clients) await cluster.query(`NOTIFY ${c.channel}, 'on ${side}'`);
@@ -197,10 +183,9 @@ test(`blue → green → blue: every client keeps its session, statements, setti
   await sleep(1500);
   const there = await coordinator.flip({ target: 'green', deadlineMs: 5000 });
   expect(there.reason ?? null).toBeNull();
-  expect(there).toMatchObject({ ok: true, from: 'blue', active: 'green', epoch: 1, sessionsTerminated: listener ? 1 : 0 });
-  if (listener) expect(await listener.ended).toMatchObject({ code: '57P01', message: expect.stringContaining('(LISTEN in transaction mode)') });
-  // 4 clients (postgres.js has a second connection for LISTEN in session mode) and the pgbench sessions
-  const sessions = benchClients + (mode === 'session' ? 5 : 4);
+  expect(there).toMatchObject({ ok: true, from: 'blue', active: 'green', epoch: 1, sessionsTerminated: 0 });
+  // 4 clients (postgres.js has a second connection for LISTEN) and the pgbench sessions
+  const sessions = benchClients + 5;
   expect(there.sessionsCarried).toBeGreaterThanOrEqual(sessions);
   expect(px.proxy.activeSide).toBe('green');
   await expectAll('green');

@@ -339,7 +339,7 @@ describe('session state per client', () => {
     expect((await a.query('SHOW search_path')).rows[0].search_path).toBe('a_schema, public');
   });
 
-  test('what cannot move pins the client to its connection until it ends: a temporary table, LISTEN', async () => {
+  test('what cannot move pins the client to its connection until it ends: a temporary table', async () => {
     const p = await startProxyFor(pair, { proxy: { poolMode: 'transaction', poolSize: 2 } });
     const active = () => p.proxy.status().pools.filter((x) => x.side === 'blue').reduce((n, x) => n + x.active, 0);
     try {
@@ -355,14 +355,85 @@ describe('session state per client', () => {
       expect(active()).toBe(1);
       await a.query('DISCARD TEMP');
       expect(active()).toBe(0);
+    } finally { await endClients(); await p.stop(); }
+  });
+});
 
-      const got = new Promise<string>((resolve) => a.on('notification', (n) => resolve(`${n.channel}:${n.payload}`)));
-      await a.query('LISTEN jobs');
-      expect(active()).toBe(1);
-      await b.query("NOTIFY jobs, 'hello'");
-      expect(await got).toBe('jobs:hello');
-      await a.query('UNLISTEN *');
-      expect(active()).toBe(0);
+describe('LISTEN through the shared listening connection', () => {
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  /** three clients listen, notify, wait in a transaction, unlisten: what each one received, in order */
+  async function scenario(url: string): Promise<Record<string, string[]>> {
+    const names = ['a', 'b', 'c'] as const;
+    const got: Record<string, string[]> = { a: [], b: [], c: [] };
+    const cs = await Promise.all(names.map(async (n) => {
+      const c = await track(new Client({ connectionString: url }));
+      c.on('notification', (m) => got[n].push(`${m.channel}:${m.payload}`));
+      return c;
+    }));
+    const [a, b, c] = cs;
+    const notifier = await track(new Client({ connectionString: pair.blue.url() }));
+    await a.query('LISTEN jobs');
+    await b.query('LISTEN jobs');
+    await c.query('LISTEN other');
+    await notifier.query("NOTIFY jobs, 'one'");
+    await notifier.query("NOTIFY other, 'two'");
+    // a session hears its own notifications
+    await a.query("NOTIFY jobs, 'from a'");
+    // inside a transaction block nothing is delivered until it ends
+    await b.query('BEGIN');
+    await notifier.query("NOTIFY jobs, 'during b''s transaction'");
+    await sleep(200);
+    await b.query('SELECT 1');
+    got.b.push('-- before COMMIT');
+    await b.query('COMMIT');
+    // LISTEN and NOTIFY in one transaction: delivered at its commit
+    await c.query('BEGIN');
+    await c.query('LISTEN jobs');
+    await c.query("NOTIFY jobs, 'c joins'");
+    await c.query('COMMIT');
+    await a.query('UNLISTEN jobs');
+    await notifier.query("NOTIFY jobs, 'after a left'");
+    await sleep(300);
+    for (const x of cs) await x.query('SELECT 1');
+    return got;
+  }
+
+  test('clients listen without holding a connection, and hear what they would hear from PostgreSQL directly', async () => {
+    const p = await startProxyFor(pair, { proxy: { poolMode: 'transaction', poolSize: 1 } });
+    try {
+      const direct = await scenario(pair.blue.url());
+      await endClients();
+      const pooled = await scenario(p.url());
+      expect(direct.b).toEqual(['jobs:one', 'jobs:from a', '-- before COMMIT', "jobs:during b's transaction", 'jobs:c joins', 'jobs:after a left']);
+      expect(pooled).toEqual(direct);
+      // one listening connection for all of them; no client kept a pooled one
+      expect(p.proxy.status().listening).toEqual([{ side: 'blue', database: 'app', channels: 2 }]);
+      expect(p.proxy.status().pools.reduce((n, x) => n + x.active, 0)).toBe(0);
+      const listening = await pair.blue.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'pgflip listener'");
+      expect(listening[0].n).toBe(1);
+    } finally { await endClients(); await p.stop(); }
+  });
+
+  test('a notification sent the moment LISTEN returns arrives once: none lost between the two LISTENs, none doubled', async () => {
+    const p = await startProxyFor(pair, { proxy: { poolMode: 'transaction', poolSize: 2 } });
+    try {
+      const listener = await track(new Client({ connectionString: p.url() }));
+      const notifier = await track(new Client({ connectionString: pair.blue.url() }));
+      const got: string[] = [];
+      listener.on('notification', (m) => got.push(`${m.channel}:${m.payload}`));
+      const want: string[] = [];
+      for (let i = 0; i < 40; i++) {
+        // the notifier does not wait: its NOTIFY may commit before pgflip's listening connection LISTENs
+        const listened = listener.query(`LISTEN race_${i}`);
+        await listened;
+        await notifier.query(`NOTIFY race_${i}, 'n${i}'`);
+        want.push(`race_${i}:n${i}`);
+        if (i % 2) await listener.query('SELECT 1');
+      }
+      await sleep(300);
+      await listener.query('SELECT 1');
+      expect(got).toEqual(want);
     } finally { await endClients(); await p.stop(); }
   });
 });

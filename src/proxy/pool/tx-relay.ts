@@ -243,6 +243,8 @@ export interface TxRelayHost {
   /** the client's unnamed statement as the tracker last saw it confirmed (its Parse), if any */
   unnamed(): Buffer | null;
   txStatus(): TxStatus;
+  /** a NotificationResponse from the connection: true to pass it on to the client */
+  notification(msg: Buffer): boolean;
 }
 
 export class TxRelay {
@@ -261,7 +263,7 @@ export class TxRelay {
 
   constructor(private readonly host: TxRelayHost, private readonly owner: object) {
     this.cs = new Splitter(clientWhole, (t) => this.clientStart(t), (m, c, s) => this.clientWhole(m, c, s), this.toServer);
-    this.ss = new Splitter((t) => t === M.ErrorResponse, (t) => this.serverStart(t), (m, c, s) => this.serverWhole(m, c, s), this.toClient);
+    this.ss = new Splitter((t) => t === M.ErrorResponse || t === M.NotificationResponse, (t) => this.serverStart(t), (m, c, s) => this.serverWhole(m, c, s), this.toClient);
   }
 
   /** nothing in flight and both streams at a message boundary: the connection may go back */
@@ -547,7 +549,8 @@ export class TxRelay {
 
   private serverWhole(msg: Buffer, chunk: Buffer, start: number): void {
     this.settle();
-    if (this.serverError(msg)) this.toClient.add(chunk, start, start + msg.length);
+    const pass = msg[0] === M.NotificationResponse ? this.host.notification(msg) : this.serverError(msg);
+    if (pass) this.toClient.add(chunk, start, start + msg.length);
   }
 
   /** an ErrorResponse: false when the client is not to see it */

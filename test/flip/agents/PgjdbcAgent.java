@@ -12,7 +12,7 @@ import org.postgresql.PGConnection;
 import org.postgresql.PGNotification;
 
 /**
- * A pgjdbc session kept open across flips (flip-clients.test.ts); a second argument "nolisten" leaves out its LISTEN. Reads commands from stdin and
+ * A pgjdbc session kept open across flips (flip-clients.test.ts). Reads commands from stdin and
  * answers one line each: "check" -> side|statement_timeout|application_name|server-prepared,
  * "notifies" -> the payloads received (waits up to 5 s). Errors are answered as "error SQLSTATE message".
  */
@@ -21,7 +21,7 @@ public class PgjdbcAgent {
     Connection c = DriverManager.getConnection(args[0]);
     try (Statement s = c.createStatement()) {
       s.execute("SET statement_timeout = '12345ms'");
-      if (!(args.length > 1 && args[1].equals("nolisten"))) s.execute("LISTEN flip_jdbc");
+      s.execute("LISTEN flip_jdbc");
     }
     PreparedStatement ps = c.prepareStatement("SELECT side FROM whoami WHERE ?::int > 0");
     side(ps);

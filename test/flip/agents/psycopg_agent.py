@@ -1,6 +1,6 @@
 """A psycopg 3 session kept open across flips (flip-clients.test.ts).
 
-Usage: psycopg_agent.py CONNINFO [nolisten]. Reads commands from stdin, answers one JSON line each:
+Usage: psycopg_agent.py CONNINFO. Reads commands from stdin, answers one JSON line each:
   check     -> side (through a named prepared statement), statement_timeout, application_name
   notifies  -> the payloads of notifications received so far (waits up to 5 s for one)
 Any error is answered as {"error": ...} and the session goes on.
@@ -14,7 +14,7 @@ import psycopg
 QUERY = "SELECT side FROM whoami WHERE %s::int > 0"
 
 
-def main(conninfo, listen=True):
+def main(conninfo):
     conn = psycopg.connect(conninfo, autocommit=True)
     received = []
     conn.add_notify_handler(lambda n: received.append(n.payload))
@@ -22,8 +22,7 @@ def main(conninfo, listen=True):
     conn.execute("SET statement_timeout = '12345ms'")
     cur = conn.cursor()
     cur.execute(QUERY, (1,), prepare=True)
-    if listen:
-        conn.execute("LISTEN flip_psycopg")
+    conn.execute("LISTEN flip_psycopg")
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         cmd = line.strip()
@@ -54,4 +53,4 @@ def main(conninfo, listen=True):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2:] != ["nolisten"])
+    main(sys.argv[1])
