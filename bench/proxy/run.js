@@ -321,8 +321,9 @@ async function main() {
   fs.chmodSync(work, 0o755);
   const cluster = new LocalCluster({
     dir: path.join(work, 'pg'),
-    // in transaction mode the proxies hold at most their pools for the idle clients; pgbench -c 100 goes direct too
-    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: POOLED ? Math.max(...CLIENTS) + 2 * POOL_SIZE + 50 : IDLE + 100, shared_buffers: '256MB' },
+    // in transaction mode the proxies hold at most their pools for the idle clients; pgbench -c 100 goes direct too.
+    // In session mode PgBouncer keeps pgbench's server connections open while pgflip opens one per idle client.
+    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: POOLED ? Math.max(...CLIENTS) + 2 * POOL_SIZE + 50 : IDLE + Math.max(...CLIENTS) + 100, shared_buffers: '256MB' },
   });
   const stops = [];
   try {
