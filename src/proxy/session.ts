@@ -9,6 +9,7 @@
  * backend is a field, not a closure, so a switch can replace it between two
  * transactions (see `backend`, `clientAtBoundary`, `state.idle`).
  */
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
@@ -30,6 +31,7 @@ import { OidTranslation, OidTranslator } from './type-identity';
 import { discardReads, readInto, setReadBuffer } from './user-buffer-reads';
 import { exchange } from './exchange';
 import { serialize } from 'pg-protocol';
+import { escapeIdentifier, escapeLiteral } from 'pg';
 import { poolSettings } from '../config';
 import { Carried, replayPlan, sqlCarried, sqlStateMatches } from './carried';
 import { runReplay } from './replay';
@@ -198,9 +200,20 @@ interface PoolLink {
   listenRunsAtLease: number;
   /** notifications delivered from the lease: their copies from the listening connection are dropped */
   viaLease: Buffer[];
+  /** notifications taken from the listening connection while the lease still hears them: their lease copies are dropped */
+  viaShared: Buffer[];
   /** notifications waiting for the client to be between transactions, as PostgreSQL delivers them */
   queued: Buffer[];
+  /** the listening connection confirmed the lease's LISTENs: a marker notification on the lease comes next (see fenceLease) */
+  needFence: boolean;
+  fence: { token: string; timer: NodeJS.Timeout } | null;
+  fencedThisLease: boolean;
 }
+
+/** the channel of the marker that tells a lease has delivered what was notified before the listening connection LISTENed */
+const FENCE_CHANNEL = 'pgflip_listen_fence';
+/** a marker that does not come (its query failed) keeps the lease no longer than this */
+const FENCE_TIMEOUT_MS = 2000;
 
 /** notifications remembered from a lease for matching their shared copies */
 const VIA_LEASE_MAX = 256;
@@ -401,8 +414,10 @@ export class Session {
         relay: new TxRelay({
           maxPrepared: this.ctx.cfg.proxy.maxPreparedStatements, unnamed: () => st.carried.unnamed, txStatus: () => st.txStatus,
           notification: (msg) => this.leaseNotification(msg),
+          beforeIdle: () => this.takeNotifications(),
         }, this),
-        subscribed: new Set(), listenSide: this.side, subscribing: 0, leaseListens: new Set(), listenRunsAtLease: 0, viaLease: [], queued: [],
+        subscribed: new Set(), listenSide: this.side, subscribing: 0, leaseListens: new Set(), listenRunsAtLease: 0, viaLease: [], viaShared: [], queued: [],
+        needFence: false, fence: null, fencedThisLease: false,
       };
       st.onStatementsDropped = () => this.pooled?.relay.statementsDropped();
       st.onListens = () => this.listensChanged();
@@ -635,8 +650,10 @@ export class Session {
 
   /**
    * At ReadyForQuery `I` with nothing in flight the connection goes back to its pool, carrying
-   * the client's settings; a session holding what cannot move (a temporary table, a session
-   * lock, a WITH HOLD cursor, LISTEN) keeps it until that ends.
+   * the client's settings (notifications queued meanwhile go to the client first); a session
+   * holding what cannot move (a temporary table, a session lock, a WITH HOLD cursor) keeps it
+   * until that ends, and one whose LISTEN the listening connection has not confirmed yet keeps
+   * it until then.
    */
   private maybeGiveBack(): void {
     const pl = this.pooled;
@@ -644,7 +661,9 @@ export class Session {
     const st = this.state!;
     if (!st.idle || !pl.relay.quiet || !this.cw!.atBoundary || !this.sw!.atBoundary) return;
     this.flushNotifications();
-    if (st.pinnedReasons().length || pl.subscribing) return;
+    if (pl.subscribing || pl.fence) return;
+    if (pl.needFence) { this.fenceLease(); return; }
+    if (st.pinnedReasons().length) return;
     const b = pl.lease;
     pl.lease = null;
     pl.relay.detach();
@@ -672,8 +691,37 @@ export class Session {
     const pl = this.pooled!;
     const st = this.state!;
     pl.leaseListens.clear();
+    pl.viaShared = [];
     const c = sqlCarried(st.carried);
-    return st.listenRuns === pl.listenRunsAtLease ? c : { ...c, listens: new Set(st.carried.listens) };
+    const fenced = pl.fencedThisLease;
+    pl.fencedThisLease = false;
+    pl.needFence = false;
+    if (st.listenRuns === pl.listenRunsAtLease && !fenced) return c;
+    const listens = new Set(st.carried.listens);
+    if (fenced) listens.add(FENCE_CHANNEL);
+    return { ...c, listens };
+  }
+
+  /**
+   * The listening connection LISTENs the lease's new channels now; what was notified before it
+   * did may still be on its way on the lease. A notification of pgflip's own, committed now on
+   * the lease, comes after all of those (a backend delivers in commit order): once it arrives
+   * the lease has delivered everything only it heard, and can go back.
+   */
+  private fenceLease(): void {
+    const pl = this.pooled!;
+    pl.needFence = false;
+    pl.fencedThisLease = true;
+    const token = randomBytes(8).toString('hex');
+    const timer = setTimeout(() => {
+      if (pl.fence?.token !== token) return;
+      this.log.warn('LISTEN: the lease did not deliver its marker notification in time; giving it back');
+      pl.fence = null;
+      this.maybeGiveBack();
+    }, FENCE_TIMEOUT_MS);
+    pl.fence = { token, timer };
+    const ch = escapeIdentifier(FENCE_CHANNEL);
+    this.backend!.write(pl.relay.ownQuery(`LISTEN ${ch}; NOTIFY ${ch}, ${escapeLiteral(token)}`));
   }
 
   // ---- LISTEN in transaction mode (pool/listeners.ts) ----
@@ -697,39 +745,67 @@ export class Session {
       pl.subscribing++;
       this.ctx.listeners.subscribe(this.subscriber, pl.listenSide, this.database, ch)
         .catch((err: Error) => this.log.warn({ channel: ch, err: err.message }, 'shared LISTEN failed: notifications on this channel do not reach the session'))
-        .finally(() => { pl.subscribing--; this.maybeGiveBack(); });
+        .finally(() => {
+          pl.subscribing--;
+          if (pl.subscribing === 0 && pl.lease && pl.leaseListens.size) pl.needFence = true;
+          this.maybeGiveBack();
+        });
     }
   }
 
-  /** A NotificationResponse on the leased connection: the client's (passed on in place) when it LISTENed there during this lease. */
-  private leaseNotification(msg: Buffer): boolean {
+  /**
+   * A NotificationResponse on the leased connection: the client's when it LISTENed there during
+   * this lease. The server sends it between transactions, so what is queued goes first (commit order).
+   */
+  private leaseNotification(msg: Buffer): Buffer | null {
     const pl = this.pooled!;
     const ch = notificationChannel(msg);
-    if (!pl.leaseListens.has(ch) && !this.state!.listenPending(ch)) return false;
+    if (ch === FENCE_CHANNEL) {
+      const f = pl.fence;
+      if (f && msg.includes(f.token)) { clearTimeout(f.timer); pl.fence = null; }
+      return null;
+    }
+    if (!pl.leaseListens.has(ch) && !this.state!.listenPending(ch)) return null;
+    // both connections hear notifications in commit order: a match drops it and those only the other heard before it
+    const i = pl.viaShared.findIndex((m) => m.equals(msg));
+    if (i >= 0) {
+      pl.viaShared.splice(0, i + 1);
+      // its shared copy, if still queued, goes now with what was queued before it
+      const j = pl.queued.findIndex((m) => m.equals(msg));
+      return j < 0 ? null : this.takeNotifications(j + 1);
+    }
     pl.viaLease.push(Buffer.from(msg));
     if (pl.viaLease.length > VIA_LEASE_MAX) pl.viaLease.shift();
-    return true;
+    const before = this.takeNotifications();
+    return before ? Buffer.concat([before, msg]) : msg;
   }
 
   /** A notification from the shared listening connection: to the client between transactions, unless the lease brought it already. */
   private sharedNotification(msg: Buffer, channel: string): void {
     const pl = this.pooled;
     if (!pl || this.closed) return;
-    // both connections hear notifications in commit order: a match drops it and those only the lease heard before it
     const i = pl.viaLease.findIndex((m) => m.equals(msg));
     if (i >= 0) { pl.viaLease.splice(0, i + 1); return; }
     if (!this.state!.carried.listens.has(channel)) return;
     pl.queued.push(msg);
-    if (!pl.lease && !pl.leasing) this.flushNotifications();
+    if (pl.lease && pl.leaseListens.has(channel)) { pl.viaShared.push(msg); if (pl.viaShared.length > VIA_LEASE_MAX) pl.viaShared.shift(); }
+    // between transactions at once; a pinned session idle on its lease too (maybeGiveBack flushes when idle)
+    if (!pl.lease && !pl.leasing) this.flushNotifications(); else this.maybeGiveBack();
   }
 
   private flushNotifications(): void {
+    if (!this.sw!.atBoundary) return;
+    const out = this.takeNotifications();
+    if (out) this.sendToClient(out);
+  }
+
+  /** the notifications queued for the client, in order (UNLISTEN since: PostgreSQL does not deliver what was queued for the channel either) */
+  private takeNotifications(upTo?: number): Buffer | null {
     const pl = this.pooled!;
-    if (!pl.queued.length || !this.sw!.atBoundary) return;
-    // UNLISTEN since: PostgreSQL does not deliver what was queued for the channel either
+    if (!pl.queued.length) return null;
     const listens = this.state!.carried.listens;
-    const out = pl.queued.splice(0).filter((m) => listens.has(notificationChannel(m)));
-    if (out.length) this.sendToClient(out.length === 1 ? out[0] : Buffer.concat(out));
+    const out = pl.queued.splice(0, upTo ?? pl.queued.length).filter((m) => listens.has(notificationChannel(m)));
+    return out.length === 0 ? null : out.length === 1 ? out[0] : Buffer.concat(out);
   }
 
   private unsubscribeAll(): void {
@@ -962,8 +1038,7 @@ export class Session {
 
   /** Start reading from a (new) backend; returns bytes it had already buffered. */
   private readBackend(b: net.Socket): Buffer | undefined {
-    // a pooled connection moves between sessions
-    const held = this.pooled ? undefined : readInto(b, this.readBuffer(), this.onBackendRead);
+    const held = readInto(b, this.readBuffer(), this.onBackendRead);
     this.backendReadsInto = held !== undefined;
     if (!this.backendReadsInto) b.on('data', this.onBackendData);
     return held;

@@ -345,11 +345,17 @@ describe('session state per client', () => {
     try {
       const a = await track(new Client({ connectionString: p.url() }));
       const b = await track(new Client({ connectionString: p.url() }));
+      await a.query('LISTEN pinned_jobs');
       await a.query('CREATE TEMP TABLE scratch (id int)');
       await a.query('INSERT INTO scratch VALUES (1)');
       expect(active()).toBe(1);
       await b.query('SELECT 1');
       expect((await a.query('SELECT count(*)::int AS n FROM scratch')).rows[0].n).toBe(1);
+      // idle on its pinned connection, it hears at once what the shared listening connection hears, as from PostgreSQL
+      const heard = new Promise<string>((resolve) => a.once('notification', (n) => resolve(`${n.channel}:${n.payload}`)));
+      await pair.blue.query("NOTIFY pinned_jobs, 'while pinned'");
+      expect(await heard).toBe('pinned_jobs:while pinned');
+      await a.query('UNLISTEN *');
       await a.query('DROP TABLE scratch');
       // as in session mode, the temporary schema stays the session's until DISCARD TEMP
       expect(active()).toBe(1);
@@ -380,6 +386,8 @@ describe('LISTEN through the shared listening connection', () => {
     await notifier.query("NOTIFY other, 'two'");
     // a session hears its own notifications
     await a.query("NOTIFY jobs, 'from a'");
+    // (each step waits for the notifications before it to arrive: through pgflip they take one hop more)
+    await sleep(100);
     // inside a transaction block nothing is delivered until it ends
     await b.query('BEGIN');
     await notifier.query("NOTIFY jobs, 'during b''s transaction'");
@@ -392,6 +400,7 @@ describe('LISTEN through the shared listening connection', () => {
     await c.query('LISTEN jobs');
     await c.query("NOTIFY jobs, 'c joins'");
     await c.query('COMMIT');
+    await sleep(100);
     await a.query('UNLISTEN jobs');
     await notifier.query("NOTIFY jobs, 'after a left'");
     await sleep(300);

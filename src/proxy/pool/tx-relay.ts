@@ -23,6 +23,7 @@
  * assumed to do.
  */
 import { errorResponse, readyForQuery } from '../protocol/serializer';
+import { serialize } from 'pg-protocol';
 import { MessageCode as M, TargetKind } from '../protocol/codes';
 import type { PooledBackend } from './server-pool';
 import type { TxStatus } from '../session-state';
@@ -243,8 +244,10 @@ export interface TxRelayHost {
   /** the client's unnamed statement as the tracker last saw it confirmed (its Parse), if any */
   unnamed(): Buffer | null;
   txStatus(): TxStatus;
-  /** a NotificationResponse from the connection: true to pass it on to the client */
-  notification(msg: Buffer): boolean;
+  /** a NotificationResponse from the connection: what the client gets in its place (it, after notifications queued before it), or null */
+  notification(msg: Buffer): Buffer | null;
+  /** the client is about to be told ReadyForQuery `I`: notifications to send it first, as PostgreSQL does */
+  beforeIdle(): Buffer | null;
 }
 
 export class TxRelay {
@@ -263,7 +266,7 @@ export class TxRelay {
 
   constructor(private readonly host: TxRelayHost, private readonly owner: object) {
     this.cs = new Splitter(clientWhole, (t) => this.clientStart(t), (m, c, s) => this.clientWhole(m, c, s), this.toServer);
-    this.ss = new Splitter((t) => t === M.ErrorResponse || t === M.NotificationResponse, (t) => this.serverStart(t), (m, c, s) => this.serverWhole(m, c, s), this.toClient);
+    this.ss = new Splitter((t) => t === M.ErrorResponse || t === M.NotificationResponse || t === M.ReadyForQuery, (t) => this.serverStart(t), (m, c, s) => this.serverWhole(m, c, s), this.toClient);
   }
 
   /** nothing in flight and both streams at a message boundary: the connection may go back */
@@ -346,6 +349,12 @@ export class TxRelay {
 
   /** after fromServer: what pgflip sends the server of its own (a batch run again after 0A000) */
   takeForServer(): Buffer | null { return this.toServer.take(); }
+
+  /** A simple query of pgflip's own, between the client's messages (quiet): its answers are not the client's, its notifications are. */
+  ownQuery(sql: string): Buffer {
+    this.queue.push({ k: 'query', own: true });
+    return serializeQuery(sql);
+  }
 
   // ---- client → server -------------------------------------------------
 
@@ -530,6 +539,8 @@ export class TxRelay {
     this.settle();
     const q = this.queue;
     const head = q[0];
+    // the answers to pgflip's own query, up to its ReadyForQuery
+    if (head?.own && head.k === 'query') return false;
     switch (type) {
       case M.ParseComplete: case M.BindComplete: case M.CloseComplete: {
         if (!head || head.synth) return true;
@@ -540,23 +551,36 @@ export class TxRelay {
       case M.NoData: if (head?.k === 'describe') q.shift(); return true;
       case M.RowDescription: if (head?.k === 'describe') q.shift(); return true;
       case M.CommandComplete: case M.EmptyQueryResponse: case M.PortalSuspended: if (head?.k === 'execute') q.shift(); return true;
-      case M.ReadyForQuery:
-        while (q.length) { const e = q.shift()!; if (e.k === 'sync' || e.k === 'query') return !e.own; this.undo(e); }
-        return true;
       default: return true;
     }
   }
 
   private serverWhole(msg: Buffer, chunk: Buffer, start: number): void {
     this.settle();
-    const pass = msg[0] === M.NotificationResponse ? this.host.notification(msg) : this.serverError(msg);
+    if (msg[0] === M.NotificationResponse) {
+      const out = this.host.notification(msg);
+      if (out) this.toClient.push(out);
+      return;
+    }
+    const pass = msg[0] === M.ReadyForQuery ? this.readyForQuery(msg) : this.serverError(msg);
     if (pass) this.toClient.add(chunk, start, start + msg.length);
+  }
+
+  /** ReadyForQuery ends what it answers (skipped messages undone); false for pgflip's own */
+  private readyForQuery(msg: Buffer): boolean {
+    const q = this.queue;
+    let own = false;
+    while (q.length) { const e = q.shift()!; if (e.k === 'sync' || e.k === 'query') { own = e.own === true; break; } this.undo(e); }
+    if (own) return false;
+    if (msg[5] === 0x49 /* I */) { const first = this.host.beforeIdle(); if (first) this.toClient.push(first); }
+    return true;
   }
 
   /** an ErrorResponse: false when the client is not to see it */
   private serverError(msg: Buffer): boolean {
     const q = this.queue;
     const head = q[0];
+    if (head?.own && head.k === 'query') return false;
     if (!head || head.k === 'sync' || head.k === 'query') return true;
     q.shift();
     this.failed(head);
@@ -613,6 +637,8 @@ export class TxRelay {
     }
   }
 }
+
+const serializeQuery = (sql: string): Buffer => serialize.query(sql);
 
 function commandComplete(tag: string): Buffer {
   const t = Buffer.from(`${tag}\0`, 'latin1');
