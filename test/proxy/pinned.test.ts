@@ -46,7 +46,10 @@ test('pinned sessions are counted by reason and logged once with why; unpinned a
     await wait('temporary table', 1);
     await wait('session advisory lock', 1);
     expect(await metric('WITH HOLD cursor')).toBe(0);
-    const lines = proxy.logs().split('\n').filter((l) => l.includes('session pinned to its backend'));
+    // the log line is written the same second as the count, but reaches the captured output a moment later
+    const pinnedLines = () => proxy.logs().split('\n').filter((l) => l.includes('session pinned to its backend'));
+    for (let i = 0; i < 40 && pinnedLines().length < 2; i++) await new Promise((r) => setTimeout(r, 100));
+    const lines = pinnedLines();
     expect(lines).toHaveLength(2);
     expect(lines.join('\n')).toMatch(/\(temporary table\): a flip ends it \(57P01\)/);
     expect(lines.join('\n')).toMatch(/\(session advisory lock\)/);
