@@ -59,10 +59,11 @@ function hasSqlState(c: Carried): boolean {
   return false;
 }
 
-/** a pooled connection carrying `conn` is ready for a client carrying `client` without a replay (no allocation in the common case) */
-export function sqlStateMatches(conn: Carried, client: Carried): boolean {
-  if (conn === NO_SQL_STATE && !hasSqlState(client)) return true;
-  return isEmptyPlan(replayPlan(conn, sqlCarried(client)));
+/** what a pooled connection carrying `conn` needs before a transaction of a client carrying `client`: null for nothing (no allocation in the common case) */
+export function pooledReplay(conn: Carried, client: Carried): ReplayPlan | null {
+  if (conn === NO_SQL_STATE && !hasSqlState(client)) return null;
+  const plan = replayPlan(conn, sqlCarried(client));
+  return isEmptyPlan(plan) ? null : plan;
 }
 
 /** What turns a backend carrying `from` into one carrying `to`, in the order it must be sent. */
@@ -83,7 +84,7 @@ export const setConfigSql = (name: string, value: string): string =>
   `SELECT pg_catalog.set_config(${escapeLiteral(name)}, ${escapeLiteral(value)}, false)`;
 
 const PRIVILEGE = ['session_authorization', 'role'];
-const closeStatement = (name: string): Buffer => serialize.close({ type: 'S', name });
+export const closeStatement = (name: string): Buffer => serialize.close({ type: 'S', name });
 
 /**
  * The difference between two carried states as statements. From a fresh

@@ -33,7 +33,7 @@ import { exchange } from './exchange';
 import { serialize } from 'pg-protocol';
 import { escapeIdentifier, escapeLiteral } from 'pg';
 import { poolSettings } from '../config';
-import { Carried, replayPlan, sqlCarried, sqlStateMatches } from './carried';
+import { Carried, pooledReplay, sqlCarried } from './carried';
 import { runReplay } from './replay';
 import { Pool, PooledBackend, PoolTimeout } from './pool/server-pool';
 import { notificationChannel } from './pool/listeners';
@@ -551,7 +551,7 @@ export class Session {
   private leaseNow(): PooledBackend | null {
     const b = this.ctx.pools.leaseNow(this.poolNow());
     if (!b) return null;
-    if (!sqlStateMatches(b.carried, this.state!.carried)) { this.ctx.pools.giveBack(b); return null; }
+    if (pooledReplay(b.carried, this.state!.carried)) { this.ctx.pools.giveBack(b); return null; }
     this.leased(b);
     return b;
   }
@@ -560,8 +560,8 @@ export class Session {
   private async leaseBackend(): Promise<PooledBackend> {
     const st = this.state!;
     const b = await this.ctx.pools.lease(this.poolNow());
-    if (!sqlStateMatches(b.carried, st.carried)) {
-      const plan = replayPlan(b.carried, sqlCarried(st.carried));
+    const plan = pooledReplay(b.carried, st.carried);
+    if (plan) {
       b.replaying = true;
       try {
         await runReplay(b.conn, plan, this.ctx.cfg.proxy.connectTimeoutMs);

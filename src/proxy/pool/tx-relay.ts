@@ -22,8 +22,9 @@
  * the rest up to Sync: so does the queue, undoing what those messages were
  * assumed to do.
  */
-import { errorResponse, readyForQuery } from '../protocol/serializer';
+import { commandComplete, errorResponse, readyForQuery } from '../protocol/serializer';
 import { serialize } from 'pg-protocol';
+import { closeStatement } from '../carried';
 import { MessageCode as M, TargetKind } from '../protocol/codes';
 import type { PooledBackend } from './server-pool';
 import type { TxStatus } from '../session-state';
@@ -60,17 +61,6 @@ function intern(msg: Buffer, bodyAt: number): Statement {
   st = { name: name.toString('latin1', 0, name.length - 1), parse, epoch: 0 };
   interned.set(key, st);
   return st;
-}
-
-function closeStatement(name: string): Buffer {
-  const n = Buffer.from(name, 'utf8');
-  const b = Buffer.allocUnsafe(7 + n.length);
-  b[0] = M.Close;
-  b.writeInt32BE(b.length - 1, 1);
-  b[5] = TargetKind.Statement;
-  n.copy(b, 6);
-  b[b.length - 1] = 0;
-  return b;
 }
 
 /** `msg` (Bind or Describe) with the statement name between `from` and `to` replaced */
@@ -353,7 +343,7 @@ export class TxRelay {
   /** A simple query of pgflip's own, between the client's messages (quiet): its answers are not the client's, its notifications are. */
   ownQuery(sql: string): Buffer {
     this.queue.push({ k: 'query', own: true });
-    return serializeQuery(sql);
+    return serialize.query(sql);
   }
 
   // ---- client → server -------------------------------------------------
@@ -638,13 +628,4 @@ export class TxRelay {
   }
 }
 
-const serializeQuery = (sql: string): Buffer => serialize.query(sql);
 
-function commandComplete(tag: string): Buffer {
-  const t = Buffer.from(`${tag}\0`, 'latin1');
-  const b = Buffer.allocUnsafe(5 + t.length);
-  b[0] = M.CommandComplete;
-  b.writeInt32BE(4 + t.length, 1);
-  t.copy(b, 5);
-  return b;
-}

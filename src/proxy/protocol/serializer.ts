@@ -47,6 +47,8 @@ export const backendKeyData = (pid: number, secret: number): Buffer =>
 
 export const readyForQuery = (status: 'I' | 'T' | 'E'): Buffer => message(MessageCode.ReadyForQuery, Buffer.from(status));
 
+export const commandComplete = (tag: string): Buffer => message(MessageCode.CommandComplete, cstr(tag));
+
 /** Sent when a client asks for a newer minor version or unknown `_pq_.` options (as PostgreSQL does). */
 export function negotiateProtocolVersion(newestMinor: number, unsupported: string[]): Buffer {
   return message(MessageCode.NegotiateProtocolVersion, Buffer.concat([int32(newestMinor), int32(unsupported.length), ...unsupported.map(cstr)]));
